@@ -1,0 +1,172 @@
+// Qwen3-Next config.json -> one normalised, validated config with every derived size.
+// Accepts both forms found in the wild (REFERENCE.md §0):
+//   - the released checkpoint's flat `rope_theta` + `partial_rotary_factor`, and transformers 5.x's `rope_parameters`;
+//   - an explicit `layer_types` list, or `full_attention_interval` (layer i is full attention iff (i+1) % n == 0).
+import { ConfigError } from './errors.ts';
+
+export type LayerType = 'linear_attention' | 'full_attention';
+
+export interface Qwen3NextConfig {
+  vocabSize: number; // V
+  hiddenSize: number; // H
+  numLayers: number; // L
+  layerTypes: LayerType[]; // [L]
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  maxPositionEmbeddings: number;
+  // gated attention
+  numAttentionHeads: number; // Hq
+  numKeyValueHeads: number; // Hkv
+  headDim: number; // D
+  rotaryDim: number; // R = int(D * partial_rotary_factor)
+  ropeTheta: number;
+  // Gated DeltaNet
+  linearNumKeyHeads: number; // Hk
+  linearNumValueHeads: number; // Hv
+  linearKeyHeadDim: number; // dk
+  linearValueHeadDim: number; // dv
+  convKernel: number; // K
+  // MoE
+  numExperts: number; // E
+  numExpertsPerTok: number; // k
+  moeIntermediateSize: number; // I
+  sharedExpertIntermediateSize: number; // Is
+  normTopkProb: boolean;
+  // derived
+  keyDim: number; // Hk*dk
+  valueDim: number; // Hv*dv
+  convDim: number; // 2*keyDim + valueDim
+  vPerK: number; // r = Hv/Hk
+  eosTokenIds: number[];
+}
+
+type Json = Record<string, unknown>;
+
+function num(c: Json, key: string, fallback?: number): number {
+  const v = c[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw new ConfigError(`config.json: missing "${key}". Use the config.json that ships with the checkpoint.`, 'config.json');
+  }
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new ConfigError(`config.json: "${key}" must be a finite number, got ${JSON.stringify(v)}.`, 'config.json');
+  }
+  return v;
+}
+
+function posInt(c: Json, key: string, fallback?: number): number {
+  const v = num(c, key, fallback);
+  if (!Number.isInteger(v) || v <= 0 || v > 1 << 24) {
+    throw new ConfigError(`config.json: "${key}" must be a positive integer (at most 2^24), got ${v}.`, 'config.json');
+  }
+  return v;
+}
+
+export function parseConfig(raw: unknown): Qwen3NextConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError('config.json must hold a JSON object.', 'config.json');
+  }
+  const c = raw as Json;
+  if (c.model_type !== undefined && c.model_type !== 'qwen3_next') {
+    throw new ConfigError(
+      `config.json: model_type is "${String(c.model_type)}", this runtime runs "qwen3_next" checkpoints only.`,
+      'config.json',
+    );
+  }
+  const numLayers = posInt(c, 'num_hidden_layers');
+
+  let layerTypes: LayerType[];
+  if (Array.isArray(c.layer_types)) {
+    if (c.layer_types.length !== numLayers) {
+      throw new ConfigError(
+        `config.json: layer_types has ${c.layer_types.length} entries but num_hidden_layers is ${numLayers}.`,
+        'config.json',
+      );
+    }
+    layerTypes = c.layer_types.map((t, i) => {
+      if (t !== 'linear_attention' && t !== 'full_attention') {
+        throw new ConfigError(`config.json: layer_types[${i}] = ${JSON.stringify(t)}; expected "linear_attention" or "full_attention".`, 'config.json');
+      }
+      return t;
+    });
+  } else {
+    const interval = posInt(c, 'full_attention_interval', 4);
+    layerTypes = Array.from({ length: numLayers }, (_, i) => ((i + 1) % interval === 0 ? 'full_attention' : 'linear_attention'));
+  }
+
+  const mlpOnly = c.mlp_only_layers;
+  if (Array.isArray(mlpOnly) && mlpOnly.length > 0) {
+    throw new ConfigError('config.json: mlp_only_layers (dense MLP layers) is not supported; every released Qwen3-Next layer is MoE.', 'config.json');
+  }
+  const sparseStep = num(c, 'decoder_sparse_step', 1);
+  if (sparseStep !== 1) {
+    throw new ConfigError(`config.json: decoder_sparse_step = ${sparseStep} is not supported (only 1: every layer MoE).`, 'config.json');
+  }
+
+  // rope: transformers 5.x nests it in rope_parameters; the released checkpoint has flat keys.
+  const rope = (typeof c.rope_parameters === 'object' && c.rope_parameters !== null ? c.rope_parameters : {}) as Json;
+  const ropeType = rope.rope_type ?? (c.rope_scaling as Json | null | undefined)?.rope_type ?? 'default';
+  if (ropeType !== 'default') {
+    throw new ConfigError(`config.json: rope type "${String(ropeType)}" is not supported (only "default").`, 'config.json');
+  }
+  const ropeTheta = rope.rope_theta !== undefined ? num(rope, 'rope_theta') : num(c, 'rope_theta', 10000);
+  const partial = rope.partial_rotary_factor !== undefined ? num(rope, 'partial_rotary_factor') : num(c, 'partial_rotary_factor', 0.25);
+
+  const hiddenSize = posInt(c, 'hidden_size');
+  const numAttentionHeads = posInt(c, 'num_attention_heads');
+  const numKeyValueHeads = posInt(c, 'num_key_value_heads');
+  const headDim = posInt(c, 'head_dim', hiddenSize / numAttentionHeads);
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim % 2 !== 0 || rotaryDim > headDim) {
+    throw new ConfigError(`config.json: rotary dims int(head_dim * partial_rotary_factor) = ${rotaryDim} must be even and <= head_dim.`, 'config.json');
+  }
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    throw new ConfigError(`config.json: num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads}).`, 'config.json');
+  }
+  const linearNumKeyHeads = posInt(c, 'linear_num_key_heads');
+  const linearNumValueHeads = posInt(c, 'linear_num_value_heads');
+  if (linearNumValueHeads % linearNumKeyHeads !== 0) {
+    throw new ConfigError(`config.json: linear_num_value_heads (${linearNumValueHeads}) must be a multiple of linear_num_key_heads (${linearNumKeyHeads}).`, 'config.json');
+  }
+  const linearKeyHeadDim = posInt(c, 'linear_key_head_dim');
+  const linearValueHeadDim = posInt(c, 'linear_value_head_dim');
+  const numExperts = posInt(c, 'num_experts');
+  const numExpertsPerTok = posInt(c, 'num_experts_per_tok');
+  if (numExpertsPerTok > numExperts) {
+    throw new ConfigError(`config.json: num_experts_per_tok (${numExpertsPerTok}) exceeds num_experts (${numExperts}).`, 'config.json');
+  }
+  const eos = c.eos_token_id;
+  const eosTokenIds = Array.isArray(eos) ? eos.filter((x): x is number => typeof x === 'number') : typeof eos === 'number' ? [eos] : [];
+
+  const keyDim = linearNumKeyHeads * linearKeyHeadDim;
+  const valueDim = linearNumValueHeads * linearValueHeadDim;
+  return {
+    vocabSize: posInt(c, 'vocab_size'),
+    hiddenSize,
+    numLayers,
+    layerTypes,
+    rmsNormEps: num(c, 'rms_norm_eps', 1e-6),
+    tieWordEmbeddings: c.tie_word_embeddings === true,
+    maxPositionEmbeddings: posInt(c, 'max_position_embeddings', 262144),
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    rotaryDim,
+    ropeTheta,
+    linearNumKeyHeads,
+    linearNumValueHeads,
+    linearKeyHeadDim,
+    linearValueHeadDim,
+    convKernel: posInt(c, 'linear_conv_kernel_dim', 4),
+    numExperts,
+    numExpertsPerTok,
+    moeIntermediateSize: posInt(c, 'moe_intermediate_size'),
+    sharedExpertIntermediateSize: posInt(c, 'shared_expert_intermediate_size'),
+    normTopkProb: c.norm_topk_prob !== false,
+    keyDim,
+    valueDim,
+    convDim: 2 * keyDim + valueDim,
+    vPerK: linearNumValueHeads / linearNumKeyHeads,
+    eosTokenIds,
+  };
+}

@@ -1,0 +1,47 @@
+// Typed errors. Each message says what went wrong *and what to do about it*; each class keeps its
+// `name` so it survives structured cloning across the worker boundary (comlink transfers name/message/stack).
+
+export class Qwen3NextError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The browser or Node process has no usable WebGPU adapter. */
+export class WebGPUNotAvailableError extends Qwen3NextError {}
+
+/** A checkpoint or packed model could not be read: bad header, unknown dtype, missing tensor, wrong shape. */
+export class ModelLoadError extends Qwen3NextError {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly tensor?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** config.json is missing a field we need, or holds a value we cannot run. */
+export class ConfigError extends ModelLoadError {}
+
+/** Browser storage has too little room for the model. */
+export class QuotaExceededError extends Qwen3NextError {
+  constructor(message: string, readonly neededBytes: number, readonly availableBytes: number) {
+    super(message);
+  }
+}
+
+/** The prompt plus max_tokens does not fit the model's context window. */
+export class ContextLengthError extends Qwen3NextError {
+  constructor(message: string, readonly promptTokens: number, readonly limit: number) {
+    super(message);
+  }
+}
+
+/** The GPU device was lost (driver reset, tab backgrounded too long, device.destroy()). */
+export class DeviceLostError extends Qwen3NextError {}
+
+/** A WebGPU validation or out-of-memory error surfaced from a kernel: a bug in this runtime, not the user's input. */
+export class GPUValidationError extends Qwen3NextError {}

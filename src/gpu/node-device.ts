@@ -1,0 +1,53 @@
+// WebGPU in Node through Dawn (the `webgpu` package). On a machine without a GPU it runs on SwiftShader,
+// the software Vulkan driver shipped in Debian's chromium package; on a GPU machine the real driver is used.
+import { existsSync } from 'node:fs';
+import { WebGPUNotAvailableError } from '../errors.ts';
+
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+let gpu: GPU | undefined;
+
+/** The process-wide `navigator.gpu` equivalent. Sets the SwiftShader ICD when no Vulkan driver is configured. */
+export async function nodeGPU(): Promise<GPU> {
+  if (gpu) return gpu;
+  if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD)) {
+    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  }
+  let mod: typeof import('webgpu');
+  try {
+    mod = await import('webgpu');
+  } catch (e) {
+    throw new WebGPUNotAvailableError(`The 'webgpu' package (Dawn for Node) failed to load: ${(e as Error).message}. Run the set-up command in the README.`, { cause: e });
+  }
+  Object.assign(globalThis, mod.globals);
+  gpu = mod.create([]);
+  return gpu;
+}
+
+/** A device with the adapter's maximum limits and every feature we can use. */
+export async function requestNodeDevice(): Promise<GPUDevice> {
+  const g = await nodeGPU();
+  const adapter = await g.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    throw new WebGPUNotAvailableError(
+      'No WebGPU adapter. On Linux without a GPU install the software driver (apt-get install chromium libvulkan1: the README set-up command does this); on a GPU machine check the Vulkan driver (vulkaninfo).',
+    );
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const key of [
+    'maxStorageBufferBindingSize',
+    'maxBufferSize',
+    'maxComputeWorkgroupStorageSize',
+    'maxComputeInvocationsPerWorkgroup',
+    'maxComputeWorkgroupSizeX',
+    'maxComputeWorkgroupSizeY',
+    'maxComputeWorkgroupSizeZ',
+    'maxStorageBuffersPerShaderStage',
+    'maxComputeWorkgroupsPerDimension',
+  ] as const) {
+    requiredLimits[key] = adapter.limits[key];
+  }
+  const wanted: GPUFeatureName[] = ['subgroups', 'timestamp-query', 'shader-f16'];
+  const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
+  return adapter.requestDevice({ requiredLimits, requiredFeatures });
+}
