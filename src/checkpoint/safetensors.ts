@@ -2,6 +2,7 @@
 // The header is validated completely before any tensor is read: every error names the file and tensor.
 import { ModelLoadError } from '../errors.ts';
 import type { ByteSource } from './source.ts';
+import { f16BitsToF32 } from '../quant/formats.ts';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'I8' | 'U8' | 'U32';
 const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8, I8: 1, U8: 1, U32: 4 };
@@ -87,19 +88,10 @@ export function toFloat32(dtype: DType, bytes: Uint8Array): Float32Array {
     case 'F16': {
       const src = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
       const out = new Float32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]);
+      for (let i = 0; i < src.length; i++) out[i] = f16BitsToF32(src[i]);
       return out;
     }
     default:
       throw new TypeError(`toFloat32: ${dtype} is not a float dtype`);
   }
-}
-
-export function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }

@@ -3,6 +3,7 @@
 // on any uncaptured error, so a kernel that silently does nothing cannot pass.
 import { afterAll } from 'vitest';
 import { requestNodeDevice } from '../../src/gpu/node-device.ts';
+import { STORAGE } from '../../src/gpu/context.ts';
 
 let devicePromise: Promise<GPUDevice> | undefined;
 const uncaptured: string[] = [];
@@ -40,20 +41,9 @@ afterAll(async () => {
 });
 
 /** A buffer filled with NaN so a kernel that skips an element is caught. */
-export function poisoned(device: GPUDevice, byteLength: number, usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST): GPUBuffer {
+export function poisoned(device: GPUDevice, byteLength: number, usage = STORAGE): GPUBuffer {
   const buf = device.createBuffer({ size: Math.max(4, Math.ceil(byteLength / 4) * 4), usage, mappedAtCreation: true });
   new Uint32Array(buf.getMappedRange()).fill(0x7fc00000);
   buf.unmap();
   return buf;
-}
-
-export async function readF32(device: GPUDevice, buf: GPUBuffer, byteLength = buf.size, offset = 0): Promise<Float32Array> {
-  const staging = device.createBuffer({ size: byteLength, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-  const enc = device.createCommandEncoder();
-  enc.copyBufferToBuffer(buf, offset, staging, 0, byteLength);
-  device.queue.submit([enc.finish()]);
-  await staging.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(staging.getMappedRange().slice(0));
-  staging.destroy();
-  return out;
 }

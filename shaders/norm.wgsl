@@ -1,0 +1,37 @@
+// RMSNorm family. One workgroup per row; the row's sum of squares is reduced in workgroup memory.
+#include "common.wgsl"
+
+override D: u32;            // row width
+override WG: u32 = 64u;     // threads per row (power of two)
+override EPS: f32 = 1e-6;
+
+struct Params { rows: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // (rows, D)
+@group(0) @binding(2) var<storage, read> w: array<f32>;        // (D)
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;  // (rows, D)
+
+var<workgroup> partial: array<f32, WG>;
+
+fn row_inv_rms(base: u32, lid: u32) -> f32 {
+  var ss = 0.0;
+  for (var i = lid; i < D; i += WG) { let v = x[base + i]; ss += v * v; }
+  partial[lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  return inverseSqrt(partial[0] / f32(D) + EPS);
+}
+
+// Zero-centred ("1 + w") RMSNorm: input/post-attention/final norms, q_norm, k_norm.
+@compute @workgroup_size(WG)
+fn rms_norm_zc(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x + wg.y * 65535u;
+  if (row >= p.rows) { return; }   // uniform per workgroup: barriers stay in uniform control flow
+  let base = row * D;
+  let inv = row_inv_rms(base, l.x);
+  for (var i = l.x; i < D; i += WG) { y[base + i] = x[base + i] * inv * (1.0 + w[i]); }
+}

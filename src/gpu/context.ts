@@ -1,0 +1,119 @@
+// The small WebGPU layer everything else stands on: pipelines cached by (shader, entry, constants),
+// buffer helpers, and a flat op list encoded into one compute pass per submit (web-rwkv's shape).
+import { shaderSource } from './shaders.ts';
+
+export type Constants = Record<string, number>;
+
+/** One compute dispatch: a cached pipeline, its bind group, and the workgroup grid. */
+export interface Op {
+  label: string;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number?, number?];
+}
+
+/** A binding: a whole buffer, or a range of one. */
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+// GPUBufferUsage / GPUMapMode values, spelled out so this module loads before Dawn's globals exist in Node.
+export const Usage = { MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, INDIRECT: 0x100 } as const;
+const MAP_READ_MODE = 0x1;
+export const STORAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
+
+export class GpuContext {
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+
+  constructor(readonly device: GPUDevice) {}
+
+  module(shader: string): GPUShaderModule {
+    let m = this.modules.get(shader);
+    if (!m) {
+      m = this.device.createShaderModule({ label: shader, code: shaderSource(shader) });
+      this.modules.set(shader, m);
+    }
+    return m;
+  }
+
+  /** The pipeline for (shader file, entry point, override constants), created once. */
+  pipeline(shader: string, entryPoint: string, constants: Constants = {}): GPUComputePipeline {
+    const key = `${shader}|${entryPoint}|${Object.entries(constants).sort().map(([k, v]) => `${k}=${v}`).join(',')}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = this.device.createComputePipeline({
+        label: key,
+        layout: 'auto',
+        compute: { module: this.module(shader), entryPoint, constants },
+      });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Bind group 0 with binding i = bindings[i]. */
+  bind(pipeline: GPUComputePipeline, bindings: Binding[], label?: string): GPUBindGroup {
+    return this.device.createBindGroup({
+      label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: bindings.map((b, binding) => ({ binding, resource: 'usage' in b ? { buffer: b } : { buffer: b.buffer, offset: b.offset, size: b.size } })),
+    });
+  }
+
+  /** Convenience: pipeline + bind group + grid as one Op. */
+  op(label: string, shader: string, entry: string, constants: Constants, bindings: Binding[], workgroups: [number, number?, number?]): Op {
+    const pipeline = this.pipeline(shader, entry, constants);
+    return { label, pipeline, bindGroup: this.bind(pipeline, bindings, label), workgroups };
+  }
+
+  buffer(byteLength: number, label: string, usage = STORAGE): GPUBuffer {
+    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(byteLength / 16) * 16), usage });
+  }
+
+  upload(data: ArrayBufferView, label: string, usage = STORAGE): GPUBuffer {
+    const buf = this.device.createBuffer({ label, size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    buf.unmap();
+    return buf;
+  }
+
+  /** A uniform buffer of u32/i32/f32 words (pass a Uint32Array view of the packed struct). */
+  uniform(words: Uint32Array | Int32Array | Float32Array, label = 'params'): GPUBuffer {
+    return this.upload(words, label, Usage.UNIFORM | Usage.COPY_DST);
+  }
+
+  /** Record ops into one compute pass. */
+  encode(encoder: GPUCommandEncoder, ops: Op[]): void {
+    const pass = encoder.beginComputePass();
+    for (const op of ops) {
+      pass.setPipeline(op.pipeline);
+      pass.setBindGroup(0, op.bindGroup);
+      pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1] ?? 1, op.workgroups[2] ?? 1);
+    }
+    pass.end();
+  }
+
+  /** Encode and submit ops in one pass, one submit. */
+  run(ops: Op[]): void {
+    const enc = this.device.createCommandEncoder();
+    this.encode(enc, ops);
+    this.device.queue.submit([enc.finish()]);
+  }
+
+  async read(buf: GPUBuffer, byteLength = buf.size, offset = 0): Promise<ArrayBuffer> {
+    const staging = this.device.createBuffer({ size: Math.ceil(byteLength / 4) * 4, usage: Usage.COPY_DST | Usage.MAP_READ });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, offset, staging, 0, Math.ceil(byteLength / 4) * 4);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(MAP_READ_MODE);
+    const out = staging.getMappedRange().slice(0, byteLength);
+    staging.destroy();
+    return out;
+  }
+
+  async readF32(buf: GPUBuffer, count?: number, offsetElems = 0): Promise<Float32Array> {
+    return new Float32Array(await this.read(buf, (count ?? buf.size / 4 - offsetElems) * 4, offsetElems * 4));
+  }
+}
+
+/** Workgroups needed to cover n items with groups of size g. */
+export const ceilDiv = (n: number, g: number) => Math.ceil(n / g);
