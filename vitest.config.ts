@@ -8,6 +8,7 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 300_000,
     hookTimeout: 300_000,
-    reporters: ['default'],
+    // The summary reporter ends the output with a plain 'Tests: N passed, N failed, N skipped' line for CI.
+    reporters: ['default', './scripts/vitest-summary.ts'],
   },
 });

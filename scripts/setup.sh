@@ -2,13 +2,15 @@
 # One command sets up a fresh Debian machine for development and tests:
 #   - chromium: its SwiftShader Vulkan driver runs WebGPU in Node (Dawn) and it is the browser for Playwright tests;
 #   - libvulkan1: the Vulkan loader Dawn opens;
+#   - fonts-dejavu-core: a font, so pages render text headless;
 #   - npm ci: the locked JavaScript dependencies (no browser download: we use Debian's chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PACKAGES=(chromium libvulkan1 fonts-dejavu-core)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-if ! dpkg -s chromium libvulkan1 >/dev/null 2>&1; then
+if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium libvulkan1 fonts-dejavu-core >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 fi
 npm ci --no-audit --no-fund

@@ -12,6 +12,15 @@ export interface Op {
   workgroups: [number, number?, number?];
 }
 
+/** A buffer-to-buffer copy between dispatches (it ends the compute pass, so keep them rare: taps, last-row picks). */
+export interface Copy {
+  label: string;
+  copy: { src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number };
+}
+
+/** An entry of an op list. */
+export type Step = Op | Copy;
+
 /** A binding: a whole buffer, or a range of one. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
@@ -81,19 +90,27 @@ export class GpuContext {
     return this.upload(words, label, Usage.UNIFORM | Usage.COPY_DST);
   }
 
-  /** Record ops into one compute pass. */
-  encode(encoder: GPUCommandEncoder, ops: Op[]): void {
-    const pass = encoder.beginComputePass();
-    for (const op of ops) {
-      pass.setPipeline(op.pipeline);
-      pass.setBindGroup(0, op.bindGroup);
-      pass.dispatchWorkgroups(op.workgroups[0], op.workgroups[1] ?? 1, op.workgroups[2] ?? 1);
+  /** Record an op list: consecutive dispatches share one compute pass; a copy ends the pass. */
+  encode(encoder: GPUCommandEncoder, steps: Step[]): void {
+    let pass: GPUComputePassEncoder | undefined;
+    for (const s of steps) {
+      if ('copy' in s) {
+        pass?.end();
+        pass = undefined;
+        const c = s.copy;
+        encoder.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+        continue;
+      }
+      pass ??= encoder.beginComputePass();
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1] ?? 1, s.workgroups[2] ?? 1);
     }
-    pass.end();
+    pass?.end();
   }
 
-  /** Encode and submit ops in one pass, one submit. */
-  run(ops: Op[]): void {
+  /** Encode and submit an op list with one submit. */
+  run(ops: Step[]): void {
     const enc = this.device.createCommandEncoder();
     this.encode(enc, ops);
     this.device.queue.submit([enc.finish()]);

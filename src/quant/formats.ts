@@ -59,7 +59,7 @@ export function f16BitsToF32(h: number): number {
 const roundF16 = (v: number) => f16BitsToF32(f32ToF16Bits(v));
 
 /** Pack W (N, K) row-major f32 into `format`. */
-export function packWeight(w: Float32Array, N: number, K: number, format: WeightFormat): Uint32Array {
+export function packWeight(w: Float32Array, N: number, K: number, format: WeightFormat): Uint32Array<ArrayBuffer> {
   if (w.length !== N * K) throw new RangeError(`packWeight: ${w.length} values for a (${N}, ${K}) weight`);
   if (format === 'f32') return new Uint32Array(w.slice().buffer);
   if (format === 'f16') {
