@@ -1,0 +1,115 @@
+// Plain f32 weights of Qwen3NextForCausalLM, loaded from a Hugging Face checkpoint (any float dtype).
+// Names mirror HF's modules; matrices are PyTorch [out, in], row-major. `mtp.*` tensors are not read.
+// The only re-layout is the GDN input projection (src/model/layout.ts): one fused [q|k|v|z|b|a] matrix.
+import type { Checkpoint } from '../checkpoint/checkpoint.ts';
+import type { LayerType, Qwen3NextConfig } from '../config.ts';
+import { fusedGdnInProj } from '../model/layout.ts';
+
+export interface GatedDeltaNetWeights {
+  in_proj: Float32Array; // (2·keyDim + 2·valueDim + 2·Hv, H), rows [q_all | k_all | v_all | z | b | a]
+  conv1d: Float32Array; // (convDim, K): conv1d.weight [convDim, 1, K] without the middle axis
+  A_log: Float32Array; // (Hv)
+  dt_bias: Float32Array; // (Hv)
+  norm: Float32Array; // (dv), gated RMSNorm weight, plain w
+  out_proj: Float32Array; // (H, valueDim)
+}
+
+export interface AttentionWeights {
+  q_proj: Float32Array; // (Hq·2D, H): per head [query_h | gate_h]
+  k_proj: Float32Array; // (Hkv·D, H)
+  v_proj: Float32Array; // (Hkv·D, H)
+  o_proj: Float32Array; // (H, Hq·D)
+  q_norm: Float32Array; // (D), zero-centred
+  k_norm: Float32Array; // (D), zero-centred
+}
+
+export interface MlpWeights {
+  gate_proj: Float32Array; // (I, H)
+  up_proj: Float32Array; // (I, H)
+  down_proj: Float32Array; // (H, I)
+}
+
+export interface SparseMoeWeights {
+  gate: Float32Array; // (E, H) router
+  experts: MlpWeights[]; // [E], intermediate I = moe_intermediate_size
+  shared_expert: MlpWeights; // intermediate Is = shared_expert_intermediate_size
+  shared_expert_gate: Float32Array; // (1, H)
+}
+
+export interface DecoderLayerWeights {
+  type: LayerType;
+  input_layernorm: Float32Array; // (H), zero-centred
+  linear_attn?: GatedDeltaNetWeights; // iff type == 'linear_attention'
+  self_attn?: AttentionWeights; // iff type == 'full_attention'
+  post_attention_layernorm: Float32Array; // (H), zero-centred
+  mlp: SparseMoeWeights;
+}
+
+export interface Qwen3NextWeights {
+  config: Qwen3NextConfig;
+  embed_tokens: Float32Array; // (V, H)
+  layers: DecoderLayerWeights[]; // [L]
+  norm: Float32Array; // (H), zero-centred
+  lm_head: Float32Array; // (V, H); the embedding matrix when tie_word_embeddings
+}
+
+async function loadMlp(ckpt: Checkpoint, p: string, H: number, I: number): Promise<MlpWeights> {
+  return {
+    gate_proj: await ckpt.read(`${p}.gate_proj.weight`, [I, H]),
+    up_proj: await ckpt.read(`${p}.up_proj.weight`, [I, H]),
+    down_proj: await ckpt.read(`${p}.down_proj.weight`, [H, I]),
+  };
+}
+
+export async function loadWeights(ckpt: Checkpoint): Promise<Qwen3NextWeights> {
+  const c = ckpt.config;
+  const H = c.hiddenSize, V = c.vocabSize, D = c.headDim, Hv = c.linearNumValueHeads;
+  const qkvzDim = 2 * c.keyDim + 2 * c.valueDim;
+  const layers: DecoderLayerWeights[] = [];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    const type = c.layerTypes[i];
+    const layer: DecoderLayerWeights = {
+      type,
+      input_layernorm: await ckpt.read(`${p}.input_layernorm.weight`, [H]),
+      post_attention_layernorm: await ckpt.read(`${p}.post_attention_layernorm.weight`, [H]),
+      mlp: {
+        gate: await ckpt.read(`${p}.mlp.gate.weight`, [c.numExperts, H]),
+        experts: [],
+        shared_expert: await loadMlp(ckpt, `${p}.mlp.shared_expert`, H, c.sharedExpertIntermediateSize),
+        shared_expert_gate: await ckpt.read(`${p}.mlp.shared_expert_gate.weight`, [1, H]),
+      },
+    };
+    for (let e = 0; e < c.numExperts; e++) layer.mlp.experts.push(await loadMlp(ckpt, `${p}.mlp.experts.${e}`, H, c.moeIntermediateSize));
+    if (type === 'linear_attention') {
+      const a = `${p}.linear_attn`;
+      layer.linear_attn = {
+        in_proj: fusedGdnInProj(c, await ckpt.read(`${a}.in_proj_qkvz.weight`, [qkvzDim, H]), await ckpt.read(`${a}.in_proj_ba.weight`, [2 * Hv, H])),
+        conv1d: await ckpt.read(`${a}.conv1d.weight`, [c.convDim, 1, c.convKernel]),
+        A_log: await ckpt.read(`${a}.A_log`, [Hv]),
+        dt_bias: await ckpt.read(`${a}.dt_bias`, [Hv]),
+        norm: await ckpt.read(`${a}.norm.weight`, [c.linearValueHeadDim]),
+        out_proj: await ckpt.read(`${a}.out_proj.weight`, [H, c.valueDim]),
+      };
+    } else {
+      const a = `${p}.self_attn`;
+      layer.self_attn = {
+        q_proj: await ckpt.read(`${a}.q_proj.weight`, [c.numAttentionHeads * D * 2, H]),
+        k_proj: await ckpt.read(`${a}.k_proj.weight`, [c.numKeyValueHeads * D, H]),
+        v_proj: await ckpt.read(`${a}.v_proj.weight`, [c.numKeyValueHeads * D, H]),
+        o_proj: await ckpt.read(`${a}.o_proj.weight`, [H, c.numAttentionHeads * D]),
+        q_norm: await ckpt.read(`${a}.q_norm.weight`, [D]),
+        k_norm: await ckpt.read(`${a}.k_norm.weight`, [D]),
+      };
+    }
+    layers.push(layer);
+  }
+  const embed_tokens = await ckpt.read('model.embed_tokens.weight', [V, H]);
+  return {
+    config: c,
+    embed_tokens,
+    layers,
+    norm: await ckpt.read('model.norm.weight', [H]),
+    lm_head: c.tieWordEmbeddings ? embed_tokens : await ckpt.read('lm_head.weight', [V, H]),
+  };
+}
