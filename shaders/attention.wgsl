@@ -1,0 +1,326 @@
+// Gated softmax attention (REFERENCE.md §3) in three steps:
+//   attn_prep              q/k zero-centred RMSNorm, partial NeoX RoPE, gate split, K/V written into the cache
+//   attn_prefill           causal GQA flash attention, sigmoid(gate) fused into the write
+//   attn_split + combine   the same loop over one slice of the keys per workgroup (flash-decoding), then a
+//                          dispatch that merges the slices' (max, sum, acc) and applies the gate
+// Each entry point binds its own resources; bindings are numbered per entry point, so a number can name
+// different buffers in different entry points.
+#include "common.wgsl"
+
+override D: u32;      // head_dim
+override HQ: u32;     // query heads
+override HKV: u32;    // key/value heads; kv head g serves query heads g*G .. g*G+G-1
+override MAX_T: u32;  // cache capacity in positions
+override G: u32 = HQ / HKV;
+
+struct Params {
+  T: u32,          // new tokens
+  pos0: u32,       // absolute position of token 0 (= cached tokens before this call)
+  split_len: u32,  // keys per split (attn_split / attn_combine)
+  n_split: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+
+// ---- 1. attn_prep: one workgroup per (token, head), heads 0..HQ-1 are q heads, then HKV k/v heads -----------
+
+override R: u32;             // rotary dims (first R of each head)
+override EPS: f32 = 1e-6;
+override WG: u32 = 64u;      // threads per head row (power of two)
+
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;              // (T, HQ*2D + 2*HKV*D): [q|gate per head][k][v]
+@group(0) @binding(2) var<storage, read> q_norm: array<f32>;           // (D)
+@group(0) @binding(3) var<storage, read> k_norm: array<f32>;           // (D)
+@group(0) @binding(4) var<storage, read> inv_freq: array<f32>;         // (R/2)
+@group(0) @binding(5) var<storage, read_write> q_out: array<f32>;      // (T, HQ, D)
+@group(0) @binding(6) var<storage, read_write> gate_out: array<f32>;   // (T, HQ, D)
+@group(0) @binding(7) var<storage, read_write> k_cache_w: array<f32>;  // (HKV, MAX_T, D)
+@group(0) @binding(8) var<storage, read_write> v_cache_w: array<f32>;  // (HKV, MAX_T, D)
+
+var<workgroup> head_row: array<f32, D>;
+var<workgroup> partial: array<f32, WG>;
+
+// (cos, sin) of an f32 angle, which reaches ~3e5 rad at long context. GPU cos/sin are accurate only to ~1e-4
+// (SwiftShader) and only near [-pi, pi], so reduce and evaluate here: subtract k*2pi with 2pi split in three
+// parts (Cody-Waite; k*6.28125 is exact for k < 2^16, the rest costs < 1e-6 rad at position 32K), then a quadrant
+// of pi/2, then Cephes' single-precision polynomials on [-pi/4, pi/4].
+fn cos_sin(phi: f32) -> vec2f {
+  let k = round(phi * 0.15915494);
+  let r = ((phi - k * 6.28125) - k * 1.9353071693331003e-3) - k * 1.0253376e-11;
+  let j = round(r * 0.63661977);
+  let x = ((r - j * 1.5703125) - j * 4.8375129699707031e-4) - j * 7.5497899548918822e-8;
+  let z = x * x;
+  let s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * x + x;
+  let c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z - 0.5 * z + 1.0;
+  switch (i32(j) & 3) {
+    case 1: { return vec2f(-s, c); }
+    case 2: { return vec2f(-c, -s); }
+    case 3: { return vec2f(s, -c); }
+    default: { return vec2f(c, s); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn attn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let idx = wg.x + wg.y * 65535u;
+  if (idx >= p.T * (HQ + HKV)) { return; }  // uniform per workgroup
+  let t = idx / (HQ + HKV);
+  let head = idx % (HQ + HKV);
+  let is_q = head < HQ;
+  let kvh = head - select(HQ, 0u, is_q);     // kv head (unused for q heads)
+  let row = t * (HQ * 2u * D + 2u * HKV * D);
+  let src = select(row + HQ * 2u * D + kvh * D, row + head * 2u * D, is_q);
+
+  // zero-centred RMSNorm over the head's D dims
+  var ss = 0.0;
+  for (var i = l.x; i < D; i += WG) { let v = qkv[src + i]; head_row[i] = v; ss += v * v; }
+  partial[l.x] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (l.x < s) { partial[l.x] += partial[l.x + s]; }
+    workgroupBarrier();
+  }
+  let inv = inverseSqrt(partial[0] / f32(D) + EPS);
+  for (var i = l.x; i < D; i += WG) {
+    head_row[i] = head_row[i] * inv * (1.0 + select(k_norm[i], q_norm[i], is_q));
+  }
+  workgroupBarrier();
+
+  // partial NeoX RoPE: element i < R/2 pairs with i + R/2; the angle is f32(pos) * inv_freq rounded in f32 as HF
+  let pos = p.pos0 + t;
+  let hr = R / 2u;
+  for (var i = l.x; i < D; i += WG) {
+    var y = head_row[i];
+    if (i < R) {
+      let j = i % hr;
+      let cs = cos_sin(f32(pos) * inv_freq[j]);
+      let a = head_row[j];
+      let b = head_row[j + hr];
+      y = select(b * cs.x + a * cs.y, a * cs.x - b * cs.y, i < hr);
+    }
+    if (is_q) {
+      let o = (t * HQ + head) * D + i;
+      q_out[o] = y;
+      gate_out[o] = qkv[src + D + i];
+    } else {
+      let o = (kvh * MAX_T + pos) * D + i;
+      k_cache_w[o] = y;
+      v_cache_w[o] = qkv[row + HQ * 2u * D + HKV * D + kvh * D + i];
+    }
+  }
+}
+
+// ---- 2. flash attention -----------------------------------------------------------------------------------
+// Rows are (token, query head within the kv group) pairs, r = t*G + gi, so the G query heads that share a kv
+// head share every K/V tile (GQA). A workgroup owns BQ rows of one kv head and a range of keys (the whole causal
+// range for prefill, one split for decode). Keys pass through workgroup memory BK at a time, the head dim DC at
+// a time. Threads form a TR x TC grid: thread (ty, tx) owns the scores of rows ty + TR*a and keys tx + TC*b,
+// and the output columns tx + TC*c of the same rows. Softmax is online: running max m and sum l per row.
+
+override BQ: u32 = 32u;
+override BK: u32 = 32u;
+override DC: u32 = 32u;
+override TR: u32 = 16u;
+override TC: u32 = 16u;
+override RPT: u32 = BQ / TR;  // rows per thread
+override KPT: u32 = BK / TC;  // keys per thread
+override CPT: u32 = D / TC;   // output columns per thread
+const MAX_S = 4;    // >= RPT * KPT
+const MAX_ACC = 32; // >= RPT * CPT (2 rows x 256/16 columns for prefill at D = 256)
+const NEG = -3.0e38;  // "minus infinity" that stays finite: exp(NEG - m) is 0, and NEG - NEG is 0
+
+@group(0) @binding(1) var<storage, read> q: array<f32>;        // (T, HQ, D), normed + rotated
+@group(0) @binding(2) var<storage, read> k_cache: array<f32>;  // (HKV, MAX_T, D)
+@group(0) @binding(3) var<storage, read> v_cache: array<f32>;  // (HKV, MAX_T, D)
+
+var<workgroup> q_tile: array<f32, BQ * DC>;          // head-dim chunk of the rows' queries, times D^-1/2
+var<workgroup> kv_tile: array<f32, BK * (DC + 1u)>;  // head-dim chunk of BK keys or values (+1: no bank conflicts)
+var<workgroup> p_tile: array<f32, BQ * (BK + 1u)>;   // masked scores, then probabilities
+var<workgroup> row_m: array<f32, BQ>;                // running max
+var<workgroup> row_l: array<f32, BQ>;                // running sum of exp(score - m)
+var<workgroup> row_alpha: array<f32, BQ>;            // exp(m_old - m_new) of the current tile
+var<private> acc: array<f32, MAX_ACC>;               // unnormalised output rows, [a * CPT + c]
+
+// Offset of packed row r's head vector in a (T, HQ, D) tensor.
+fn row_offset(r: u32, g: u32) -> u32 {
+  return ((r / G) * HQ + g * G + r % G) * D;
+}
+
+// Online softmax attention of rows row0..row0+BQ-1 of kv head g over keys kbeg..kend-1 (causal inside).
+fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
+  let ty = lid / TC;
+  let tx = lid % TC;
+  let rows = p.T * G;
+  let scale = inverseSqrt(f32(D));
+  for (var i = 0u; i < RPT * CPT; i++) { acc[i] = 0.0; }
+  if (lid < BQ) { row_m[lid] = NEG; row_l[lid] = 0.0; }
+  workgroupBarrier();
+
+  for (var k0 = kbeg; k0 < kend; k0 += BK) {
+    // scores of this key tile, head-dim chunk by chunk
+    // zeroed explicitly: Dawn on SwiftShader kept the previous tile's values in a re-declared loop-local array
+    var s: array<f32, MAX_S>;
+    for (var i = 0u; i < RPT * KPT; i++) { s[i] = 0.0; }
+    for (var dc = 0u; dc < D; dc += DC) {
+      for (var i = lid; i < BQ * DC; i += TR * TC) {
+        let r = row0 + i / DC;
+        q_tile[i] = select(0.0, q[row_offset(min(r, rows - 1u), g) + dc + i % DC] * scale, r < rows);
+      }
+      for (var i = lid; i < BK * DC; i += TR * TC) {
+        let key = k0 + i / DC;
+        let v = k_cache[(g * MAX_T + min(key, kend - 1u)) * D + dc + i % DC];
+        kv_tile[(i / DC) * (DC + 1u) + i % DC] = select(0.0, v, key < kend);
+      }
+      workgroupBarrier();
+      for (var c = 0u; c < DC; c++) {
+        for (var a = 0u; a < RPT; a++) {
+          let qv = q_tile[(ty + TR * a) * DC + c];
+          for (var b = 0u; b < KPT; b++) { s[a * KPT + b] += qv * kv_tile[(tx + TC * b) * (DC + 1u) + c]; }
+        }
+      }
+      workgroupBarrier();
+    }
+
+    // causal mask: row r (token r / G) at absolute position pos0 + r/G sees keys up to that position
+    for (var a = 0u; a < RPT; a++) {
+      let r = ty + TR * a;
+      for (var b = 0u; b < KPT; b++) {
+        let key = k0 + tx + TC * b;
+        let visible = key < kend && key <= p.pos0 + (row0 + r) / G;
+        p_tile[r * (BK + 1u) + tx + TC * b] = select(NEG, s[a * KPT + b], visible);
+      }
+    }
+    workgroupBarrier();
+
+    // online softmax update, one thread per row
+    if (lid < BQ) {
+      let m_old = row_m[lid];
+      var m = m_old;
+      for (var j = 0u; j < BK; j++) { m = max(m, p_tile[lid * (BK + 1u) + j]); }
+      var sum = 0.0;
+      for (var j = 0u; j < BK; j++) {
+        let sc = p_tile[lid * (BK + 1u) + j];
+        let e = select(0.0, exp(sc - m), sc > NEG);
+        p_tile[lid * (BK + 1u) + j] = e;
+        sum += e;
+      }
+      let alpha = exp(m_old - m);
+      row_alpha[lid] = alpha;
+      row_l[lid] = row_l[lid] * alpha + sum;
+      row_m[lid] = m;
+    }
+    workgroupBarrier();
+
+    // acc = acc * alpha + P V, head-dim chunk by chunk
+    for (var a = 0u; a < RPT; a++) {
+      let alpha = row_alpha[ty + TR * a];
+      for (var c = 0u; c < CPT; c++) { acc[a * CPT + c] *= alpha; }
+    }
+    for (var dc = 0u; dc < D; dc += DC) {
+      for (var i = lid; i < BK * DC; i += TR * TC) {
+        let key = k0 + i / DC;
+        let v = v_cache[(g * MAX_T + min(key, kend - 1u)) * D + dc + i % DC];
+        kv_tile[(i / DC) * (DC + 1u) + i % DC] = select(0.0, v, key < kend);
+      }
+      workgroupBarrier();
+      for (var a = 0u; a < RPT; a++) {
+        let prow = (ty + TR * a) * (BK + 1u);
+        for (var c = 0u; c < DC / TC; c++) {
+          var o = 0.0;
+          for (var j = 0u; j < BK; j++) { o += p_tile[prow + j] * kv_tile[j * (DC + 1u) + tx + TC * c]; }
+          acc[a * CPT + dc / TC + c] += o;
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+}
+
+// ---- 2a. attn_prefill: workgroup = (row tile, kv head), all causal keys; out = softmax(q kᵀ) v ⊙ sigmoid(gate)
+
+@group(0) @binding(4) var<storage, read> gate: array<f32>;          // (T, HQ, D)
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;     // (T, HQ*D)
+
+@compute @workgroup_size(TR * TC)
+fn attn_prefill(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tiles = (p.T * G + BQ - 1u) / BQ;
+  let idx = wg.x + wg.y * 65535u;
+  if (idx >= tiles * HKV) { return; }
+  // neighbouring workgroups share a kv head (L2 reuse); the longest (last) row tiles start first
+  let g = idx / tiles;
+  let row0 = (tiles - 1u - idx % tiles) * BQ;
+  let last_t = min((row0 + BQ - 1u) / G, p.T - 1u);
+  flash(lid, row0, g, 0u, p.pos0 + last_t + 1u);
+
+  let ty = lid / TC;
+  let tx = lid % TC;
+  for (var a = 0u; a < RPT; a++) {
+    let r = ty + TR * a;
+    if (row0 + r >= p.T * G) { continue; }
+    let base = row_offset(row0 + r, g);
+    let inv_l = 1.0 / row_l[r];
+    for (var c = 0u; c < CPT; c++) {
+      let o = base + tx + TC * c;
+      out[o] = acc[a * CPT + c] * inv_l * sigmoid(gate[o]);
+    }
+  }
+}
+
+// ---- 2b. attn_split: workgroup = (row tile, kv head, split of split_len keys); writes unnormalised partials
+
+@group(0) @binding(4) var<storage, read_write> part_o: array<f32>;    // (n_split, T, HQ, D): sum of p * v
+@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2f>; // (n_split, T, HQ): (max, sum of p)
+
+@compute @workgroup_size(TR * TC)
+fn attn_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tiles = (p.T * G + BQ - 1u) / BQ;
+  let idx = wg.x + wg.y * 65535u;
+  if (idx >= tiles * HKV * p.n_split) { return; }
+  let row0 = (idx % tiles) * BQ;
+  let g = (idx / tiles) % HKV;
+  let split = idx / (tiles * HKV);
+  let last_t = min((row0 + BQ - 1u) / G, p.T - 1u);
+  let kbeg = split * p.split_len;
+  // a split past the tile's causal end still runs (zero iterations) so that every partial gets written
+  flash(lid, row0, g, kbeg, max(kbeg, min(kbeg + p.split_len, p.pos0 + last_t + 1u)));
+
+  let ty = lid / TC;
+  let tx = lid % TC;
+  let part = split * p.T * HQ * D;
+  for (var a = 0u; a < RPT; a++) {
+    let r = ty + TR * a;
+    if (row0 + r >= p.T * G) { continue; }
+    let base = part + row_offset(row0 + r, g);
+    for (var c = 0u; c < CPT; c++) { part_o[base + tx + TC * c] = acc[a * CPT + c]; }
+    if (tx == 0u) { part_ml[base / D] = vec2f(row_m[r], row_l[r]); }
+  }
+}
+
+// ---- 2c. attn_combine: one workgroup per (token, q head) and CW columns; merges the splits, applies the gate
+
+override CW: u32 = 64u;
+
+@group(0) @binding(1) var<storage, read> part_o_in: array<f32>;      // (n_split, T, HQ, D)
+@group(0) @binding(2) var<storage, read> part_ml_in: array<vec2f>;   // (n_split, T, HQ)
+@group(0) @binding(3) var<storage, read> gate_in: array<f32>;        // (T, HQ, D)
+@group(0) @binding(4) var<storage, read_write> out_c: array<f32>;    // (T, HQ*D)
+
+@compute @workgroup_size(CW)
+fn attn_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let col_blocks = (D + CW - 1u) / CW;
+  let idx = wg.x + wg.y * 65535u;
+  let rows = p.T * HQ;
+  if (idx >= rows * col_blocks) { return; }
+  let row = idx / col_blocks;
+  let d = (idx % col_blocks) * CW + lid;
+  var m = NEG;
+  for (var s = 0u; s < p.n_split; s++) { m = max(m, part_ml_in[s * rows + row].x); }
+  var l = 0.0;
+  var o = 0.0;
+  for (var s = 0u; s < p.n_split; s++) {
+    let ml = part_ml_in[s * rows + row];
+    let w = exp(ml.x - m);
+    l += w * ml.y;
+    if (d < D) { o += w * part_o_in[(s * rows + row) * D + d]; }
+  }
+  if (d < D) { out_c[row * D + d] = o / l * sigmoid(gate_in[row * D + d]); }
+}

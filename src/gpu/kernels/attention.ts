@@ -1,0 +1,117 @@
+// Gated softmax attention kernels (shaders/attention.wgsl), REFERENCE.md §3.
+// Layouts: qkv (T, Hq*2D + 2*Hkv*D) = [q_proj output, per head [query_h | gate_h] | k | v];
+// q, gate (T, Hq, D); kCache, vCache (Hkv, maxT, D) holding post-k_norm, post-RoPE keys at absolute positions;
+// out (T, Hq*D). invFreq (R/2) f32 is HF's, from ropeInvFreq in reference/ops.ts.
+import { type Binding, type Constants, type GpuContext, type Op } from '../context.ts';
+import { grid } from './grid.ts';
+
+export interface AttnDims {
+  Hq: number;
+  Hkv: number;
+  D: number; // head_dim
+  R: number; // rotary dims
+  maxT: number; // cache capacity in positions
+  eps: number; // rms_norm_eps of q_norm / k_norm
+}
+
+export interface AttnOptions {
+  /** Force the split-K path with this many keys per split (default: see `attention`, sized by splitLen()). */
+  splitLen?: number;
+}
+
+// Tiles of the flash loop (see the shader): BQ packed (token, head) rows x BK keys per workgroup, a TR x TC
+// thread grid, head-dim chunks of at most DC. Prefill: 256 threads, 2x2 scores and 2 x D/16 outputs per thread.
+// Decode: 8 rows = the 8 query heads of a kv head at the real shape, 128 threads.
+const PREFILL = { BQ: 32, BK: 32, TR: 16, TC: 16, DC: 32 };
+const DECODE = { BQ: 8, BK: 32, TR: 8, TC: 16, DC: 64 };
+// Split-K for decode: aim for ~TARGET_GROUPS workgroups, at least MIN_SPLIT keys and at most MAX_SPLITS splits.
+const TARGET_GROUPS = 512;
+const MIN_SPLIT = 64;
+const MAX_SPLITS = 256;
+// T > 1 takes the split path too when the prefill grid would be this small and the cache this long.
+const SPLIT_BELOW_GROUPS = 128;
+const SPLIT_FROM_KEYS = 1024;
+
+function check(T: number, pos0: number, d: AttnDims) {
+  if (d.Hq % d.Hkv) throw new Error(`attention: Hq ${d.Hq} is not a multiple of Hkv ${d.Hkv}`);
+  if (d.D % 16 || d.D > 256) throw new Error(`attention: head_dim ${d.D} must be a multiple of 16, at most 256`);
+  if (d.R % 2 || d.R > d.D) throw new Error(`attention: rotary dims ${d.R} must be even and at most ${d.D}`);
+  if (T < 1 || pos0 + T > d.maxT) throw new Error(`attention: positions ${pos0}..${pos0 + T - 1} do not fit a cache of ${d.maxT}`);
+}
+
+/**
+ * q/k zero-centred RMSNorm, partial NeoX RoPE at positions pos0.., gate split out of q_proj's output,
+ * k and v written into the caches at positions pos0..pos0+T-1. One 64-thread workgroup per (token, head).
+ */
+export function attnPrep(
+  ctx: GpuContext, qkv: Binding, qNorm: Binding, kNorm: Binding, invFreq: Binding,
+  q: Binding, gate: Binding, kCache: Binding, vCache: Binding, T: number, pos0: number, dims: AttnDims,
+): Op {
+  check(T, pos0, dims);
+  const { Hq, Hkv, D, R, maxT, eps } = dims;
+  const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
+  const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, WG: 64 };
+  return ctx.op(`attn_prep(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prep', constants,
+    [params, qkv, qNorm, kNorm, invFreq, q, gate, kCache, vCache], grid(T * (Hq + Hkv)));
+}
+
+/** Largest head-dim chunk <= max that is a multiple of the thread columns and divides D. */
+function chunk(D: number, max: number, TC: number): number {
+  for (let dc = max; dc >= TC; dc -= TC) if (D % dc === 0) return dc;
+  return TC;
+}
+
+/** Keys per split for a decode over Tk keys with `groups` workgroups per split. */
+export function splitLen(Tk: number, groups: number): number {
+  const splits = Math.min(MAX_SPLITS, Math.max(1, Math.ceil(TARGET_GROUPS / groups)));
+  return Math.max(MIN_SPLIT, Math.ceil(Math.ceil(Tk / splits) / 32) * 32);
+}
+
+// Split partials live in per-context scratch buffers that only grow. Ops in one list run in order, so every
+// layer's split + combine can share them.
+const scratch = new WeakMap<GpuContext, Record<string, GPUBuffer>>();
+function scratchBuffer(ctx: GpuContext, name: string, bytes: number): GPUBuffer {
+  const own = scratch.get(ctx) ?? {};
+  scratch.set(ctx, own);
+  if (!own[name] || own[name].size < bytes) own[name] = ctx.buffer(bytes, `attn ${name}`);
+  return own[name];
+}
+
+/**
+ * out (T, Hq*D) = softmax(q kᵀ / √D) v ⊙ sigmoid(gate), causal over the cache: query t sits at absolute position
+ * pos0 + t and sees keys 0..pos0+t (attnPrep must have written this call's keys). GQA: q head h reads kv head
+ * ⌊h / (Hq/Hkv)⌋. Prefill: one dispatch of flash tiles. Decode (T = 1, or a few tokens against >= 1024 keys):
+ * the keys are split over workgroups (flash-decoding), then a combine dispatch merges the splits and applies the gate.
+ */
+export function attention(
+  ctx: GpuContext, q: Binding, kCache: Binding, vCache: Binding, gate: Binding, out: Binding,
+  T: number, pos0: number, dims: AttnDims, opts: AttnOptions = {},
+): Op[] {
+  check(T, pos0, dims);
+  const { Hq, Hkv, D, maxT } = dims;
+  const G = Hq / Hkv;
+  const Tk = pos0 + T;
+  // Split the keys for decode, and for a few tokens against a long cache (too few prefill workgroups to fill a GPU).
+  const prefillGroups = Math.ceil((T * G) / PREFILL.BQ) * Hkv;
+  const split = opts.splitLen !== undefined || T === 1 || (prefillGroups < SPLIT_BELOW_GROUPS && Tk >= SPLIT_FROM_KEYS);
+  const tile = split ? DECODE : PREFILL;
+  const constants: Constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, ...tile, DC: chunk(D, tile.DC, tile.TC) };
+  const tiles = Math.ceil((T * G) / tile.BQ) * Hkv;
+  if (!split) {
+    const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
+    return [ctx.op(`attn_prefill(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prefill', constants,
+      [params, q, kCache, vCache, gate, out], grid(tiles))];
+  }
+  const len = opts.splitLen ?? splitLen(Tk, tiles);
+  const nSplit = Math.ceil(Tk / len);
+  const params = ctx.uniform(new Uint32Array([T, pos0, len, nSplit]));
+  const partO = scratchBuffer(ctx, 'part_o', nSplit * T * Hq * D * 4);
+  const partMl = scratchBuffer(ctx, 'part_ml', nSplit * T * Hq * 8);
+  const CW = Math.min(64, D);
+  return [
+    ctx.op(`attn_split(T=${T}@${pos0}, ${nSplit}x${len})`, 'attention.wgsl', 'attn_split', constants,
+      [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit)),
+    ctx.op(`attn_combine(T=${T}, ${nSplit})`, 'attention.wgsl', 'attn_combine', { D, HQ: Hq, HKV: Hkv, CW },
+      [params, partO, partMl, gate, out], grid(T * Hq * Math.ceil(D / CW))),
+  ];
+}
