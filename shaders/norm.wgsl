@@ -5,12 +5,14 @@ override D: u32;            // row width
 override WG: u32 = 64u;     // threads per row (power of two)
 override EPS: f32 = 1e-6;
 
-struct Params { rows: u32 }
+// rows; and for the gated norm where the gate row r = (t, h) sits: z_offset + t*z_stride + h*D, h < heads.
+struct Params { rows: u32, z_stride: u32, z_offset: u32, heads: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;        // (rows, D)
 @group(0) @binding(2) var<storage, read> w: array<f32>;        // (D)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;  // (rows, D)
+@group(0) @binding(4) var<storage, read> z: array<f32>;        // gated norm only: gate rows, see Params
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -34,4 +36,16 @@ fn rms_norm_zc(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
   let base = row * D;
   let inv = row_inv_rms(base, l.x);
   for (var i = l.x; i < D; i += WG) { y[base + i] = x[base + i] * inv * (1.0 + w[i]); }
+}
+
+// Gated RMSNorm of the GDN output (REFERENCE.md §2.1 step 9): y = w · (x·rsqrt(mean(x²)+eps)) · silu(z), plain w.
+// x rows are (t, h) value heads; z lives inside the fused projection, so its rows are strided.
+@compute @workgroup_size(WG)
+fn rms_norm_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x + wg.y * 65535u;
+  if (row >= p.rows) { return; }
+  let base = row * D;
+  let zbase = p.z_offset + (row / p.heads) * p.z_stride + (row % p.heads) * D;
+  let inv = row_inv_rms(base, l.x);
+  for (var i = l.x; i < D; i += WG) { y[base + i] = w[i] * (x[base + i] * inv) * silu(z[zbase + i]); }
 }

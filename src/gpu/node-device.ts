@@ -10,9 +10,12 @@ let gpu: GPU | undefined;
 /** The process-wide `navigator.gpu` equivalent. Sets the SwiftShader ICD when no Vulkan driver is configured. */
 export async function nodeGPU(): Promise<GPU> {
   if (gpu) return gpu;
-  if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD)) {
-    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-  }
+  const software = !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD);
+  if (software) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  // SwiftShader's Vulkan zero-initialisation of workgroup memory makes pipeline compiles grow with the size of
+  // workgroup arrays (seconds per GEMM pipeline). Dawn then zero-initialises in the shader instead: same
+  // semantics, compiles in milliseconds.
+  const options = software || process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD ? ['disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension'] : [];
   let mod: typeof import('webgpu');
   try {
     mod = await import('webgpu');
@@ -20,7 +23,7 @@ export async function nodeGPU(): Promise<GPU> {
     throw new WebGPUNotAvailableError(`The 'webgpu' package (Dawn for Node) failed to load: ${(e as Error).message}. Run the set-up command in the README.`, { cause: e });
   }
   Object.assign(globalThis, mod.globals);
-  gpu = mod.create([]);
+  gpu = mod.create(options);
   return gpu;
 }
 

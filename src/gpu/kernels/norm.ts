@@ -7,3 +7,14 @@ export function rmsNormZC(ctx: GpuContext, x: Binding, w: Binding, y: Binding, r
   const params = ctx.uniform(new Uint32Array([rows, 0, 0, 0]));
   return ctx.op(`rms_norm_zc(${rows}x${D})`, 'norm.wgsl', 'rms_norm_zc', { D, EPS: eps, WG: 64 }, [params, x, w, y], grid(rows));
 }
+
+/**
+ * Gated RMSNorm of the GDN output: y (rows, D) = w · (o·rsqrt(mean(o²)+eps)) · silu(z), plain w (not 1+w).
+ * Row r = (t, h) with h < heads reads its gate at zOffset + t·zStride + h·D (elements) of `z`: for the GDN,
+ * rows = T·Hv, D = dv, heads = Hv, z = the fused projection, zStride = P, zOffset = 2·keyDim + valueDim.
+ * With heads = 1 the gate rows are simply zStride apart.
+ */
+export function rmsNormGated(ctx: GpuContext, o: Binding, z: Binding, zStride: number, w: Binding, y: Binding, rows: number, D: number, eps: number, heads = 1, zOffset = 0): Op {
+  const params = ctx.uniform(new Uint32Array([rows, zStride, zOffset, heads]));
+  return ctx.op(`rms_norm_gated(${rows}x${D})`, 'norm.wgsl', 'rms_norm_gated', { D, EPS: eps, WG: 64 }, [params, o, w, y, z], grid(rows));
+}

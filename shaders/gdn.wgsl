@@ -1,0 +1,130 @@
+// Gated DeltaNet: gate/norm prep (REFERENCE.md §2.1 steps 5-7) and the recurrent decode step (§2.1 step 8,
+// §2.4). The chunked prefill is in gdn_chunk.wgsl.
+//
+// Layouts (f32): y (T, CONV) conv output = [q (HK, DK) | k (HK, DK) | v (HV, DV)]; q̂, k̂ (T, HK, DK) stay at
+// key heads: value head h reads key head h / (HV/HK) (repeat_interleave, not h mod HK); g, beta (T, HV);
+// state (HV, DK, DV) in HF order (dv fastest); o (T, HV, DV).
+#include "common.wgsl"
+
+override HK: u32;          // key heads
+override HV: u32;          // value heads (a multiple of HK)
+override DK: u32;          // key head dim
+override DV: u32;          // value head dim
+override CONV: u32 = 2u * HK * DK + HV * DV;
+override WG: u32 = 64u;    // gdn_prep: threads per row (power of two); gdn_recurrent: threads per workgroup
+override CB: u32 = 32u;    // gdn_recurrent: state columns per workgroup (divides WG)
+
+const L2_EPS = 1e-6;       // hard-coded in HF's l2norm, independent of rms_norm_eps
+
+struct Params { T: u32, P: u32, b_off: u32, a_off: u32 }   // tokens; gdn_prep: proj row stride, b and a columns
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> y: array<f32>;                 // (T, CONV)
+
+var<workgroup> red: array<f32, WG>;
+
+// ---- gdn_prep: q̂ = l2norm(q)·DK^-1/2, k̂ = l2norm(k), g = -exp(A_log)·softplus(a + dt_bias), beta = sigmoid(b)
+
+@group(0) @binding(2) var<storage, read> proj: array<f32>;              // (T, P) b at column b_off + h, a at a_off + h
+@group(0) @binding(3) var<storage, read> a_log: array<f32>;             // (HV)
+@group(0) @binding(4) var<storage, read> dt_bias: array<f32>;           // (HV)
+@group(0) @binding(5) var<storage, read_write> q_out: array<f32>;       // (T, HK, DK)
+@group(0) @binding(6) var<storage, read_write> k_out: array<f32>;       // (T, HK, DK)
+@group(0) @binding(7) var<storage, read_write> g_out: array<f32>;       // (T, HV)
+@group(0) @binding(8) var<storage, read_write> beta_out: array<f32>;    // (T, HV)
+
+// One workgroup per (token, q or k head); the workgroups of head row 0 also do the token's gates.
+@compute @workgroup_size(WG)
+fn gdn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x + wg.y * 65535u;
+  if (row >= p.T * 2u * HK) { return; }
+  let t = row / (2u * HK);
+  let r = row % (2u * HK);           // r < HK: q head r; else k head r - HK
+  let src = t * CONV + r * DK;       // q_all then k_all: either head starts at r·DK
+
+  var ss = 0.0;
+  for (var i = l.x; i < DK; i += WG) { let v = y[src + i]; ss += v * v; }
+  red[l.x] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (l.x < s) { red[l.x] += red[l.x + s]; }
+    workgroupBarrier();
+  }
+  let inv = inverseSqrt(red[0] + L2_EPS);
+  if (r < HK) {
+    let scale = inverseSqrt(f32(DK));
+    for (var i = l.x; i < DK; i += WG) { q_out[(t * HK + r) * DK + i] = y[src + i] * inv * scale; }
+  } else {
+    for (var i = l.x; i < DK; i += WG) { k_out[(t * HK + r - HK) * DK + i] = y[src + i] * inv; }
+  }
+
+  if (r == 0u) {
+    for (var h = l.x; h < HV; h += WG) {
+      let a = proj[t * p.P + p.a_off + h];
+      let b = proj[t * p.P + p.b_off + h];
+      g_out[t * HV + h] = -exp(a_log[h]) * softplus(a + dt_bias[h]);
+      beta_out[t * HV + h] = sigmoid(b);
+    }
+  }
+}
+
+// ---- gdn_recurrent: per token S' = e^g S; e = β(v − S'ᵀk̂); S = S' + k̂eᵀ; o = Sᵀq̂ (decay first, read updated S)
+
+@group(0) @binding(2) var<storage, read> query: array<f32>;             // (T, HK, DK) q̂
+@group(0) @binding(3) var<storage, read> key: array<f32>;               // (T, HK, DK) k̂
+@group(0) @binding(4) var<storage, read> g: array<f32>;                 // (T, HV)
+@group(0) @binding(5) var<storage, read> beta: array<f32>;              // (T, HV)
+@group(0) @binding(6) var<storage, read_write> state: array<f32>;       // (HV, DK, DV)
+@group(0) @binding(7) var<storage, read_write> o: array<f32>;           // (T, HV, DV)
+
+// One workgroup per (value head, CB state columns): thread (ra, c) owns column b = b0 + c, rows a ≡ ra mod WG/CB.
+// Adjacent threads take adjacent columns, so state rows are read coalesced. Column dot products over DK are
+// reduced across the WG/CB row groups in workgroup memory. Each thread only re-reads the state entries it
+// wrote itself, so tokens can loop inside the kernel (decode: T = 1).
+@compute @workgroup_size(WG)
+fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let blocks = (DV + CB - 1u) / CB;
+  let flat = wg.x + wg.y * 65535u;
+  if (flat >= HV * blocks) { return; }
+  let h = flat / blocks;
+  let kh = h / (HV / HK);
+  let c = l.x % CB;
+  let b = (flat % blocks) * CB + c;
+  let ra = l.x / CB;
+  let RG = WG / CB;
+  let live = b < DV;
+  let s0 = h * DK * DV + b;
+
+  for (var t = 0u; t < p.T; t++) {
+    let qk = (t * HK + kh) * DK;
+    let decay = exp(g[t * HV + h]);
+
+    var part = 0.0;                  // this row group's share of (Sᵀk̂)[b]
+    if (live) { for (var a = ra; a < DK; a += RG) { part += state[s0 + a * DV] * key[qk + a]; } }
+    red[l.x] = part;
+    workgroupBarrier();
+    var sk = 0.0;
+    for (var r = 0u; r < RG; r++) { sk += red[r * CB + c]; }
+    var v = 0.0;
+    if (live) { v = y[t * CONV + 2u * HK * DK + h * DV + b]; }
+    let e = beta[t * HV + h] * (v - decay * sk);   // S'ᵀk̂ = e^g Sᵀk̂
+    workgroupBarrier();              // everyone has read red
+
+    var out = 0.0;
+    if (live) {
+      for (var a = ra; a < DK; a += RG) {
+        let s = decay * state[s0 + a * DV] + key[qk + a] * e;
+        state[s0 + a * DV] = s;
+        out += s * query[qk + a];
+      }
+    }
+    red[l.x] = out;
+    workgroupBarrier();
+    if (ra == 0u && live) {
+      var acc = 0.0;
+      for (var r = 0u; r < RG; r++) { acc += red[r * CB + c]; }
+      o[(t * HV + h) * DV + b] = acc;
+    }
+    workgroupBarrier();              // before the next token overwrites red
+  }
+}

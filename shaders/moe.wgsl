@@ -1,0 +1,473 @@
+// Sparse MoE block (REFERENCE.md §5): router top-k, SwiGLU over only the selected experts, and the combine
+// y[t] = Σ_j w[t,j]·E_{e_j}(x[t]) + sigmoid(logits[t,E])·shared[t], summed in fixed j order (no float atomics).
+//   decode  (few tokens): GEMVs per (token, j) pair, grid over (pair, row tile).
+//   prefill (many tokens): counting sort of the pairs by expert, then per-expert tiled GEMMs over a tile list
+//            whose length is bounded by T, so every dispatch size is known on the CPU (no read-back).
+// Routed experts live in stacked slot buffers: slot s of gate_up is a packed (2I, H) weight with rows
+// [gate_proj; up_proj], slot s of down a packed (H, I) weight; slot_of[e] maps expert e to its slot.
+#include "common.wgsl"
+#include "quant.wgsl"
+
+override E: u32 = 1u;            // routed experts
+override TOPK: u32 = 1u;         // experts per token (k)
+override NORM_TOPK: bool = true; // renormalise the k probabilities to sum 1
+override H: u32 = 1u;            // hidden size
+override I: u32 = 1u;            // expert intermediate size
+override FORMAT: u32 = 0u;       // 0 f32, 1 f16, 2 q4, 3 q8 (quant.wgsl)
+override GU_WORDS: u32 = 1u;     // packed words of one gate_up slot (2I, H)
+override DN_WORDS: u32 = 1u;     // packed words of one down slot (H, I)
+
+const WG = 256u;                 // threads of the expert kernels
+const FOLD = 65535u;             // grid() folds flat workgroup ids into (x, y)
+
+struct Params { T: u32, max_tiles: u32 }
+
+// Bindings. Each entry point uses 0..n-1; a number is reused across entry points. `act` and `wt` keep their
+// numbers everywhere because the shared helpers read them.
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> act: array<f32>;  // GEMV/GEMM input rows: x (T, H), h (T·k, I), y (T, k, H)
+@group(0) @binding(2) var<storage, read> wt: array<u32>;   // (slots, GU_WORDS | DN_WORDS) packed expert weights
+
+// ---------------------------------------------------------------------------------------------------------
+// Router: one workgroup per token. Softmax over the E logits in f32, then k rounds of a parallel argmax
+// (ties go to the lower index, like torch.topk on CPU), so the k experts come out sorted by probability.
+
+const RWG = 64u;
+
+@group(0) @binding(1) var<storage, read_write> top_idx_out: array<u32>;  // (T, k)
+@group(0) @binding(2) var<storage, read_write> top_w_out: array<f32>;    // (T, k)
+@group(0) @binding(3) var<storage, read> logits: array<f32>;             // (T, E+1): router | shared gate
+
+var<workgroup> prob: array<f32, E>;
+var<workgroup> best_v: array<f32, RWG>;
+var<workgroup> best_i: array<u32, RWG>;
+var<workgroup> top_v: array<f32, TOPK>;
+
+// Tree reduction of best_v[0..RWG) into best_v[0]: max when `is_max`, else sum.
+fn router_reduce(lid: u32, is_max: bool) -> f32 {
+  workgroupBarrier();
+  for (var s = RWG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      let a = best_v[lid];
+      let b = best_v[lid + s];
+      best_v[lid] = select(a + b, max(a, b), is_max);
+    }
+    workgroupBarrier();
+  }
+  let r = best_v[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(RWG)
+fn router_topk(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wg.x + wg.y * FOLD;
+  if (t >= p.T) { return; }
+  let row = t * (E + 1u);
+
+  var m = -3.4e38;
+  for (var e = lid; e < E; e += RWG) { prob[e] = logits[row + e]; m = max(m, prob[e]); }
+  best_v[lid] = m;
+  let mx = router_reduce(lid, true);
+  var s = 0.0;
+  for (var e = lid; e < E; e += RWG) { prob[e] = exp(prob[e] - mx); s += prob[e]; }
+  best_v[lid] = s;
+  let total = router_reduce(lid, false);
+  for (var e = lid; e < E; e += RWG) { prob[e] = prob[e] / total; }
+
+  for (var j = 0u; j < TOPK; j++) {
+    // Each thread scans its experts in ascending order (strict > keeps the lower index), then a tree
+    // reduction that prefers the lower index on equal values. Taken experts were set to -1.
+    var bv = -1.0;
+    var bi = E;
+    for (var e = lid; e < E; e += RWG) { if (prob[e] > bv) { bv = prob[e]; bi = e; } }
+    best_v[lid] = bv;
+    best_i[lid] = bi;
+    workgroupBarrier();
+    for (var s = RWG / 2u; s > 0u; s >>= 1u) {
+      if (lid < s) {
+        let ov = best_v[lid + s];
+        let oi = best_i[lid + s];
+        if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) { best_v[lid] = ov; best_i[lid] = oi; }
+      }
+      workgroupBarrier();
+    }
+    if (lid == 0u) {
+      top_idx_out[t * TOPK + j] = best_i[0];
+      top_v[j] = best_v[0];
+      prob[best_i[0]] = -1.0;
+    }
+    workgroupBarrier();
+  }
+
+  if (lid == 0u) {
+    var sum = 0.0;
+    for (var j = 0u; j < TOPK; j++) { sum += top_v[j]; }
+    for (var j = 0u; j < TOPK; j++) { top_w_out[t * TOPK + j] = select(top_v[j], top_v[j] / sum, NORM_TOPK); }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Packed expert weights: eight consecutive values w[n, 8c .. 8c+7] of the (N, K) weight that starts at word
+// `base` of `wt`. Chunk c lies in quantization group c / 4. Columns >= K read 0 for f32/f16 (the next row
+// follows); q4/q8 pad every row to whole groups, and their padding meets zero activations.
+
+struct V8 { lo: vec4f, hi: vec4f }
+
+fn f32_at(i: u32, ok: bool) -> f32 {
+  if (ok) { return bitcast<f32>(wt[i]); }
+  return 0.0;
+}
+
+fn f16_at(i: u32, ok: bool) -> vec2f {
+  if (ok) { return unpack2x16float(wt[i]); }
+  return vec2f(0.0);
+}
+
+fn load_w8(base: u32, N: u32, K: u32, n: u32, c: u32) -> V8 {
+  let k0 = c * 8u;
+  let G = (K + 31u) / 32u;
+  let g = c / 4u;
+  switch FORMAT {
+    case 0u: {
+      let r = base + n * K + k0;
+      return V8(vec4f(f32_at(r, k0 < K), f32_at(r + 1u, k0 + 1u < K), f32_at(r + 2u, k0 + 2u < K), f32_at(r + 3u, k0 + 3u < K)),
+                vec4f(f32_at(r + 4u, k0 + 4u < K), f32_at(r + 5u, k0 + 5u < K), f32_at(r + 6u, k0 + 6u < K), f32_at(r + 7u, k0 + 7u < K)));
+    }
+    case 1u: {
+      let r = base + n * ((K + 1u) / 2u) + k0 / 2u;
+      return V8(vec4f(f16_at(r, k0 < K), f16_at(r + 1u, k0 + 2u < K)), vec4f(f16_at(r + 2u, k0 + 4u < K), f16_at(r + 3u, k0 + 6u < K)));
+    }
+    case 2u: {
+      let q = wt[base + (n * G + g) * 4u + c % 4u];
+      let sm = q_scale_min(wt[base + N * G * 4u + n * G + g]);
+      return V8(q4_lo(q) * sm.x + sm.y, q4_hi(q) * sm.x + sm.y);
+    }
+    default: {
+      let w = base + (n * G + g) * 8u + (c % 4u) * 2u;
+      let sm = q_scale_min(wt[base + N * G * 8u + n * G + g]);
+      return V8(q8_unpack(wt[w]) * sm.x + sm.y, q8_unpack(wt[w + 1u]) * sm.x + sm.y);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decode: one workgroup per (pair, row tile). A pair is (token t, choice j) = t·k + j. Its input row is
+// staged in workgroup memory (zero-padded to whole groups, one pad word per group so lanes reading different
+// groups hit different banks); TEAM lanes share each dot product, each taking whole groups, whose loads are
+// independent and issued back to back (a GEMV is bound by memory latency × bytes in flight); a tree sums lanes.
+
+const TEAM = 8u;
+const ROWS = WG / TEAM;  // dot products per workgroup
+
+@group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
+@group(0) @binding(4) var<storage, read> expert_idx: array<u32>;       // (T, k) router choice per pair
+@group(0) @binding(5) var<storage, read_write> res: array<f32>;        // GEMV/GEMM output rows
+
+var<workgroup> xs: array<f32, max((H + 31u) / 32u, (I + 31u) / 32u) * 33u>;
+var<workgroup> red: array<f32, WG>;
+
+// The 32 weights of group g of row n (four chunks of eight); q4 reads its scale word once.
+fn load_w32(base: u32, N: u32, K: u32, n: u32, g: u32) -> array<V8, 4> {
+  if (FORMAT == 2u) {
+    let G = (K + 31u) / 32u;
+    let q = base + (n * G + g) * 4u;
+    let w = vec4u(wt[q], wt[q + 1u], wt[q + 2u], wt[q + 3u]);
+    let sm = q_scale_min(wt[base + N * G * 4u + n * G + g]);
+    return array<V8, 4>(V8(q4_lo(w.x) * sm.x + sm.y, q4_hi(w.x) * sm.x + sm.y), V8(q4_lo(w.y) * sm.x + sm.y, q4_hi(w.y) * sm.x + sm.y),
+                        V8(q4_lo(w.z) * sm.x + sm.y, q4_hi(w.z) * sm.x + sm.y), V8(q4_lo(w.w) * sm.x + sm.y, q4_hi(w.w) * sm.x + sm.y));
+  }
+  return array<V8, 4>(load_w8(base, N, K, n, 4u * g), load_w8(base, N, K, n, 4u * g + 1u), load_w8(base, N, K, n, 4u * g + 2u), load_w8(base, N, K, n, 4u * g + 3u));
+}
+
+// dot of chunk w with xs values 8c .. 8c+7 of group g (padded layout: group g starts at 33 g).
+fn dot_xs(w: V8, g: u32, c: u32) -> f32 {
+  let k = 33u * g + 8u * c;
+  return dot(w.lo, vec4f(xs[k], xs[k + 1u], xs[k + 2u], xs[k + 3u])) + dot(w.hi, vec4f(xs[k + 4u], xs[k + 5u], xs[k + 6u], xs[k + 7u]));
+}
+
+// Leaves dot(w[n, :], act[a_base .. a_base+K)) in red[team · TEAM] for each team (row n of team lid / TEAM).
+fn gemv_rows(lid: u32, a_base: u32, K: u32, w_base: u32, N: u32, n: u32, n_ok: bool) {
+  let G = (K + 31u) / 32u;
+  for (var i = lid; i < G * 32u; i += WG) {
+    var v = 0.0;
+    if (i < K) { v = act[a_base + i]; }
+    xs[i + i / 32u] = v;
+  }
+  workgroupBarrier();
+  let lane = lid % TEAM;
+  var acc = 0.0;
+  if (n_ok) {
+    for (var g = lane; g < G; g += TEAM) {
+      let w = load_w32(w_base, N, K, n, g);
+      acc += dot_xs(w[0], g, 0u) + dot_xs(w[1], g, 1u) + dot_xs(w[2], g, 2u) + dot_xs(w[3], g, 3u);
+    }
+  }
+  red[lid] = acc;
+  workgroupBarrier();
+  for (var s = TEAM / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+}
+
+// h (T, k, I): h[pair, u] = silu(gate_u · x_t) · (up_u · x_t). The first half of the teams take gate rows, the
+// second half the matching up rows.
+@compute @workgroup_size(WG)
+fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let units = ROWS / 2u;
+  let col_tiles = (I + units - 1u) / units;
+  let flat = wg.x + wg.y * FOLD;
+  let pair = flat / col_tiles;
+  if (pair >= p.T * TOPK) { return; }
+  let u0 = (flat % col_tiles) * units;
+  let team = lid / TEAM;
+  let unit = u0 + team % units;
+  let n = select(unit, I + unit, team >= units);
+  gemv_rows(lid, (pair / TOPK) * H, H, slot_of[expert_idx[pair]] * GU_WORDS, 2u * I, n, unit < I);
+  if (lid < units && u0 + lid < I) { res[pair * I + u0 + lid] = silu(red[lid * TEAM]) * red[(lid + units) * TEAM]; }
+}
+
+// y (T, k, H): y[pair, n] = down_n · h[pair].
+@compute @workgroup_size(WG)
+fn moe_down_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let col_tiles = (H + ROWS - 1u) / ROWS;
+  let flat = wg.x + wg.y * FOLD;
+  let pair = flat / col_tiles;
+  if (pair >= p.T * TOPK) { return; }
+  let n0 = (flat % col_tiles) * ROWS;
+  let n = n0 + lid / TEAM;
+  gemv_rows(lid, pair * I, I, slot_of[expert_idx[pair]] * DN_WORDS, H, n, n < H);
+  if (lid < ROWS && n0 + lid < H) { res[pair * H + n0 + lid] = red[lid * TEAM]; }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Prefill grouping: a counting sort of the T·k pairs by expert, deterministic (list order = token order).
+// Tokens come in blocks of 64; a token picks an expert at most once, so per block a 64-bit mask per expert
+// gives both the block's count (popcount) and each pair's rank inside the block (popcount of lower bits).
+
+const BLOCK = 64u;
+const TM = 32u;  // list entries (tokens) per GEMM tile
+
+// moe_count
+@group(0) @binding(1) var<storage, read> top_idx: array<u32>;                  // (T, k)
+@group(0) @binding(2) var<storage, read_write> block_counts_out: array<u32>;   // (ceil(T/64), E) pairs per block and expert
+@group(0) @binding(3) var<storage, read_write> rank_out: array<u32>;           // (T, k) rank inside its block and expert
+// moe_scan
+@group(0) @binding(1) var<storage, read_write> tiles_out: array<vec4u>;        // (max_tiles): (expert, first entry, entries, 0)
+@group(0) @binding(2) var<storage, read> block_counts: array<u32>;             // (ceil(T/64), E)
+@group(0) @binding(3) var<storage, read_write> block_base_out: array<u32>;     // (ceil(T/64), E) list position of the block's first pair
+// moe_scatter (and top_idx)
+@group(0) @binding(2) var<storage, read> block_base: array<u32>;               // (ceil(T/64), E)
+@group(0) @binding(3) var<storage, read> rank: array<u32>;                     // (T, k)
+@group(0) @binding(4) var<storage, read_write> sorted_out: array<u32>;         // (T·k) pair ids grouped by expert
+
+var<workgroup> mask_lo: array<atomic<u32>, E>;
+var<workgroup> mask_hi: array<atomic<u32>, E>;
+
+@compute @workgroup_size(BLOCK)
+fn moe_count(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = wg.x + wg.y * FOLD;
+  if (b * BLOCK >= p.T) { return; }
+  for (var e = lid; e < E; e += BLOCK) { atomicStore(&mask_lo[e], 0u); atomicStore(&mask_hi[e], 0u); }
+  workgroupBarrier();
+  let t = b * BLOCK + lid;
+  let bit = 1u << (lid % 32u);
+  if (t < p.T) {
+    for (var j = 0u; j < TOPK; j++) {
+      let e = top_idx[t * TOPK + j];
+      if (lid < 32u) { atomicOr(&mask_lo[e], bit); } else { atomicOr(&mask_hi[e], bit); }
+    }
+  }
+  workgroupBarrier();
+  for (var e = lid; e < E; e += BLOCK) {
+    block_counts_out[b * E + e] = countOneBits(atomicLoad(&mask_lo[e])) + countOneBits(atomicLoad(&mask_hi[e]));
+  }
+  if (t < p.T) {
+    for (var j = 0u; j < TOPK; j++) {
+      let e = top_idx[t * TOPK + j];
+      let lo = atomicLoad(&mask_lo[e]);
+      let hi = atomicLoad(&mask_hi[e]);
+      var r = countOneBits(lo & (bit - 1u));
+      if (lid >= 32u) { r = countOneBits(lo) + countOneBits(hi & (bit - 1u)); }
+      rank_out[t * TOPK + j] = r;
+    }
+  }
+}
+
+var<workgroup> cnt: array<u32, E>;
+var<workgroup> scan: array<vec2u, WG>;
+
+// One workgroup: expert list offsets (exclusive scan of the counts), each block's start inside each list,
+// and the GEMM tile list (TM entries per tile, experts in order), padded with empty tiles to max_tiles.
+@compute @workgroup_size(WG)
+fn moe_scan(@builtin(local_invocation_index) lid: u32) {
+  let blocks = (p.T + BLOCK - 1u) / BLOCK;
+  for (var e = lid; e < E; e += WG) {
+    var s = 0u;
+    for (var b = 0u; b < blocks; b++) { s += block_counts[b * E + e]; }
+    cnt[e] = s;
+  }
+  workgroupBarrier();
+  // Thread lid owns experts [e0, e0 + per): its (entries, tiles) total, then a Hillis-Steele scan over threads.
+  let per = (E + WG - 1u) / WG;
+  let e0 = lid * per;
+  var own = vec2u(0u);
+  for (var e = e0; e < min(e0 + per, E); e++) { own += vec2u(cnt[e], (cnt[e] + TM - 1u) / TM); }
+  scan[lid] = own;
+  workgroupBarrier();
+  for (var s = 1u; s < WG; s <<= 1u) {
+    var v = vec2u(0u);
+    if (lid >= s) { v = scan[lid - s]; }
+    workgroupBarrier();
+    scan[lid] += v;
+    workgroupBarrier();
+  }
+  var off = scan[lid] - own;  // (first list entry, first tile) of expert e0
+  for (var e = e0; e < min(e0 + per, E); e++) {
+    var r = off.x;
+    for (var b = 0u; b < blocks; b++) {
+      block_base_out[b * E + e] = r;
+      r += block_counts[b * E + e];
+    }
+    let n = cnt[e];
+    for (var q = 0u; q * TM < n; q++) { tiles_out[off.y + q] = vec4u(e, off.x + q * TM, min(TM, n - q * TM), 0u); }
+    off += vec2u(n, (n + TM - 1u) / TM);
+  }
+  for (var i = scan[WG - 1u].y + lid; i < p.max_tiles; i += WG) { tiles_out[i] = vec4u(0u); }
+}
+
+// sorted[list position] = pair id.
+@compute @workgroup_size(WG)
+fn moe_scatter(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.x + wg.y * FOLD) * WG + lid;
+  if (i >= p.T * TOPK) { return; }
+  let t = i / TOPK;
+  sorted_out[block_base[(t / BLOCK) * E + top_idx[i]] + rank[i]] = i;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Prefill GEMMs: one workgroup per (tile, column tile). A tile is up to TM list entries of one expert; empty
+// tiles (past the real count) return at once. Thread (ty, tx) = (lid / 16, lid % 16) accumulates entries
+// ty, ty + 16 against weight rows tx + 16 r (r = 0..3), over K in chunks of one quantization group.
+
+const TN = 64u;          // weight rows per tile
+const KC = 32u;          // K per step
+const AS = KC + 1u;      // padded strides: stores and loads hit distinct banks
+const BS = TN + 1u;
+
+@group(0) @binding(4) var<storage, read> tiles: array<vec4u>;       // (max_tiles)
+@group(0) @binding(6) var<storage, read> sorted: array<u32>;        // (T·k) pair ids grouped by expert
+
+var<workgroup> a_tile: array<f32, TM * AS>;   // [TM][KC] input rows
+var<workgroup> b_tile: array<f32, KC * BS>;   // [KC][TN] dequantized weight rows, transposed
+
+// a_base/a_ok: input row lid / 8 of the tile (this thread loads 4 of its values per step);
+// n/n_ok: weight row lid / 4 of the tile (this thread loads 8 of its values per step).
+fn gemm_tile(lid: u32, K: u32, a_base: u32, a_ok: bool, w_base: u32, N: u32, n: u32, n_ok: bool) -> array<f32, 8> {
+  var acc: array<f32, 8>;
+  let ar = lid / 8u;
+  let ac = (lid % 8u) * 4u;
+  let br = lid / 4u;
+  let bq = lid % 4u;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  for (var g = 0u; g < (K + 31u) / 32u; g++) {
+    for (var i = 0u; i < 4u; i++) {
+      let k = g * KC + ac + i;
+      var v = 0.0;
+      if (a_ok && k < K) { v = act[a_base + k]; }
+      a_tile[ar * AS + ac + i] = v;
+    }
+    var w = V8(vec4f(0.0), vec4f(0.0));
+    if (n_ok) { w = load_w8(w_base, N, K, n, g * 4u + bq); }
+    for (var i = 0u; i < 4u; i++) {
+      b_tile[(bq * 8u + i) * BS + br] = w.lo[i];
+      b_tile[(bq * 8u + 4u + i) * BS + br] = w.hi[i];
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < KC; kk++) {
+      let a0 = a_tile[ty * AS + kk];
+      let a1 = a_tile[(ty + 16u) * AS + kk];
+      for (var r = 0u; r < 4u; r++) {
+        let bv = b_tile[kk * BS + tx + 16u * r];
+        acc[r] += a0 * bv;
+        acc[4u + r] += a1 * bv;
+      }
+    }
+    workgroupBarrier();
+  }
+  return acc;
+}
+
+// Sorted h (T·k, I) from x (T, H): tile columns are 32 gate rows then the 32 matching up rows, so thread tx
+// holds gate and up of units tx and tx + 16 and applies silu(gate)·up itself.
+@compute @workgroup_size(WG)
+fn moe_gate_up_gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let col_tiles = (I + 31u) / 32u;
+  let flat = wg.x + wg.y * FOLD;
+  let ti = flat / col_tiles;
+  if (ti >= p.max_tiles) { return; }
+  let tile = tiles[ti];
+  if (tile.z == 0u) { return; }
+  let u0 = (flat % col_tiles) * 32u;
+  let ar = lid / 8u;
+  var a_base = 0u;
+  if (ar < tile.z) { a_base = (sorted[tile.y + ar] / TOPK) * H; }
+  let c = lid / 4u;
+  let unit = u0 + c % 32u;
+  let acc = gemm_tile(lid, H, a_base, ar < tile.z, slot_of[tile.x] * GU_WORDS, 2u * I, select(unit, I + unit, c >= 32u), unit < I);
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  for (var m = 0u; m < 2u; m++) {
+    let row = ty + 16u * m;
+    for (var q = 0u; q < 2u; q++) {
+      let u = u0 + tx + 16u * q;
+      if (row < tile.z && u < I) { res[(tile.y + row) * I + u] = silu(acc[4u * m + q]) * acc[4u * m + q + 2u]; }
+    }
+  }
+}
+
+// y (T, k, H) from sorted h: each entry's row goes back to its pair.
+@compute @workgroup_size(WG)
+fn moe_down_gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let col_tiles = (H + TN - 1u) / TN;
+  let flat = wg.x + wg.y * FOLD;
+  let ti = flat / col_tiles;
+  if (ti >= p.max_tiles) { return; }
+  let tile = tiles[ti];
+  if (tile.z == 0u) { return; }
+  let n0 = (flat % col_tiles) * TN;
+  let ar = lid / 8u;
+  let n = n0 + lid / 4u;
+  let acc = gemm_tile(lid, I, (tile.y + ar) * I, ar < tile.z, slot_of[tile.x] * DN_WORDS, H, n, n < H);
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  for (var m = 0u; m < 2u; m++) {
+    let row = ty + 16u * m;
+    if (row >= tile.z) { continue; }
+    let pair = sorted[tile.y + row];
+    for (var r = 0u; r < 4u; r++) {
+      let c = n0 + tx + 16u * r;
+      if (c < H) { res[pair * H + c] = acc[4u * m + r]; }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Combine (both paths): out[t] = Σ_{j=0..k-1} w[t,j]·y[t,j] + sigmoid(logits[t,E])·shared[t]; the shared
+// expert is added last, as in HF.
+
+@group(0) @binding(2) var<storage, read> top_w: array<f32>;    // (T, k)
+@group(0) @binding(4) var<storage, read> shared_y: array<f32>; // (T, H) shared expert output
+
+@compute @workgroup_size(WG)
+fn moe_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.x + wg.y * FOLD) * WG + lid;
+  if (i >= p.T * H) { return; }
+  let t = i / H;
+  let n = i % H;
+  var s = 0.0;
+  for (var j = 0u; j < TOPK; j++) { s += top_w[t * TOPK + j] * act[(t * TOPK + j) * H + n]; }
+  res[i] = s + sigmoid(logits[t * (E + 1u) + E]) * shared_y[i];
+}

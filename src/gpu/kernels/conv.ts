@@ -1,0 +1,22 @@
+// Causal depthwise conv1d + SiLU of the Gated DeltaNet (shaders/conv.wgsl).
+import { type GpuContext, type Op, type Binding, ceilDiv } from '../context.ts';
+import { grid } from './grid.ts';
+
+const WG = 256; // channels per workgroup
+const TB = 16; // tokens per thread
+
+/**
+ * y (T, convDim) = silu(causal depthwise conv of proj[:, 0:convDim]) continuing from `state`, then `state`
+ * updated to the last K-1 inputs (it still holds old columns when T < K-1). Works for T = 1 (decode).
+ *   proj:  (T, P) f32, the fused GDN projection; only its first convDim columns are read
+ *   w:     (convDim, K) f32, HF conv1d.weight (tap K-1 multiplies the current token)
+ *   state: (convDim, K-1) f32, previous inputs, oldest first (zeros for a fresh sequence); read and written
+ *   y:     (T, convDim) f32
+ */
+export function causalConv1d(ctx: GpuContext, proj: Binding, P: number, w: Binding, state: Binding, y: Binding, T: number, convDim: number, K: number): Op {
+  if (K < 2 || K > 8) throw new Error(`causalConv1d: kernel width ${K} outside 2..8`);
+  if (P < convDim) throw new Error(`causalConv1d: row stride ${P} < convDim ${convDim}`);
+  const params = ctx.uniform(new Uint32Array([T, P, 0, 0]));
+  const groups = ceilDiv(convDim, WG) * ceilDiv(T, TB);
+  return ctx.op(`causal_conv1d_silu(T=${T},C=${convDim})`, 'conv.wgsl', 'causal_conv1d_silu', { CONV: convDim, K, TB, WG }, [params, proj, w, state, y], grid(groups));
+}
