@@ -1,0 +1,85 @@
+import { describe, it } from 'vitest';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { matmul, type MatmulTuning } from '../../src/gpu/kernels/matmul.ts';
+import { uploadWeight, uploadWeights, weightBytes, type GpuWeight } from '../../src/gpu/weights.ts';
+import { packWeight, unpackWeight, type WeightFormat } from '../../src/quant/formats.ts';
+import * as ref from '../../src/reference/ops.ts';
+import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
+import { expectClose } from '../helpers/compare.ts';
+import { randn } from '../helpers/random.ts';
+
+const FORMATS: WeightFormat[] = ['f32', 'f16', 'q4', 'q8'];
+// The kernel sees exactly the dequantised values, so only summation order separates it from the reference.
+const TOL = { rel: 1e-5 };
+
+/** The f32 values the GPU sees for `w` stored as `format`. */
+const seen = (w: Float32Array, N: number, K: number, format: WeightFormat) => unpackWeight(packWeight(w, N, K, format), N, K, format);
+
+async function run(ctx: GpuContext, x: Float32Array, w: GpuWeight, T: number, y0?: Float32Array, tuning?: MatmulTuning) {
+  const y = y0 ? ctx.upload(y0, 'y') : poisoned(ctx.device, T * w.N * 4);
+  ctx.run([matmul(ctx, ctx.upload(x, 'x'), w, y, T, { accumulate: !!y0, tuning })]);
+  return ctx.readF32(y, T * w.N);
+}
+
+describe('matmul', () => {
+  const shapes: [number, number, number[]][] = [
+    [48, 64, [1, 3, 65, 200]],
+    [33, 77, [1, 3, 65, 200]],
+    [512, 256, [1, 3, 65, 200]],
+  ];
+  for (const format of FORMATS) {
+    for (const [N, K, Ts] of shapes) {
+      it(`${format} N=${N} K=${K} T=${Ts.join(',')}`, () =>
+        withGpuErrors(async (device) => {
+          const ctx = new GpuContext(device);
+          const wf = randn(N * K, N + K, 0.5);
+          const w = uploadWeight(ctx, wf, N, K, format, 'w');
+          const wd = seen(wf, N, K, format);
+          for (const T of Ts) {
+            const x = randn(T * K, T);
+            expectClose(`${format} T=${T}`, await run(ctx, x, w, T), ref.linear(x, wd, T, K, N), TOL);
+          }
+        }));
+    }
+    // 70000 rows with one row per workgroup: past 65,535 workgroups, so the grid folds into two dimensions.
+    it(`${format} N=70000 K=32 T=1, folded grid`, () =>
+      withGpuErrors(async (device) => {
+        const ctx = new GpuContext(device);
+        const N = 70000, K = 32, wf = randn(N * K, 9, 0.5), x = randn(K, 10);
+        const w = uploadWeight(ctx, wf, N, K, format, 'w');
+        const want = ref.linear(x, seen(wf, N, K, format), 1, K, N);
+        expectClose(`${format} folded`, await run(ctx, x, w, 1, undefined, { threadsPerRow: 4, teams: 1 }), want, TOL);
+        expectClose(`${format} default`, await run(ctx, x, w, 1), want, TOL);
+      }));
+  }
+
+  it('GEMV tuning variants agree: rows per thread, token blocks, narrow teams', () =>
+    withGpuErrors(async (device) => {
+      const ctx = new GpuContext(device);
+      const N = 37, K = 100;
+      for (const format of FORMATS) {
+        const wf = randn(N * K, 4, 0.5), w = uploadWeight(ctx, wf, N, K, format, 'w'), wd = seen(wf, N, K, format);
+        for (const [T, tuning] of [[3, { rowsPerThread: 4, threadsPerRow: 4, teams: 16 }], [2, { rowsPerThread: 8, threadsPerRow: 8, teams: 4 }], [7, { gemvMaxT: 8, rowsPerThread: 2 }]] as const) {
+          const x = randn(T * K, 5);
+          expectClose(`${format} T=${T} ${JSON.stringify(tuning)}`, await run(ctx, x, w, T, undefined, tuning), ref.linear(x, wd, T, K, N), TOL);
+        }
+      }
+    }));
+
+  it('accumulate (y += x·Wᵀ) on both paths, weights at offsets of one shared buffer', () =>
+    withGpuErrors(async (device) => {
+      const ctx = new GpuContext(device);
+      // Odd sizes so each weight ends mid-way through a 256-byte block; the next one starts at an offset.
+      const parts = FORMATS.map((format, i) => ({ w: randn(33 * 77, 20 + i, 0.5), N: 33, K: 77, format }));
+      const ws = uploadWeights(ctx, parts, 'stack');
+      for (const [i, w] of ws.entries()) {
+        if (i > 0 && w.offset < ws[i - 1].offset + weightBytes(ws[i - 1].format, 33, 77)) throw new Error('overlapping weights');
+        const wd = seen(parts[i].w, 33, 77, w.format);
+        for (const T of [1, 65]) {
+          const x = randn(T * 77, 30 + T), y0 = randn(T * 33, 40 + T);
+          const want = ref.linear(x, wd, T, 77, 33).map((v, j) => v + y0[j]);
+          expectClose(`${w.format}@${w.offset} T=${T} +=`, await run(ctx, x, w, T, y0), want, TOL);
+        }
+      }
+    }));
+});
