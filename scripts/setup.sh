@@ -4,6 +4,7 @@
 #   - libvulkan1: the Vulkan loader Dawn opens;
 #   - fonts-dejavu-core: a font, so pages render text headless;
 #   - npm ci: the locked JavaScript dependencies (no browser download: we use Debian's chromium).
+#   - the q3n CLI bundle (dist/node/q3n.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKAGES=(chromium libvulkan1 fonts-dejavu-core)
@@ -14,3 +15,5 @@ if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 fi
 npm ci --no-audit --no-fund
+# The q3n command line (bin/q3n.mjs runs this bundle).
+npm run --silent build:node

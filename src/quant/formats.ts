@@ -58,6 +58,50 @@ export function f16BitsToF32(h: number): number {
 
 const roundF16 = (v: number) => f16BitsToF32(f32ToF16Bits(v));
 
+const quantizeValue = (v: number, scale: number, min: number, levels: number) =>
+  scale > 0 ? Math.min(levels, Math.max(0, Math.round((v - min) / scale))) : 0;
+
+/** Squared error of a group stored with f16-rounded (scale, min). */
+function groupError(x: Float32Array, scale: number, min: number, levels: number): number {
+  let e = 0;
+  for (const v of x) e += (quantizeValue(v, scale, min, levels) * scale + min - v) ** 2;
+  return e;
+}
+
+/**
+ * (scale, min) of one group, f16-rounded. Start from the plain min/max range and a few shrunk ranges (clipping
+ * outliers), refine each by least squares on the codes it produces (w ≈ scale·q + min), keep the best. On
+ * brown-tiny this is what keeps int4 greedy decoding on HF's tokens; min/max alone flips near-ties.
+ */
+function fitGroup(x: Float32Array, levels: number): { scale: number; min: number } {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  let best = { scale: roundF16((hi - roundF16(lo)) / levels), min: roundF16(lo) };
+  if (!(best.scale > 0)) return { scale: 0, min: roundF16(lo) };
+  let bestErr = groupError(x, best.scale, best.min, levels);
+  for (const shrink of [1, 0.95, 0.9, 0.85, 0.8]) {
+    const mid = (hi + lo) / 2, half = ((hi - lo) / 2) * shrink;
+    let min = mid - half, scale = (2 * half) / levels;
+    for (let iter = 0; iter < 3; iter++) {
+      let sq = 0, sqq = 0, sw = 0, sqw = 0;
+      for (const v of x) {
+        const q = quantizeValue(v, scale, min, levels);
+        sq += q; sqq += q * q; sw += v; sqw += q * v;
+      }
+      const det = x.length * sqq - sq * sq;
+      if (det <= 0) break;
+      const s2 = (x.length * sqw - sq * sw) / det;
+      if (!(s2 > 0)) break;
+      min = (sqq * sw - sq * sqw) / det;
+      scale = s2;
+      const cand = { scale: roundF16(scale), min: roundF16(min) };
+      const err = groupError(x, cand.scale, cand.min, levels);
+      if (err < bestErr) { best = cand; bestErr = err; }
+    }
+  }
+  return best;
+}
+
 /** Pack W (N, K) row-major f32 into `format`. */
 export function packWeight(w: Float32Array, N: number, K: number, format: WeightFormat): Uint32Array<ArrayBuffer> {
   if (w.length !== N * K) throw new RangeError(`packWeight: ${w.length} values for a (${N}, ${K}) weight`);
@@ -80,15 +124,12 @@ export function packWeight(w: Float32Array, N: number, K: number, format: Weight
   for (let n = 0; n < N; n++) {
     for (let g = 0; g < G; g++) {
       const k0 = g * GROUP, k1 = Math.min(K, k0 + GROUP);
-      let lo = Infinity, hi = -Infinity;
-      for (let k = k0; k < k1; k++) { lo = Math.min(lo, w[n * K + k]); hi = Math.max(hi, w[n * K + k]); }
-      const min = roundF16(lo);
-      let scale = roundF16((hi - min) / levels);
-      if (!(scale > 0)) scale = 0;
+      const group = w.subarray(n * K + k0, n * K + k1);
+      const { scale, min } = fitGroup(group, levels);
       out[scaleBase + n * G + g] = f32ToF16Bits(scale) | (f32ToF16Bits(min) << 16);
-      for (let k = k0; k < k1; k++) {
-        const q = scale > 0 ? Math.min(levels, Math.max(0, Math.round((w[n * K + k] - min) / scale))) : 0;
-        const i = k - k0, word = (n * G + g) * wordsPerGroup + Math.floor(i / perWord);
+      for (let i = 0; i < group.length; i++) {
+        const q = quantizeValue(group[i], scale, min, levels);
+        const word = (n * G + g) * wordsPerGroup + Math.floor(i / perWord);
         out[word] = (out[word] | (q << (bits * (i % perWord)))) >>> 0;
       }
     }

@@ -8,7 +8,8 @@ import { Checkpoint } from '../../src/checkpoint/checkpoint.ts';
 import { nodeFileSet, NodeFileSource } from '../../src/checkpoint/node-files.ts';
 import { readSafetensorsHeader, toFloat32 } from '../../src/checkpoint/safetensors.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+// Q3N_REPO_ROOT: set by the bundled device test runner, whose module URL is not inside test/.
+export const REPO_ROOT = process.env.Q3N_REPO_ROOT ?? resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const SHARED = resolve(REPO_ROOT, '../shared');
 
 export type PresetName = 'tiny' | 'asym' | 'stress' | 'small';

@@ -1,0 +1,207 @@
+// The Qwen3-Next forward pass on the GPU as a flat op list per step (prefill chunk or decode token),
+// encoded once and submitted once. Reading order follows execution order (REFERENCE.md §2-5):
+//   embed -> for each layer: norm -> (Gated DeltaNet | gated attention) -> +residual -> norm -> MoE -> +residual
+//   -> final norm -> lm_head.
+// Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
+import type { Qwen3NextConfig } from '../config.ts';
+import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
+import { rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
+import { addInPlace, siluMul } from '../gpu/kernels/elementwise.ts';
+import { matmul } from '../gpu/kernels/matmul.ts';
+import { embed } from '../gpu/kernels/embed.ts';
+import { causalConv1d } from '../gpu/kernels/conv.ts';
+import { gdnPrep, gdnChunked, gdnRecurrent } from '../gpu/kernels/gdn.ts';
+import { attnPrep, attention, type AttnDims } from '../gpu/kernels/attention.ts';
+import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, type MoeScratch } from '../gpu/kernels/moe.ts';
+import { gdnChunkedScratchBytes } from '../gpu/kernels/gdn.ts';
+import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
+import type { GpuWeight } from '../gpu/weights.ts';
+import type { WeightFormat } from '../quant/formats.ts';
+
+/** A layer's packed matrix by its name in src/model/pack.ts. */
+function mat(layer: GpuLayer, name: string): GpuWeight {
+  const w = layer.weights.get(name);
+  if (!w) throw new Error(`layer has no tensor ${name}`);
+  return w;
+}
+/** A layer's f32 vector (norm weights, conv taps, A_log, ...) as a binding. */
+const vec = (layer: GpuLayer, name: string): GPUBuffer => mat(layer, name).buffer;
+import type { Qwen3NextGpuCache, LinearLayerCache, FullLayerCache } from './cache.ts';
+
+export interface StepOptions {
+  /** 'last': logits of the last token only (generation); 'all': (T, V) (tests, perplexity). */
+  logits: 'last' | 'all';
+  /** GDN path: chunked (prefill default) or recurrent (decode default). */
+  gdn?: 'chunked' | 'recurrent';
+  /** MoE path: grouped-by-expert (prefill default) or per-token (decode default). */
+  moe?: 'grouped' | 'per-token';
+  /** Tensors to copy out, by name. */
+  taps?: string[];
+}
+
+const moeShape = (c: Qwen3NextConfig, format: WeightFormat) => ({ E: c.numExperts, k: c.numExpertsPerTok, H: c.hiddenSize, I: c.moeIntermediateSize, format });
+
+/** Activation buffers for up to `maxT` tokens per step, reused by every layer. */
+class Scratch {
+  readonly ids: GPUBuffer; // (T) u32
+  readonly h: GPUBuffer; // (T, H) residual stream
+  readonly xn: GPUBuffer; // (T, H) normed input of a mixer / the MoE
+  readonly mix: GPUBuffer; // (T, H) mixer or MoE output before the residual add
+  readonly proj: GPUBuffer; // (T, max(P_gdn, Q_attn)) fused input projection
+  readonly conv: GPUBuffer; // (T, convDim)
+  readonly q: GPUBuffer; // (T, max(Hk·dk, Hq·D))
+  readonly k: GPUBuffer; // (T, Hk·dk)
+  readonly g: GPUBuffer; // (T, Hv)
+  readonly beta: GPUBuffer; // (T, Hv)
+  readonly core: GPUBuffer; // (T, max(valueDim, Hq·D)) GDN core output / attention output
+  readonly gate: GPUBuffer; // (T, Hq·D) attention output gate
+  readonly normed: GPUBuffer; // (T, valueDim) gated-norm output
+  readonly routerLogits: GPUBuffer; // (T, E+1)
+  readonly topIdx: GPUBuffer; // (T, k) u32
+  readonly topW: GPUBuffer; // (T, k)
+  readonly sharedMid: GPUBuffer; // (T, 2·Is)
+  readonly sharedAct: GPUBuffer; // (T, Is)
+  readonly shared: GPUBuffer; // (T, H)
+  readonly logits: GPUBuffer; // (T or 1, V)
+  readonly gdnChunk: GPUBuffer; // chunked-GDN intermediates (see gdnChunkedScratchBytes)
+  readonly moe: MoeScratch;
+
+  constructor(ctx: GpuContext, c: Qwen3NextConfig, readonly maxT: number, expertFormat: WeightFormat) {
+    const f = (n: number, label: string) => ctx.buffer(maxT * n * 4, label);
+    const P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
+    const Q = c.numAttentionHeads * 2 * c.headDim + 2 * c.numKeyValueHeads * c.headDim;
+    const attnOut = c.numAttentionHeads * c.headDim;
+    this.ids = f(1, 'ids');
+    this.h = f(c.hiddenSize, 'h');
+    this.xn = f(c.hiddenSize, 'xn');
+    this.mix = f(c.hiddenSize, 'mix');
+    this.proj = f(Math.max(P, Q), 'proj');
+    this.conv = f(c.convDim, 'conv');
+    this.q = f(Math.max(c.keyDim, attnOut), 'q');
+    this.k = f(c.keyDim, 'k');
+    this.g = f(c.linearNumValueHeads, 'g');
+    this.beta = f(c.linearNumValueHeads, 'beta');
+    this.core = f(Math.max(c.valueDim, attnOut), 'core');
+    this.gate = f(attnOut, 'gate');
+    this.normed = f(c.valueDim, 'normed');
+    this.routerLogits = f(c.numExperts + 1, 'router_logits');
+    this.topIdx = f(c.numExpertsPerTok, 'top_idx');
+    this.topW = f(c.numExpertsPerTok, 'top_w');
+    this.sharedMid = f(2 * c.sharedExpertIntermediateSize, 'shared_mid');
+    this.sharedAct = f(c.sharedExpertIntermediateSize, 'shared_act');
+    this.shared = f(c.hiddenSize, 'shared');
+    this.logits = f(c.vocabSize, 'logits');
+    this.gdnChunk = ctx.buffer(gdnChunkedScratchBytes(maxT, c), 'gdn_chunk');
+    this.moe = createMoeScratch(ctx, maxT, moeShape(c, expertFormat));
+  }
+}
+
+export class ForwardBuilder {
+  readonly scratch: Scratch;
+  private readonly taps = new Map<string, { buffer: GPUBuffer; bytes: number }>();
+
+  constructor(readonly ctx: GpuContext, readonly w: GpuWeights, readonly cache: Qwen3NextGpuCache, maxTokensPerStep: number) {
+    this.scratch = new Scratch(ctx, w.config, maxTokensPerStep, w.quant.experts);
+  }
+
+  /** The op list for T tokens at the cache's current position (ids must already be in scratch.ids). */
+  build(T: number, opts: StepOptions): Step[] {
+    const { ctx, w, scratch: s, cache } = this;
+    const c = w.config, H = c.hiddenSize, pos0 = cache.position;
+    if (T > s.maxT) throw new Error(`step of ${T} tokens exceeds the scratch size ${s.maxT}`);
+    const want = new Set(opts.taps ?? []);
+    const ops: Step[] = [];
+    const tap = (name: string, buf: GPUBuffer, elems: number, offsetElems = 0) => {
+      if (!want.has(name)) return;
+      const bytes = elems * 4;
+      let t = this.taps.get(name);
+      if (!t || t.buffer.size < bytes) { t = { buffer: ctx.buffer(bytes, `tap ${name}`), bytes }; this.taps.set(name, t); }
+      t.bytes = bytes;
+      ops.push({ label: `tap ${name}`, copy: { src: buf, srcOffset: offsetElems * 4, dst: t.buffer, dstOffset: 0, size: bytes } });
+    };
+
+    ops.push(embed(ctx, s.ids, w.embed, s.h, T));
+    tap('embeddings', s.h, T * H);
+    for (let l = 0; l < c.numLayers; l++) {
+      const layer = w.layers[l], lc = cache.layers[l];
+      ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
+      tap(`L${l}.mixer_in`, s.xn, T * H);
+      if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, opts);
+      else this.attention(ops, l, layer, lc as FullLayerCache, T, pos0);
+      tap(`L${l}.mixer_out`, s.mix, T * H);
+      ops.push(addInPlace(ctx, s.mix, s.h, T * H));
+      ops.push(rmsNormZC(ctx, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
+      tap(`L${l}.moe_in`, s.xn, T * H);
+      this.sparseMoe(ops, tap, l, layer, T, opts);
+      tap(`L${l}.moe_out`, s.mix, T * H);
+      ops.push(addInPlace(ctx, s.mix, s.h, T * H));
+      tap(`L${l}.out`, s.h, T * H);
+    }
+    // Final norm and lm_head: over every row for 'all', over the last row only for generation.
+    const rows = opts.logits === 'all' ? T : 1;
+    const last: Binding = opts.logits === 'all' ? s.xn : { buffer: s.xn, offset: 0, size: H * 4 };
+    if (opts.logits === 'last' && T > 1) {
+      ops.push({ label: 'last row', copy: { src: s.h, srcOffset: (T - 1) * H * 4, dst: s.mix, dstOffset: 0, size: H * 4 } });
+      ops.push(rmsNormZC(ctx, s.mix, w.norm.buffer, s.xn, 1, H, c.rmsNormEps));
+    } else {
+      ops.push(rmsNormZC(ctx, s.h, w.norm.buffer, s.xn, rows, H, c.rmsNormEps));
+    }
+    tap('final_hidden', s.xn, rows * H);
+    ops.push(matmul(ctx, last, w.lmHead, s.logits, rows));
+    return ops;
+  }
+
+  /** REFERENCE.md §2: fused projection -> conv+SiLU -> gates/L2 -> delta rule -> gated norm -> out_proj. */
+  private gatedDeltaNet(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, lc: LinearLayerCache, T: number, opts: StepOptions) {
+    const { ctx, w, scratch: s } = this;
+    const c = w.config;
+    const P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
+    ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T));
+    ops.push(causalConv1d(ctx, s.proj, P, vec(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
+    ops.push(gdnPrep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), s.q, s.k, s.g, s.beta, T, c));
+    tap(`L${l}.gdn.g`, s.g, T * c.linearNumValueHeads);
+    tap(`L${l}.gdn.beta`, s.beta, T * c.linearNumValueHeads);
+    const recurrent = (opts.gdn ?? (T === 1 ? 'recurrent' : 'chunked')) === 'recurrent';
+    ops.push(...(recurrent
+      ? gdnRecurrent(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c)
+      : gdnChunked(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c, s.gdnChunk)));
+    tap(`L${l}.gdn.core_out`, s.core, T * c.valueDim);
+    ops.push(rmsNormGated(ctx, s.core, s.proj, P, vec(layer, 'gated_norm'), s.normed, T * c.linearNumValueHeads, c.linearValueHeadDim, c.rmsNormEps, c.linearNumValueHeads, c.convDim));
+    ops.push(matmul(ctx, s.normed, mat(layer, 'out_proj'), s.mix, T));
+  }
+
+  /** REFERENCE.md §3: fused q/gate|k|v projection -> norms + RoPE + cache write -> causal attention ⊙ gate -> o_proj. */
+  private attention(ops: Step[], _l: number, layer: GpuLayer, lc: FullLayerCache, T: number, pos0: number) {
+    const { ctx, w, scratch: s } = this;
+    const c = w.config;
+    const dims: AttnDims = { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps };
+    ops.push(matmul(ctx, s.xn, mat(layer, 'qkv_proj'), s.proj, T));
+    ops.push(attnPrep(ctx, s.proj, vec(layer, 'q_norm'), vec(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims));
+    ops.push(...attention(ctx, s.q, lc.keys, lc.values, s.gate, s.core, T, pos0, dims));
+    ops.push(matmul(ctx, s.core, mat(layer, 'o_proj'), s.mix, T));
+  }
+
+  /** REFERENCE.md §5: router (+ shared gate logit) -> top-k -> routed experts + sigmoid-gated shared expert. */
+  private sparseMoe(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, T: number, opts: StepOptions) {
+    const { ctx, w, scratch: s } = this;
+    const c = w.config, Is = c.sharedExpertIntermediateSize;
+    ops.push(matmul(ctx, s.xn, mat(layer, 'router'), s.routerLogits, T));
+    ops.push(router(ctx, s.routerLogits, s.topIdx, s.topW, T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
+    tap(`L${l}.router_logits`, s.routerLogits, T * (c.numExperts + 1));
+    tap(`L${l}.router_idx`, s.topIdx, T * c.numExpertsPerTok);
+    tap(`L${l}.router_w`, s.topW, T * c.numExpertsPerTok);
+    ops.push(matmul(ctx, s.xn, mat(layer, 'shared_gate_up'), s.sharedMid, T));
+    ops.push(siluMul(ctx, s.sharedMid, s.sharedAct, T, Is));
+    ops.push(matmul(ctx, s.sharedAct, mat(layer, 'shared_down'), s.shared, T));
+    const e = layer.experts;
+    const b = { x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, shared: s.shared, out: s.mix };
+    const moe = opts.moe === 'per-token' ? moeDecode : opts.moe === 'grouped' ? moePrefill : moeExperts;
+    ops.push(...moe(ctx, b, T, moeShape(c, e.format), s.moe));
+  }
+
+  async readTap(name: string): Promise<Float32Array> {
+    const t = this.taps.get(name);
+    if (!t) throw new Error(`no tap "${name}" was recorded`);
+    return this.ctx.readF32(t.buffer, t.bytes / 4);
+  }
+}

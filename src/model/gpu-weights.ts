@@ -1,0 +1,70 @@
+// Model weights on the GPU, uploaded tensor by tensor from a WeightSource (src/model/pack.ts says what each
+// tensor is). Dense weights stay resident; routed experts go into per-layer slot buffers addressed through a
+// slot table, so a streaming expert cache can own those buffers and remap experts to slots.
+import type { Qwen3NextConfig } from '../config.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { GpuWeight } from '../gpu/weights.ts';
+import type { WeightFormat } from '../quant/formats.ts';
+import { ropeInvFreq } from '../reference/ops.ts';
+import { densePlan, expertLayout, type QuantConfig, type WeightSource } from './pack.ts';
+
+export interface GpuExperts {
+  gateUp: GPUBuffer; // slots × packed (2I, H), rows [gate_proj ; up_proj]
+  down: GPUBuffer; // slots × packed (H, I)
+  slotOf: GPUBuffer; // (E) u32: expert -> slot
+  format: WeightFormat;
+}
+
+export interface GpuLayer {
+  type: 'linear_attention' | 'full_attention';
+  weights: Map<string, GpuWeight>; // the layer's dense tensors by short name ('in_proj', 'router', ...)
+  experts: GpuExperts;
+}
+
+export interface GpuWeights {
+  config: Qwen3NextConfig;
+  quant: QuantConfig;
+  embed: GpuWeight; // (V, H)
+  layers: GpuLayer[];
+  norm: GpuWeight; // (1, H) zero-centred
+  lmHead: GpuWeight; // (V, H)
+  invFreq: GPUBuffer; // (R/2) HF's f32 rope inverse frequencies
+}
+
+/** Upload every expert of every layer into slot buffers; slot e holds expert e (fully resident). */
+async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number): Promise<GpuExperts> {
+  const c = src.config, format = src.quant.experts, E = c.numExperts;
+  const { gateUpWords, downWords } = expertLayout(c, format);
+  const gateUp = ctx.buffer(E * gateUpWords * 4, `L${layer}.experts.gate_up`);
+  const down = ctx.buffer(E * downWords * 4, `L${layer}.experts.down`);
+  for (let e = 0; e < E; e++) {
+    const rec = await src.expert(layer, e);
+    ctx.device.queue.writeBuffer(gateUp, e * gateUpWords * 4, rec, 0, gateUpWords);
+    ctx.device.queue.writeBuffer(down, e * downWords * 4, rec, gateUpWords, downWords);
+  }
+  const slotOf = ctx.upload(Uint32Array.from({ length: E }, (_, e) => e), `L${layer}.experts.slot_of`);
+  return { gateUp, down, slotOf, format };
+}
+
+export async function loadGpuWeights(ctx: GpuContext, src: WeightSource): Promise<GpuWeights> {
+  const c = src.config;
+  const byName = new Map<string, GpuWeight>();
+  for (const t of densePlan(c, src.quant)) {
+    byName.set(t.name, { buffer: ctx.upload(await src.dense(t), t.name), offset: 0, format: t.format, N: t.N, K: t.K });
+  }
+  const layers: GpuLayer[] = [];
+  for (let i = 0; i < c.numLayers; i++) {
+    const weights = new Map<string, GpuWeight>();
+    for (const [name, w] of byName) if (name.startsWith(`L${i}.`)) weights.set(name.slice(`L${i}.`.length), w);
+    layers.push({ type: c.layerTypes[i], weights, experts: await loadExperts(ctx, src, i) });
+  }
+  return {
+    config: c,
+    quant: src.quant,
+    embed: byName.get('embed')!,
+    layers,
+    norm: byName.get('norm')!,
+    lmHead: byName.get('lm_head')!,
+    invFreq: ctx.upload(ropeInvFreq(c.ropeTheta, c.rotaryDim), 'rope.inv_freq'),
+  };
+}

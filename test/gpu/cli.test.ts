@@ -1,0 +1,50 @@
+// q3n logits / generate in-process: outputs equal the HF fixtures; bad input gives one line and a non-zero code.
+import { describe, expect, it, vi } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/q3n.ts';
+import { locatePreset, readTensorFile, brownTinyAvailable, BROWN_TINY_DIR } from '../helpers/fixtures.ts';
+import { expectClose } from '../helpers/compare.ts';
+
+describe('q3n CLI', () => {
+  it('logits: chunked prefill + teacher-forced decode equal HF (tiny decode case)', async () => {
+    const p = locatePreset('tiny')!, c = p.case('decode_P70'), t = await p.load(c);
+    const decodeIds = Array.from(t.get('input_ids')!.data.subarray(0, 3));
+    const out = join(mkdtempSync(join(tmpdir(), 'q3n-')), 'out.safetensors');
+    const code = await main(['logits', '--model', p.dir, '--prompt-ids', c.prompt_ids!.join(','), '--decode-ids', decodeIds.join(','), '--out', out]);
+    expect(code).toBe(0);
+    const got = await readTensorFile(out), V = 512;
+    const prefill = got.get('prefill_logits')!;
+    expect(prefill.shape).toEqual([70, V]);
+    expectClose('last prefill row', prefill.data.subarray(69 * V), t.get('prefill_last_logits')!.data, { maxAbs: 1e-3 });
+    expectClose('decode_logits', got.get('decode_logits')!.data, t.get('step_logits')!.data.subarray(0, 3 * V), { maxAbs: 1e-3 });
+  });
+
+  it.runIf(brownTinyAvailable())('generate --chat: brown-tiny greedy reply equals HF golden text', async () => {
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    let text = '';
+    try {
+      const code = await main(['generate', '--model', BROWN_TINY_DIR, '--prompt', 'The jury said it did find that many of the voters were not qualified.', '--chat', '--max-tokens', '16']);
+      text = write.mock.calls.map((c) => String(c[0])).join('');
+      expect(code).toBe(0);
+    } finally {
+      write.mockRestore();
+    }
+    expect(text).toBe("These weren't it??\n");
+  });
+
+  it('bad input: one clear line and a non-zero exit code', async () => {
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      expect(await main(['logits', '--model', '/nonexistent', '--prompt-ids', '1', '--out', '/tmp/x'])).toBe(1);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(/ConfigError: .*no config.json/);
+      expect(await main(['logits', '--model', 'x', '--prompt-ids', '1,a', '--out', '/tmp/x'])).toBe(2);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(/"a" is not a token id/);
+      expect(await main(['generate', '--model', 'x', '--bogus', '1'])).toBe(2);
+      expect(await main(['frobnicate'])).toBe(2);
+    } finally {
+      err.mockRestore();
+    }
+  });
+});
