@@ -1,17 +1,33 @@
-// Load a model for a CLI command from --model and --weights.
+// Load a model for a CLI command from --model (a Hugging Face checkpoint folder, quantized while loading, or a
+// packed model folder written by `q3n convert`, used as stored) and --weights.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { nodeFileSet } from '../checkpoint/node-files.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { requestNodeDevice } from '../gpu/node-device.ts';
 import { Qwen3NextGpuModel } from '../model/model.ts';
 import { QUANT_F32, QUANT_INT4 } from '../model/pack.ts';
+import { NodeFileStore } from '../store/node.ts';
+import { storeSource } from '../store/store.ts';
 import { UsageError, type Args } from './args.ts';
 
 export async function openModel(args: Args) {
+  const dir = args.str('model');
+  const ctx = new GpuContext(await requestNodeDevice());
+  if (existsSync(join(dir, 'manifest.json'))) {
+    if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);
+    const store = await NodeFileStore.open(dir);
+    try {
+      const model = await Qwen3NextGpuModel.load(ctx, await storeSource(store));
+      return { ctx, model };
+    } finally {
+      await store.close(); // every weight is on the GPU now
+    }
+  }
   const weights = args.str('weights', 'f32');
   if (weights !== 'f32' && weights !== 'int4') throw new UsageError(`--weights must be f32 or int4, got "${weights}"`);
-  const ckpt = await Checkpoint.open(nodeFileSet(args.str('model')));
-  const ctx = new GpuContext(await requestNodeDevice());
+  const ckpt = await Checkpoint.open(nodeFileSet(dir));
   const model = await Qwen3NextGpuModel.fromCheckpoint(ctx, ckpt, { quant: weights === 'int4' ? QUANT_INT4 : QUANT_F32 });
-  return { ckpt, ctx, model };
+  return { ctx, model };
 }
