@@ -1,6 +1,7 @@
 // WebGPU in Node through Dawn (the `webgpu` package). On a machine without a GPU it runs on SwiftShader,
 // the software Vulkan driver shipped in Debian's chromium package; on a GPU machine the real driver is used.
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { WebGPUNotAvailableError } from '../errors.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -12,6 +13,8 @@ export async function nodeGPU(): Promise<GPU> {
   if (gpu) return gpu;
   const software = !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD);
   if (software) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  // Without it the Vulkan loader prints "XDG_RUNTIME_DIR is invalid" once per device on headless machines.
+  process.env.XDG_RUNTIME_DIR ??= tmpdir();
   // SwiftShader's Vulkan zero-initialisation of workgroup memory makes pipeline compiles grow with the size of
   // workgroup arrays (seconds per GEMM pipeline). Dawn then zero-initialises in the shader instead: same
   // semantics, compiles in milliseconds.
