@@ -5,6 +5,7 @@ import { defineConfig } from 'vite';
 import { builtinModules } from 'node:module';
 
 export default defineConfig({
+  publicDir: false, // public/ holds the demo's model files, not part of a Node bundle
   build: {
     ssr: true,
     outDir: 'dist/node',

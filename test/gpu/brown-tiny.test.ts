@@ -13,6 +13,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
 import { QUANT_F32, QUANT_INT4, type QuantConfig } from '../../src/model/pack.ts';
 import { generate } from '../../src/model/generate.ts';
+import { meanNll } from '../../src/model/perplexity.ts';
 import { BROWN_TINY_DIR, brownTinyAvailable, readTensorFile } from '../helpers/fixtures.ts';
 import { getTestDevice, withGpuErrors } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';
@@ -27,27 +28,6 @@ const HF_PERPLEXITY = 121.79316116599273; // golden.json heldout.perplexity, 16 
 async function load(quant: QuantConfig) {
   const ckpt = await Checkpoint.open(nodeFileSet(BROWN_TINY_DIR));
   return Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), ckpt, { quant, maxContext: 1024, maxTokensPerStep: WINDOW });
-}
-
-/** Mean negative log-likelihood of the next token over `windows` non-overlapping windows, each from a fresh state. */
-async function heldoutNll(model: Qwen3NextGpuModel, ids: Int32Array, windows: number): Promise<number> {
-  const V = model.config.vocabSize;
-  let nll = 0, count = 0;
-  for (let w = 0; w < windows; w++) {
-    const seg = ids.subarray(w * WINDOW, (w + 1) * WINDOW + 1);
-    model.reset();
-    const logits = await model.forward(seg.subarray(0, WINDOW), { logits: 'all' });
-    for (let t = 0; t < WINDOW; t++) {
-      const row = logits.subarray(t * V, (t + 1) * V);
-      let max = -Infinity;
-      for (const v of row) max = Math.max(max, v);
-      let sum = 0;
-      for (const v of row) sum += Math.exp(v - max);
-      nll += Math.log(sum) + max - row[seg[t + 1]];
-      count++;
-    }
-  }
-  return nll / count;
 }
 
 describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
@@ -87,11 +67,11 @@ describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
         f32Margins.push(steps.map((s) => s.margin));
       }
       if (WINDOWS >= 16) return; // the int4 run is compared with HF's own 16-window number
-      f32Nll = await heldoutNll(model, g.get('heldout.ids')!.data as Int32Array, WINDOWS);
+      f32Nll = await meanNll(model, g.get('heldout.ids')!.data, WINDOW, WINDOWS);
       console.log(`[brown-tiny] f32 GPU perplexity over ${WINDOWS} windows: ${Math.exp(f32Nll).toFixed(3)}`);
     }));
 
-  it(`int4 weights: HF's greedy tokens wherever the f32 margin >= ${MARGIN}; held-out perplexity within 2%`, () =>
+  it(`int4 weights: HF's greedy tokens wherever the f32 margin >= ${MARGIN}; held-out perplexity within 2%`, { timeout: 300_000 + WINDOWS * 120_000 }, () =>
     withGpuErrors(async () => {
       const model = await load(QUANT_INT4);
       const g = await golden();
@@ -109,7 +89,7 @@ describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
         console.log(`[brown-tiny] int4 prompt${p}: free-running greedy agrees with HF for ${agree}/${reply.length} tokens; ` +
           `f32 margins ${f32Margins[p].map((m) => m.toFixed(2)).join(' ')}; int4 margins ${steps.map((s) => s.margin.toFixed(2)).join(' ')}`);
       }
-      const nll = await heldoutNll(model, g.get('heldout.ids')!.data as Int32Array, WINDOWS);
+      const nll = await meanNll(model, g.get('heldout.ids')!.data, WINDOW, WINDOWS);
       const ppl = Math.exp(nll);
       console.log(`[brown-tiny] int4 GPU perplexity over ${WINDOWS} windows: ${ppl.toFixed(3)}`);
       if (WINDOWS >= 16) expect(Math.abs(ppl / HF_PERPLEXITY - 1)).toBeLessThanOrEqual(0.02);
