@@ -15,7 +15,8 @@ import { UsageError, type Args } from './args.ts';
 export async function openModel(args: Args) {
   const dir = args.str('model');
   const ctx = new GpuContext(await requestNodeDevice());
-  if (existsSync(join(dir, 'manifest.json'))) {
+  // A Hugging Face checkpoint has config.json; a packed model keeps its config inside manifest.json.
+  if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {
     if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);
     const store = await NodeFileStore.open(dir);
     try {
