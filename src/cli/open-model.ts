@@ -14,18 +14,18 @@ import { UsageError, type Args } from './args.ts';
 
 export async function openModel(args: Args) {
   const dir = args.str('model');
+  const expertCacheBytes = args.has('expert-cache-bytes') ? Number(args.str('expert-cache-bytes')) : undefined;
+  if (expertCacheBytes !== undefined && !(expertCacheBytes > 0)) throw new UsageError('--expert-cache-bytes must be a positive number of bytes');
   const ctx = new GpuContext(await requestNodeDevice());
   // A Hugging Face checkpoint has config.json; a packed model keeps its config inside manifest.json.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {
     if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);
     const store = await NodeFileStore.open(dir);
-    try {
-      const model = await Qwen3NextGpuModel.load(ctx, await storeSource(store));
-      return { ctx, model };
-    } finally {
-      await store.close(); // every weight is on the GPU now
-    }
+    const model = await Qwen3NextGpuModel.load(ctx, await storeSource(store), { expertCacheBytes });
+    if (!model.expertStats()) await store.close(); // every weight is on the GPU now; a streaming model keeps reading
+    return { ctx, model };
   }
+  if (expertCacheBytes !== undefined) throw new UsageError('--expert-cache-bytes needs a packed model (`q3n convert`)');
   const weights = args.str('weights', 'f32');
   if (weights !== 'f32' && weights !== 'int4') throw new UsageError(`--weights must be f32 or int4, got "${weights}"`);
   const ckpt = await Checkpoint.open(nodeFileSet(dir));

@@ -3,6 +3,9 @@
 //   embed -> for each layer: norm -> (Gated DeltaNet | gated attention) -> +residual -> norm -> MoE -> +residual
 //   -> final norm -> lm_head.
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
+// The list is built in pieces (head, layerPre, routedExperts, layerPost, tail) so that a streaming step
+// (model.ts with src/cache/expert-cache.ts) can submit up to each layer's router, read its top-k back, make those
+// experts resident, and only then encode the routed experts.
 import type { Qwen3NextConfig } from '../config.ts';
 import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
 import { rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
@@ -96,59 +99,159 @@ class Scratch {
   }
 }
 
+/** One step's op list under construction: build() runs it whole; a streaming step submits it layer by layer. */
+export interface StepOps {
+  T: number;
+  opts: StepOptions;
+  pos0: number; // cache position of the step's first token
+  ops: Step[];
+  want: Set<string>; // taps asked for
+}
+
+/** Buffers a streaming step needs besides the resident ones, made on first use. */
+class StreamScratch {
+  readonly predLogits: GPUBuffer; // (T, E+1) next layer's router applied to this layer's MoE input
+  readonly predIdx: GPUBuffer; // (T, k) u32
+  readonly predW: GPUBuffer; // (T, k)
+  // A sub-batch's rows [start, end) copied to row 0, so the MoE kernels run on a plain T = end - start call.
+  readonly x: GPUBuffer; // (T, H)
+  readonly logits: GPUBuffer; // (T, E+1)
+  readonly idx: GPUBuffer; // (T, k) u32
+  readonly w: GPUBuffer; // (T, k)
+  readonly shared: GPUBuffer; // (T, H)
+  readonly out: GPUBuffer; // (T, H)
+
+  constructor(ctx: GpuContext, c: Qwen3NextConfig, maxT: number) {
+    const f = (n: number, label: string) => ctx.buffer(maxT * n * 4, label);
+    const E1 = c.numExperts + 1, k = c.numExpertsPerTok, H = c.hiddenSize;
+    this.predLogits = f(E1, 'pred_logits');
+    this.predIdx = f(k, 'pred_idx');
+    this.predW = f(k, 'pred_w');
+    this.x = f(H, 'sub.x');
+    this.logits = f(E1, 'sub.logits');
+    this.idx = f(k, 'sub.idx');
+    this.w = f(k, 'sub.w');
+    this.shared = f(H, 'sub.shared');
+    this.out = f(H, 'sub.out');
+  }
+}
+
 export class ForwardBuilder {
   readonly scratch: Scratch;
+  private stream?: StreamScratch;
   private readonly taps = new Map<string, { buffer: GPUBuffer; bytes: number }>();
 
   constructor(readonly ctx: GpuContext, readonly w: GpuWeights, readonly cache: Qwen3NextGpuCache, maxTokensPerStep: number) {
     this.scratch = new Scratch(ctx, w.config, maxTokensPerStep, w.quant.experts);
   }
 
-  /** The op list for T tokens at the cache's current position (ids must already be in scratch.ids). */
-  build(T: number, opts: StepOptions): Step[] {
-    const { ctx, w, scratch: s, cache } = this;
-    const c = w.config, H = c.hiddenSize, pos0 = cache.position;
-    if (T > s.maxT) throw new Error(`step of ${T} tokens exceeds the scratch size ${s.maxT}`);
-    const want = new Set(opts.taps ?? []);
-    const ops: Step[] = [];
-    const tap = (name: string, buf: GPUBuffer, elems: number, offsetElems = 0) => {
-      if (!want.has(name)) return;
-      const bytes = elems * 4;
-      let t = this.taps.get(name);
-      if (!t || t.buffer.size < bytes) { t = { buffer: ctx.buffer(bytes, `tap ${name}`), bytes }; this.taps.set(name, t); }
-      t.bytes = bytes;
-      ops.push({ label: `tap ${name}`, copy: { src: buf, srcOffset: offsetElems * 4, dst: t.buffer, dstOffset: 0, size: bytes } });
-    };
+  get streamScratch(): StreamScratch {
+    return (this.stream ??= new StreamScratch(this.ctx, this.w.config, this.scratch.maxT));
+  }
 
-    ops.push(embed(ctx, s.ids, w.embed, s.h, T));
-    tap('embeddings', s.h, T * H);
-    for (let l = 0; l < c.numLayers; l++) {
-      const layer = w.layers[l], lc = cache.layers[l];
-      ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
-      tap(`L${l}.mixer_in`, s.xn, T * H);
-      if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, opts);
-      else this.attention(ops, l, layer, lc as FullLayerCache, T, pos0);
-      tap(`L${l}.mixer_out`, s.mix, T * H);
-      ops.push(addInPlace(ctx, s.mix, s.h, T * H));
-      ops.push(rmsNormZC(ctx, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
-      tap(`L${l}.moe_in`, s.xn, T * H);
-      this.sparseMoe(ops, tap, l, layer, T, opts);
-      tap(`L${l}.moe_out`, s.mix, T * H);
-      ops.push(addInPlace(ctx, s.mix, s.h, T * H));
-      tap(`L${l}.out`, s.h, T * H);
+  /** The whole op list for T tokens at the cache's current position (ids must already be in scratch.ids). */
+  build(T: number, opts: StepOptions): Step[] {
+    const st = this.begin(T, opts);
+    this.head(st);
+    for (let l = 0; l < this.w.config.numLayers; l++) {
+      this.layerPre(st, l);
+      this.routedExperts(st, l);
+      this.layerPost(st, l);
     }
-    // Final norm and lm_head: over every row for 'all', over the last row only for generation.
-    const rows = opts.logits === 'all' ? T : 1;
-    const last: Binding = opts.logits === 'all' ? s.xn : { buffer: s.xn, offset: 0, size: H * 4 };
-    if (opts.logits === 'last' && T > 1) {
+    this.tail(st);
+    return st.ops;
+  }
+
+  begin(T: number, opts: StepOptions): StepOps {
+    if (T > this.scratch.maxT) throw new Error(`step of ${T} tokens exceeds the scratch size ${this.scratch.maxT}`);
+    return { T, opts, pos0: this.cache.position, ops: [], want: new Set(opts.taps ?? []) };
+  }
+
+  /** Copy a tensor out under `name` if the step asked for it. */
+  private tap(st: StepOps, name: string, buf: GPUBuffer, elems: number) {
+    if (!st.want.has(name)) return;
+    const bytes = elems * 4;
+    let t = this.taps.get(name);
+    if (!t || t.buffer.size < bytes) { t = { buffer: this.ctx.buffer(bytes, `tap ${name}`), bytes }; this.taps.set(name, t); }
+    t.bytes = bytes;
+    st.ops.push({ label: `tap ${name}`, copy: { src: buf, srcOffset: 0, dst: t.buffer, dstOffset: 0, size: bytes } });
+  }
+
+  head(st: StepOps): void {
+    const s = this.scratch;
+    st.ops.push(embed(this.ctx, s.ids, this.w.embed, s.h, st.T));
+    this.tap(st, 'embeddings', s.h, st.T * this.w.config.hiddenSize);
+  }
+
+  /** Layer l up to the routed experts: norm -> mixer -> +residual -> norm -> router top-k and the shared expert. */
+  layerPre(st: StepOps, l: number): void {
+    const { ctx, w, scratch: s, cache } = this;
+    const c = w.config, H = c.hiddenSize, T = st.T, ops = st.ops, tap = this.tap.bind(this, st);
+    const layer = w.layers[l], lc = cache.layers[l];
+    ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
+    tap(`L${l}.mixer_in`, s.xn, T * H);
+    if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, st.opts);
+    else this.attention(ops, l, layer, lc as FullLayerCache, T, st.pos0);
+    tap(`L${l}.mixer_out`, s.mix, T * H);
+    ops.push(addInPlace(ctx, s.mix, s.h, T * H));
+    ops.push(rmsNormZC(ctx, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
+    tap(`L${l}.moe_in`, s.xn, T * H);
+    this.routerAndShared(ops, tap, l, layer, T);
+  }
+
+  /** Prefetch guess: layer l's router top-k on the current MoE input (of layer l - 1) into streamScratch.predIdx. */
+  predictRouter(st: StepOps, l: number): void {
+    const { ctx, w, scratch: s } = this, c = w.config, p = this.streamScratch;
+    st.ops.push(matmul(ctx, s.xn, mat(w.layers[l], 'router'), p.predLogits, st.T));
+    st.ops.push(router(ctx, p.predLogits, p.predIdx, p.predW, st.T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
+  }
+
+  /**
+   * Layer l's routed experts + combine into scratch.mix, for all tokens or for rows [range.start, range.end)
+   * (a streaming sub-batch: rows copied to row 0 of streamScratch, the MoE run there, its output copied back).
+   */
+  routedExperts(st: StepOps, l: number, range?: { start: number; end: number }): void {
+    const { ctx, w, scratch: s } = this, c = w.config, e = w.layers[l].experts;
+    const moe = st.opts.moe === 'per-token' ? moeDecode : st.opts.moe === 'grouped' ? moePrefill : moeExperts;
+    if (!range || (range.start === 0 && range.end === st.T)) {
+      const b = { x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, shared: s.shared, out: s.mix };
+      st.ops.push(...moe(ctx, b, st.T, moeShape(c, e.format), s.moe));
+      return;
+    }
+    const p = this.streamScratch, n = range.end - range.start, a = range.start;
+    const H = c.hiddenSize, E1 = c.numExperts + 1, k = c.numExpertsPerTok;
+    const rows = (src: GPUBuffer, dst: GPUBuffer, width: number) =>
+      st.ops.push({ label: 'sub-batch rows', copy: { src, srcOffset: a * width * 4, dst, dstOffset: 0, size: n * width * 4 } });
+    rows(s.xn, p.x, H);
+    rows(s.routerLogits, p.logits, E1);
+    rows(s.topIdx, p.idx, k);
+    rows(s.topW, p.w, k);
+    rows(s.shared, p.shared, H);
+    const b = { x: p.x, logits: p.logits, idx: p.idx, w: p.w, slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, shared: p.shared, out: p.out };
+    st.ops.push(...moe(ctx, b, n, moeShape(c, e.format), s.moe));
+    st.ops.push({ label: 'sub-batch out', copy: { src: p.out, srcOffset: 0, dst: s.mix, dstOffset: a * H * 4, size: n * H * 4 } });
+  }
+
+  layerPost(st: StepOps, l: number): void {
+    const s = this.scratch, n = st.T * this.w.config.hiddenSize;
+    this.tap(st, `L${l}.moe_out`, s.mix, n);
+    st.ops.push(addInPlace(this.ctx, s.mix, s.h, n));
+    this.tap(st, `L${l}.out`, s.h, n);
+  }
+
+  /** Final norm and lm_head: over every row for 'all', over the last row only for generation. */
+  tail(st: StepOps): void {
+    const { ctx, w, scratch: s } = this, c = w.config, H = c.hiddenSize, T = st.T, ops = st.ops;
+    const rows = st.opts.logits === 'all' ? T : 1;
+    const last: Binding = st.opts.logits === 'all' ? s.xn : { buffer: s.xn, offset: 0, size: H * 4 };
+    if (st.opts.logits === 'last' && T > 1) {
       ops.push({ label: 'last row', copy: { src: s.h, srcOffset: (T - 1) * H * 4, dst: s.mix, dstOffset: 0, size: H * 4 } });
       ops.push(rmsNormZC(ctx, s.mix, w.norm.buffer, s.xn, 1, H, c.rmsNormEps));
     } else {
       ops.push(rmsNormZC(ctx, s.h, w.norm.buffer, s.xn, rows, H, c.rmsNormEps));
     }
-    tap('final_hidden', s.xn, rows * H);
+    this.tap(st, 'final_hidden', s.xn, rows * H);
     ops.push(matmul(ctx, last, w.lmHead, s.logits, rows));
-    return ops;
   }
 
   /** REFERENCE.md §2: fused projection -> conv+SiLU -> gates/L2 -> delta rule -> gated norm -> out_proj. */
@@ -181,8 +284,8 @@ export class ForwardBuilder {
     ops.push(matmul(ctx, s.core, mat(layer, 'o_proj'), s.mix, T));
   }
 
-  /** REFERENCE.md §5: router (+ shared gate logit) -> top-k -> routed experts + sigmoid-gated shared expert. */
-  private sparseMoe(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, T: number, opts: StepOptions) {
+  /** REFERENCE.md §5: router (+ shared gate logit) -> top-k, and the shared expert (routedExperts does the rest). */
+  private routerAndShared(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, T: number) {
     const { ctx, w, scratch: s } = this;
     const c = w.config, Is = c.sharedExpertIntermediateSize;
     ops.push(matmul(ctx, s.xn, mat(layer, 'router'), s.routerLogits, T));
@@ -193,10 +296,6 @@ export class ForwardBuilder {
     ops.push(matmul(ctx, s.xn, mat(layer, 'shared_gate_up'), s.sharedMid, T));
     ops.push(siluMul(ctx, s.sharedMid, s.sharedAct, T, Is));
     ops.push(matmul(ctx, s.sharedAct, mat(layer, 'shared_down'), s.shared, T));
-    const e = layer.experts;
-    const b = { x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, shared: s.shared, out: s.mix };
-    const moe = opts.moe === 'per-token' ? moeDecode : opts.moe === 'grouped' ? moePrefill : moeExperts;
-    ops.push(...moe(ctx, b, T, moeShape(c, e.format), s.moe));
   }
 
   async readTap(name: string): Promise<Float32Array> {

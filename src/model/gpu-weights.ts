@@ -12,6 +12,7 @@ export interface GpuExperts {
   gateUp: GPUBuffer; // slots × packed (2I, H), rows [gate_proj ; up_proj]
   down: GPUBuffer; // slots × packed (H, I)
   slotOf: GPUBuffer; // (E) u32: expert -> slot
+  slots: number; // records the slot buffers hold: E when fully resident, fewer when src/cache streams them
   format: WeightFormat;
 }
 
@@ -31,23 +32,28 @@ export interface GpuWeights {
   invFreq: GPUBuffer; // (R/2) HF's f32 rope inverse frequencies
 }
 
-/** Upload every expert of every layer into slot buffers; slot e holds expert e (fully resident). */
-async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number): Promise<GpuExperts> {
+/**
+ * Fully resident (slots = E): upload every expert, slot e holds expert e. Streaming (slots < E): empty slot
+ * buffers and an all-zero slot table, filled on demand by src/cache/expert-cache.ts.
+ */
+async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number, slots: number): Promise<GpuExperts> {
   const c = src.config, format = src.quant.experts, E = c.numExperts;
   const { gateUpWords, downWords } = expertLayout(c, format);
-  const gateUp = ctx.buffer(E * gateUpWords * 4, `L${layer}.experts.gate_up`);
-  const down = ctx.buffer(E * downWords * 4, `L${layer}.experts.down`);
+  const gateUp = ctx.buffer(slots * gateUpWords * 4, `L${layer}.experts.gate_up`);
+  const down = ctx.buffer(slots * downWords * 4, `L${layer}.experts.down`);
+  if (slots < E) return { gateUp, down, slotOf: ctx.upload(new Uint32Array(E), `L${layer}.experts.slot_of`), slots, format };
   for (let e = 0; e < E; e++) {
     const rec = await src.expert(layer, e);
     ctx.device.queue.writeBuffer(gateUp, e * gateUpWords * 4, rec, 0, gateUpWords);
     ctx.device.queue.writeBuffer(down, e * downWords * 4, rec, gateUpWords, downWords);
   }
   const slotOf = ctx.upload(Uint32Array.from({ length: E }, (_, e) => e), `L${layer}.experts.slot_of`);
-  return { gateUp, down, slotOf, format };
+  return { gateUp, down, slotOf, slots, format };
 }
 
-export async function loadGpuWeights(ctx: GpuContext, src: WeightSource): Promise<GpuWeights> {
-  const c = src.config;
+/** `expertSlots`: GPU slots per layer for routed experts (default numExperts: fully resident). */
+export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertSlots?: number): Promise<GpuWeights> {
+  const c = src.config, slots = Math.min(expertSlots ?? c.numExperts, c.numExperts);
   const byName = new Map<string, GpuWeight>();
   for (const t of densePlan(c, src.quant)) {
     byName.set(t.name, { buffer: ctx.upload(await src.dense(t), t.name), offset: 0, format: t.format, N: t.N, K: t.K });
@@ -56,7 +62,7 @@ export async function loadGpuWeights(ctx: GpuContext, src: WeightSource): Promis
   for (let i = 0; i < c.numLayers; i++) {
     const weights = new Map<string, GpuWeight>();
     for (const [name, w] of byName) if (name.startsWith(`L${i}.`)) weights.set(name.slice(`L${i}.`.length), w);
-    layers.push({ type: c.layerTypes[i], weights, experts: await loadExperts(ctx, src, i) });
+    layers.push({ type: c.layerTypes[i], weights, experts: await loadExperts(ctx, src, i, slots) });
   }
   return {
     config: c,

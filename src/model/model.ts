@@ -2,13 +2,15 @@
 // forward(ids) runs any number of tokens from the cache's position (split into steps of at most
 // maxTokensPerStep, so a long prompt never needs (T, P) scratch for all of it at once).
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
+import { ExpertCache, type ExpertCacheStats } from '../cache/expert-cache.ts';
+import { planSubBatches } from '../cache/policy.ts';
 import { ContextLengthError } from '../errors.ts';
-import type { GpuContext } from '../gpu/context.ts';
+import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
 import { sample, type SampleParams } from '../gpu/kernels/sample.ts';
 import { Qwen3NextGpuCache } from './cache.ts';
 import { ForwardBuilder, type StepOptions } from './forward.ts';
 import { loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
-import { checkpointSource, QUANT_F32, type QuantConfig, type WeightSource } from './pack.ts';
+import { checkpointSource, expertLayout, QUANT_F32, type QuantConfig, type WeightSource } from './pack.ts';
 
 export interface ModelOptions {
   quant?: QuantConfig;
@@ -16,6 +18,25 @@ export interface ModelOptions {
   maxContext?: number;
   /** Largest prefill step (default 256 tokens). */
   maxTokensPerStep?: number;
+  /**
+   * GPU bytes for routed experts, split evenly over the layers (default: all of them, fully resident). When
+   * they do not all fit, steps run layer by layer and stream experts from the source (src/cache/expert-cache.ts);
+   * each layer gets at least top_k + 2 slots whatever the budget.
+   */
+  expertCacheBytes?: number;
+  /** RAM tier in front of the source when streaming (default 256 MiB). */
+  ramCacheBytes?: number;
+  /** Prefetch the next layer's likely experts when streaming (default true). */
+  prefetch?: boolean;
+}
+
+/** Expert slots per layer for a byte budget: all E when it fits, else at least top_k + 2. */
+export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): number {
+  const c = src.config, E = c.numExperts;
+  if (expertCacheBytes === undefined) return E;
+  const recordBytes = expertLayout(c, src.quant.experts).words * 4;
+  const fit = Math.floor(expertCacheBytes / (c.numLayers * recordBytes));
+  return Math.min(E, Math.max(fit, c.numExpertsPerTok + 2));
 }
 
 export class Qwen3NextGpuModel {
@@ -23,8 +44,9 @@ export class Qwen3NextGpuModel {
   readonly forwardBuilder: ForwardBuilder;
   private readonly token: GPUBuffer; // (1) u32 the sampled id
   private history?: GPUBuffer; // (n) u32 ids for the repetition penalty
+  private routing?: GPUBuffer; // (2, maxT, k) u32 MAP_READ: a streaming layer's idx and the next layer's guess
 
-  private constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, maxContext: number, readonly maxTokensPerStep: number) {
+  private constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, maxContext: number, readonly maxTokensPerStep: number, readonly experts?: ExpertCache) {
     this.cache = new Qwen3NextGpuCache(ctx, weights.config, maxContext);
     this.forwardBuilder = new ForwardBuilder(ctx, weights, this.cache, maxTokensPerStep);
     this.token = ctx.buffer(4, 'next_token');
@@ -36,9 +58,13 @@ export class Qwen3NextGpuModel {
   }
 
   static async load(ctx: GpuContext, src: WeightSource, opts: Omit<ModelOptions, 'quant'> = {}): Promise<Qwen3NextGpuModel> {
-    const weights = await loadGpuWeights(ctx, src);
+    const slots = expertSlotsFor(src, opts.expertCacheBytes);
+    const weights = await loadGpuWeights(ctx, src, slots);
     const maxContext = opts.maxContext ?? Math.min(src.config.maxPositionEmbeddings, 4096);
-    return new Qwen3NextGpuModel(ctx, weights, maxContext, opts.maxTokensPerStep ?? 256);
+    const experts = slots < src.config.numExperts
+      ? new ExpertCache(ctx, src, weights.layers.map((l) => l.experts), { ramCacheBytes: opts.ramCacheBytes, prefetch: opts.prefetch })
+      : undefined;
+    return new Qwen3NextGpuModel(ctx, weights, maxContext, opts.maxTokensPerStep ?? 256, experts);
   }
 
   get config() {
@@ -61,8 +87,7 @@ export class Qwen3NextGpuModel {
       const chunk = Uint32Array.from({ length: T }, (_, i) => ids[start + i]);
       for (const id of chunk) if (id >= V) throw new RangeError(`token id ${id} is outside the vocabulary (${V})`);
       this.ctx.device.queue.writeBuffer(s.ids, 0, chunk);
-      const ops = this.forwardBuilder.build(T, { ...opts, logits: all ? 'all' : 'last' });
-      this.ctx.run(ops);
+      await this.step(T, { ...opts, logits: all ? 'all' : 'last' });
       this.cache.position += T;
       if (all) out.set(await this.ctx.readF32(s.logits, T * V), start * V);
       else if (start + T === n) out.set(await this.ctx.readF32(s.logits, V));
@@ -79,16 +104,70 @@ export class Qwen3NextGpuModel {
     if (ids.length > 1) await this.forward(Array.prototype.slice.call(ids, 0, -1) as number[]);
     this.checkContext(1);
     this.ctx.device.queue.writeBuffer(s.ids, 0, Uint32Array.of(ids[ids.length - 1]));
-    const ops = this.forwardBuilder.build(1, { logits: 'last' });
     const penalty = sampling.repetitionPenalty !== undefined && sampling.repetitionPenalty !== 1 && history.length > 0;
     if (penalty) {
       if (!this.history || this.history.size < history.length * 4) this.history = this.ctx.buffer(Math.max(1024, history.length * 8), 'history');
       this.ctx.device.queue.writeBuffer(this.history, 0, Uint32Array.from(history));
     }
-    ops.push(...sample(this.ctx, s.logits, this.token, V, penalty ? { ...sampling, previous: { ids: this.history!, count: history.length } } : sampling));
-    this.ctx.run(ops);
+    await this.step(1, { logits: 'last' }, sample(this.ctx, s.logits, this.token, V, penalty ? { ...sampling, previous: { ids: this.history!, count: history.length } } : sampling));
     this.cache.position += 1;
     return new Uint32Array(await this.ctx.read(this.token, 4))[0];
+  }
+
+  /** One step of T tokens (ids in scratch.ids), then `after`: one submit when resident, layer by layer when streaming. */
+  private async step(T: number, opts: StepOptions, after: Step[] = []): Promise<void> {
+    if (!this.experts) {
+      this.ctx.run([...this.forwardBuilder.build(T, opts), ...after]);
+      return;
+    }
+    const fb = this.forwardBuilder, xc = this.experts, L = this.config.numLayers, k = this.config.numExpertsPerTok;
+    const st = fb.begin(T, opts);
+    xc.beginStep();
+    fb.head(st);
+    for (let l = 0; l < L; l++) {
+      fb.layerPre(st, l);
+      const guess = xc.prefetch && l + 1 < L;
+      if (guess) fb.predictRouter(st, l + 1);
+      const t0 = performance.now();
+      const [idx, pred] = await this.readRouting(st.ops, T * k, guess);
+      st.ops.length = 0;
+      xc.addReadback(l, performance.now() - t0);
+      xc.observe(l, new Set(idx));
+      if (pred) xc.predict(l + 1, new Set(pred));
+      // Each sub-batch is submitted before the next one's uploads: writeBuffer is ordered after it on the queue.
+      for (const run of planSubBatches(idx, T, k, xc.slotsPerLayer)) {
+        await xc.ensure(l, run.experts);
+        fb.routedExperts(st, l, run);
+        this.ctx.run(st.ops);
+        st.ops.length = 0;
+      }
+      fb.layerPost(st, l);
+    }
+    fb.tail(st);
+    this.ctx.run([...st.ops, ...after]);
+    xc.endStep();
+  }
+
+  /** Submit `ops` plus copies of the router's idx (and the next layer's guess) and map them: one readback per layer. */
+  private async readRouting(ops: Step[], n: number, guess: boolean): Promise<[Uint32Array, Uint32Array | undefined]> {
+    const s = this.forwardBuilder.scratch, bytes = n * 4;
+    const half = s.maxT * this.config.numExpertsPerTok * 4;
+    this.routing ??= this.ctx.device.createBuffer({ size: 2 * half, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });
+    const rb = this.routing;
+    const copies: Step[] = [{ label: 'read idx', copy: { src: s.topIdx, srcOffset: 0, dst: rb, dstOffset: 0, size: bytes } }];
+    if (guess) copies.push({ label: 'read guess', copy: { src: this.forwardBuilder.streamScratch.predIdx, srcOffset: 0, dst: rb, dstOffset: half, size: bytes } });
+    this.ctx.run([...ops, ...copies]);
+    await rb.mapAsync(1 /* GPUMapMode.READ */, 0, 2 * half);
+    const m = rb.getMappedRange(0, 2 * half);
+    const idx = new Uint32Array(m.slice(0, bytes));
+    const pred = guess ? new Uint32Array(m.slice(half, half + bytes)) : undefined;
+    rb.unmap();
+    return [idx, pred];
+  }
+
+  /** Expert-cache telemetry (totals and the last step's per-layer numbers); undefined when fully resident. */
+  expertStats(): ExpertCacheStats | undefined {
+    return this.experts?.stats();
   }
 
   private checkContext(n: number) {

@@ -1,0 +1,184 @@
+// Browser-only: a packed model in IndexedDB (through idb-keyval), one value per manifest record, downloaded
+// record by record from a URL that serves the packed folder (src/store/manifest.ts) with HTTP Range requests.
+//
+// Database `q3n:<name>`, object store `records`:
+//   'manifest'          manifest.json's text, stored before any record
+//   'rec:<record>'      the record's bytes as a Blob (STORAGE-FACTS.md: Blobs read fastest); <record> is a dense
+//                       tensor's name, `L<l>.E<e>` for an expert, or a tokenizer file's name
+//   'ok:<record>'       the record's SHA-256, written in the same transaction as its bytes after the download
+//                       checked them: our own index of complete, verified records (navigator.storage.estimate()
+//                       is no index: it under-reports IndexedDB after a restart)
+// A download resumes from the 'ok:' keys: a complete record is never fetched again.
+import { createStore, get, getMany, keys, setMany, set, type UseStore } from 'idb-keyval';
+import { ModelLoadError, QuotaExceededError } from '../errors.ts';
+import { expertRecordName, MANIFEST, parseManifest, sha256Hex, type Manifest, type RecordEntry } from './manifest.ts';
+import { PackedStore } from './store.ts';
+
+export interface DownloadProgress {
+  bytesDone: number; // bytes of verified records stored, resumed ones included
+  bytesTotal: number;
+  recordsDone: number;
+  recordsTotal: number;
+  bytesPerSecond: number; // this session's download rate
+  etaSeconds: number; // at that rate; Infinity before the first record arrives
+}
+
+export interface DownloadOptions {
+  onProgress?: (p: DownloadProgress) => void;
+  signal?: AbortSignal;
+  /** Database name suffix (default: the URL). */
+  name?: string;
+  /** Parallel record fetches (default 4). */
+  concurrency?: number;
+}
+
+/** A manifest record with the key it is stored under. */
+interface Item extends RecordEntry {
+  name: string;
+}
+
+const dbFor = (name: string): UseStore => createStore(`q3n:${name}`, 'records');
+
+/** Every record of a manifest: tokenizer files, dense tensors, experts layer by layer. */
+function items(m: Manifest): Item[] {
+  return [
+    ...m.files.map((f) => ({ name: f.name, file: f.name, offset: 0, bytes: f.bytes, sha256: f.sha256 })),
+    ...m.dense.map((d) => ({ name: d.name, file: d.file, offset: d.offset, bytes: d.bytes, sha256: d.sha256 })),
+    ...m.experts.flatMap((layer, l) => layer.map((r, e) => ({ ...r, name: expertRecordName(l, e) }))),
+  ];
+}
+
+/** Names of the records stored and verified so far. */
+async function storedRecords(db: UseStore): Promise<Set<string>> {
+  return new Set((await keys(db)).filter((k): k is string => typeof k === 'string' && k.startsWith('ok:')).map((k) => k.slice(3)));
+}
+
+/**
+ * Download the packed model at `url` (a folder URL) into IndexedDB, verifying every record's SHA-256, and open it.
+ * Resumable: records already stored and verified are skipped. Throws QuotaExceededError before fetching anything
+ * when the origin's free quota is smaller than what is left to fetch.
+ */
+export async function downloadModel(url: string, opts: DownloadOptions = {}): Promise<IdbModelStore> {
+  const base = url.endsWith('/') ? url : `${url}/`;
+  const name = opts.name ?? base;
+  const db = dbFor(name);
+  const res = await fetch(base + MANIFEST, { signal: opts.signal });
+  if (!res.ok) throw new ModelLoadError(`${base}${MANIFEST}: HTTP ${res.status}. Check the model URL.`, MANIFEST);
+  const text = await res.text();
+  const m = parseManifest(text);
+  const stored = (await get<string>('manifest', db)) === text ? await storedRecords(db) : new Set<string>();
+  if (stored.size === 0) await set('manifest', text, db);
+  const all = items(m);
+  const todo = all.filter((r) => !stored.has(r.name));
+  const bytesTotal = all.reduce((n, r) => n + r.bytes, 0);
+  const needed = todo.reduce((n, r) => n + r.bytes, 0);
+
+  if (navigator.storage?.estimate) {
+    const { quota = Infinity, usage = 0 } = await navigator.storage.estimate();
+    const available = quota - usage;
+    if (needed > available) {
+      throw new QuotaExceededError(`the model needs ${(needed / 1e9).toFixed(2)} GB more browser storage, but only ${(available / 1e9).toFixed(2)} GB are available. Free some space (or clear other sites' data) and try again.`, needed, available);
+    }
+  }
+  await navigator.storage?.persist?.().catch(() => false);
+
+  let bytesDone = bytesTotal - needed, recordsDone = all.length - todo.length, fetched = 0;
+  const t0 = performance.now();
+  const report = () => {
+    const s = (performance.now() - t0) / 1000, rate = s > 0 ? fetched / s : 0;
+    opts.onProgress?.({ bytesDone, bytesTotal, recordsDone, recordsTotal: all.length, bytesPerSecond: rate, etaSeconds: rate > 0 ? (bytesTotal - bytesDone) / rate : Infinity });
+  };
+  report();
+  // A few fetches in flight; on the first failure the others stop taking records but store what they already
+  // received, so a resumed download never fetches a record that arrived complete.
+  let next = 0, failure: unknown;
+  const worker = async () => {
+    while (next < todo.length && failure === undefined) {
+      const r = todo[next++];
+      try {
+        const bytes = await fetchRecord(base, r, opts.signal);
+        await setMany([[`rec:${r.name}`, new Blob([bytes])], [`ok:${r.name}`, r.sha256]], db);
+      } catch (e) {
+        failure ??= e;
+        return;
+      }
+      bytesDone += r.bytes;
+      fetched += r.bytes;
+      recordsDone++;
+      report();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, todo.length) }, worker));
+  if (failure !== undefined) throw failure;
+  return IdbModelStore.open(name);
+}
+
+/** One record by HTTP Range, checked against its SHA-256 (one retry: a damaged transfer is not a damaged model). */
+async function fetchRecord(base: string, r: Item, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(base + r.file, { headers: { Range: `bytes=${r.offset}-${r.offset + r.bytes - 1}` }, signal, cache: 'no-store' });
+    if (!res.ok) throw new ModelLoadError(`${base}${r.file}: HTTP ${res.status} for ${r.name}. Check the model URL and try again.`, r.file, r.name);
+    let bytes = new Uint8Array(await res.arrayBuffer());
+    if (res.status === 200 && bytes.length !== r.bytes) bytes = bytes.slice(r.offset, r.offset + r.bytes); // server ignored Range
+    if (bytes.length === r.bytes && (await sha256Hex(bytes)) === r.sha256) return bytes;
+    if (attempt >= 1) throw new ModelLoadError(`${base}${r.file}: ${r.name} fails its SHA-256 check twice. The server's copy is damaged or changed: convert or upload it again.`, r.file, r.name);
+  }
+}
+
+/** A packed model stored by downloadModel, read record by record (PackedStore does lookups and hash checks). */
+export class IdbModelStore extends PackedStore {
+  private readonly byRange = new Map<string, string>(); // `${file}@${offset}` -> record name
+
+  private constructor(private readonly db: UseStore, m: Manifest) {
+    super(m);
+    for (const r of items(m)) this.byRange.set(`${r.file}@${r.offset}`, r.name);
+  }
+
+  /** Open a completely downloaded model; ModelLoadError says how many records are missing otherwise. */
+  static async open(name: string): Promise<IdbModelStore> {
+    const db = dbFor(name);
+    const text = await get<string>('manifest', db);
+    if (text === undefined) throw new ModelLoadError(`no model "${name}" in this browser's storage: download it first.`);
+    const m = parseManifest(text);
+    const stored = await storedRecords(db), all = items(m);
+    const missing = all.filter((r) => !stored.has(r.name)).length;
+    if (missing > 0) throw new ModelLoadError(`the stored model "${name}" is incomplete: ${missing} of ${all.length} records missing. Resume the download.`);
+    return new IdbModelStore(db, m);
+  }
+
+  /** Record names whose stored index entry is complete and verified. */
+  static async progress(name: string): Promise<{ stored: number; total: number } | undefined> {
+    const db = dbFor(name);
+    const text = await get<string>('manifest', db);
+    if (text === undefined) return undefined;
+    return { stored: (await storedRecords(db)).size, total: items(parseManifest(text)).length };
+  }
+
+  protected async readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
+    const name = this.byRange.get(`${file}@${offset}`);
+    const blob = name && (await get<Blob>(`rec:${name}`, this.db));
+    if (!blob) throw new ModelLoadError(`${file}@${offset}: no stored record. Download the model again.`, file, name);
+    return new Uint8Array((await blob.arrayBuffer()).slice(0, length));
+  }
+
+  /** Several experts of one layer in one IndexedDB transaction (then one arrayBuffer() each). */
+  async readExperts(layer: number, experts: number[]): Promise<Uint32Array<ArrayBuffer>[]> {
+    const blobs = await getMany<Blob>(experts.map((e) => `rec:${expertRecordName(layer, e)}`), this.db);
+    return Promise.all(blobs.map(async (b, i) => {
+      if (!b) throw new ModelLoadError(`expert (${layer}, ${experts[i]}) is not stored. Download the model again.`);
+      return new Uint32Array(await b.arrayBuffer());
+    }));
+  }
+
+  /** Re-hash every stored record against the manifest; returns the names that fail. */
+  async verifyAll(): Promise<string[]> {
+    const bad: string[] = [];
+    for (const r of items(this.m)) {
+      const blob = await get<Blob>(`rec:${r.name}`, this.db);
+      if (!blob || (await sha256Hex(new Uint8Array(await blob.arrayBuffer()))) !== r.sha256) bad.push(r.name);
+    }
+    return bad;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,99 @@
+// Streaming routed experts through the GPU expert cache (src/cache/) gives the fully resident logits:
+// brown-tiny-q4 (public/models/brown-tiny-q4, read through NodeFileStore) with slots for 25% of each layer's
+// experts, on a prefill that needs several sub-batches and on teacher-forced decode steps. The telemetry must
+// show misses, evictions, sub-batches and a prefetch accuracy (printed for the record).
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { Qwen3NextGpuModel } from '../../src/model/model.ts';
+import { expertLayout } from '../../src/model/pack.ts';
+import { NodeFileStore } from '../../src/store/node.ts';
+import { storeSource } from '../../src/store/store.ts';
+import { REPO_ROOT } from '../helpers/fixtures.ts';
+import { getTestDevice, withGpuErrors } from '../helpers/gpu.ts';
+import { expectClose } from '../helpers/compare.ts';
+
+const DIR = join(REPO_ROOT, 'public/models/brown-tiny-q4');
+const PROMPT = [12, 845, 33, 1021, 7, 400, 2048, 99, 3000, 17, 256, 5];
+const DECODE = [64, 901, 2, 1500, 77, 3100, 8];
+const TOL = 1e-5;
+
+describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-tiny-q4', () => {
+  const stores: NodeFileStore[] = [];
+  let residentModel: Qwen3NextGpuModel | undefined;
+  afterAll(() => Promise.all(stores.map((s) => s.close())));
+
+  async function open(opts: { expertCacheBytes?: number; prefetch?: boolean; ramCacheBytes?: number } = {}) {
+    const store = await NodeFileStore.open(DIR);
+    stores.push(store);
+    const src = await storeSource(store);
+    const model = await Qwen3NextGpuModel.load(new GpuContext(await getTestDevice()), src, { maxContext: 64, maxTokensPerStep: 16, ...opts });
+    const c = src.config, all = c.numLayers * c.numExperts * expertLayout(c, src.quant.experts).words * 4;
+    return { model, all };
+  }
+
+  /** Prefill logits (T, V), then one teacher-forced decode step per DECODE id. */
+  async function run(model: Qwen3NextGpuModel) {
+    const prefill = await model.forward(PROMPT, { logits: 'all' });
+    const decode: Float32Array[] = [];
+    for (const id of DECODE) decode.push(await model.forward([id]));
+    return { prefill, decode };
+  }
+
+  it('25% of the experts on the GPU gives the fully resident logits', { timeout: 120_000 }, () =>
+    withGpuErrors(async () => {
+      const resident = await open();
+      residentModel = resident.model;
+      expect(resident.model.expertStats()).toBeUndefined();
+      const want = await run(resident.model);
+
+      const streaming = await open({ expertCacheBytes: Math.floor(resident.all / 4) });
+      const c = streaming.model.config;
+      const prefill = await streaming.model.forward(PROMPT, { logits: 'all' });
+      const afterPrefill = streaming.model.expertStats()!;
+      expect(afterPrefill.slotsPerLayer).toBe(c.numExperts / 4);
+      expectClose('prefill logits', prefill, want.prefill, { maxAbs: TOL });
+      // 12 tokens x top-10 of 64 experts cannot fit 16 slots: the prefill ran in sub-batches and evicted.
+      expect(afterPrefill.lastStep.every((l) => l.subBatches > 1)).toBe(true);
+      expect(afterPrefill.totals.evictions).toBeGreaterThan(0);
+
+      for (let i = 0; i < DECODE.length; i++) {
+        expectClose(`decode ${i}`, await streaming.model.forward([DECODE[i]]), want.decode[i], { maxAbs: TOL });
+      }
+      const s = streaming.model.expertStats()!;
+      expect(s.steps).toBe(1 + DECODE.length);
+      expect(s.totals.misses).toBeGreaterThan(0);
+      expect(s.totals.hits).toBeGreaterThan(0);
+      expect(s.totals.hits + s.totals.misses).toBeGreaterThanOrEqual(DECODE.length * c.numLayers * c.numExpertsPerTok);
+      expect(s.totals.bytesUploaded).toBe(s.totals.misses * expertLayout(c, 'q4').words * 4);
+      expect(s.totals.prefetchAccuracy).toBeGreaterThan(0);
+      const d = s.lastStep;
+      console.log(`[expert-cache] 16/64 slots, ${PROMPT.length}-token prefill + ${DECODE.length} decode steps: ` +
+        `hit rate ${(s.totals.hitRate * 100).toFixed(1)}%, misses ${s.totals.misses} (RAM ${s.totals.ramHits}, prefetched ${s.totals.prefetchHits}), ` +
+        `evictions ${s.totals.evictions}, store reads ${s.totals.storeReads} (${(s.totals.bytesRead / 1e6).toFixed(2)} MB), uploaded ${(s.totals.bytesUploaded / 1e6).toFixed(2)} MB, ` +
+        `prefetch accuracy ${(s.totals.prefetchAccuracy * 100).toFixed(1)}%, stall ${s.totals.stallMs.toFixed(1)} ms, router readback ${s.totals.readbackMs.toFixed(1)} ms; ` +
+        `last decode step per layer hits/misses: ${d.map((l) => `${l.hits}/${l.misses}`).join(' ')}`);
+    }));
+
+  it('streams without prefetch and with no RAM tier, still exact', { timeout: 120_000 }, () =>
+    withGpuErrors(async () => {
+      const resident = residentModel!;
+      resident.reset();
+      const want = await resident.forward(PROMPT.slice(0, 6), { logits: 'all' });
+      const bare = await open({ expertCacheBytes: 1, prefetch: false, ramCacheBytes: 0 }); // clamps to top_k + 2 slots
+      expect(bare.model.expertStats()!.slotsPerLayer).toBe(bare.model.config.numExpertsPerTok + 2);
+      expectClose('prefill logits', await bare.model.forward(PROMPT.slice(0, 6), { logits: 'all' }), want, { maxAbs: TOL });
+      const s = bare.model.expertStats()!;
+      expect(s.totals.ramHits + s.totals.prefetchHits + s.totals.predicted).toBe(0);
+      expect(s.totals.storeReads).toBe(s.totals.misses);
+      // The grouped (GEMM) MoE path on sub-batches.
+      resident.reset();
+      bare.model.reset();
+      const grouped = await resident.forward(PROMPT.slice(0, 6), { logits: 'all', moe: 'grouped' });
+      expectClose('grouped prefill logits', await bare.model.forward(PROMPT.slice(0, 6), { logits: 'all', moe: 'grouped' }), grouped, { maxAbs: TOL });
+      // nextToken (sampling appended to the streamed step) picks the resident model's greedy token.
+      const greedy = { temperature: 0, topK: 0, topP: 1, random: 0 };
+      expect(await bare.model.nextToken([DECODE[0]], greedy)).toBe(await resident.nextToken([DECODE[0]], greedy));
+    }));
+});
