@@ -8,6 +8,12 @@ export interface LinearLayerCache { type: 'linear_attention'; conv: GPUBuffer; r
 export interface FullLayerCache { type: 'full_attention'; keys: GPUBuffer; values: GPUBuffer }
 export type LayerCache = LinearLayerCache | FullLayerCache;
 
+/**
+ * A saved decode state: the position and copies of the linear-attention layers' conv and recurrent states.
+ * K/V caches need no copy: a token writes only its own position, so rows below `position` stay as they were.
+ */
+export interface CacheSnapshot { position: number; states: GPUBuffer[] }
+
 export class Qwen3NextGpuCache {
   position = 0;
   readonly layers: LayerCache[];
@@ -37,6 +43,30 @@ export class Qwen3NextGpuCache {
     }
     this.ctx.device.queue.submit([enc.finish()]);
     this.position = 0; // K/V beyond `position` are never read
+  }
+
+  /** Copy the recursive state aside (GPU to GPU, one submit); `into` reuses an earlier snapshot's buffers. */
+  snapshot(into?: CacheSnapshot): CacheSnapshot {
+    const live = this.linearStates();
+    const states = into?.states ?? live.map((b) => this.ctx.buffer(b.size, `snapshot.${b.label}`));
+    this.copy(live, states);
+    return { position: this.position, states };
+  }
+
+  /** Return to a snapshot's state; K/V rows at or beyond its position are overwritten before they are read. */
+  restore(s: CacheSnapshot): void {
+    this.copy(s.states, this.linearStates());
+    this.position = s.position;
+  }
+
+  private linearStates(): GPUBuffer[] {
+    return this.layers.flatMap((l) => (l.type === 'linear_attention' ? [l.conv, l.recurrent] : []));
+  }
+
+  private copy(from: GPUBuffer[], to: GPUBuffer[]): void {
+    const enc = this.ctx.device.createCommandEncoder();
+    from.forEach((b, i) => enc.copyBufferToBuffer(b, 0, to[i], 0, b.size));
+    this.ctx.device.queue.submit([enc.finish()]);
   }
 
   destroy(): void {

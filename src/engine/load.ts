@@ -1,0 +1,79 @@
+// Everything createEngine needs before the first request: a WebGPU device, the store (HTTP or given), the
+// tokenizer from the store's own files, and the weights on the GPU with byte-level progress.
+import { WebGPUNotAvailableError } from '../errors.ts';
+import { GpuContext } from '../gpu/context.ts';
+import { Qwen3NextGpuModel } from '../model/model.ts';
+import type { WeightSource } from '../model/pack.ts';
+import { storeSource, type ModelStore } from '../store/store.ts';
+import { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
+import type { EngineOptions } from './engine.ts';
+import { HttpStore } from './http-store.ts';
+
+/** A device from navigator.gpu (page or worker), with the adapter's buffer-size limits (a real model's lm_head is > 256 MB). */
+export async function requestBrowserDevice(): Promise<GPUDevice> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) {
+    throw new WebGPUNotAvailableError(
+      'This browser has no WebGPU (navigator.gpu is missing). Use a current Chrome or Edge (Linux: start it with --enable-unsafe-webgpu), ' +
+        'serve the page over https or from localhost (WebGPU needs a secure context), or in Node pass `device` from requestNodeDevice().',
+    );
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new WebGPUNotAvailableError('navigator.gpu.requestAdapter() found no adapter: WebGPU is disabled or the GPU is blocklisted. Enable hardware acceleration in the browser settings (chrome://gpu shows why).');
+  const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits;
+  return adapter.requestDevice({ requiredLimits: { maxBufferSize, maxStorageBufferBindingSize } });
+}
+
+export async function readTokenizer(store: ModelStore): Promise<Qwen3Tokenizer> {
+  const names = new Set((await store.manifest()).files.map((f) => f.name));
+  const text = async (name: string) => (names.has(name) ? new TextDecoder().decode(await store.readFile(name)) : undefined);
+  return new Qwen3Tokenizer({
+    tokenizerJson: new TextDecoder().decode(await store.readFile('tokenizer.json')), // required: readFile throws ModelLoadError
+    tokenizerConfig: await text('tokenizer_config.json'),
+    generationConfig: await text('generation_config.json'),
+    chatTemplate: await text('chat_template.jinja'),
+  });
+}
+
+/** storeSource with a progress report after every record read, until `done` (experts streamed later are not loading). */
+function withProgress(src: WeightSource, total: number, onProgress: EngineOptions['onProgress']): WeightSource & { done(): void } {
+  let loaded = 0, active = true;
+  const report = <T extends Uint32Array>(words: T): T => {
+    loaded += words.byteLength;
+    if (active) onProgress?.({ phase: 'fetch', loaded, total, text: `Loading weights: ${(loaded / 2 ** 20).toFixed(1)} of ${(total / 2 ** 20).toFixed(1)} MiB` });
+    return words;
+  };
+  return { ...src, dense: async (t) => report(await src.dense(t)), expert: async (l, e) => report(await src.expert(l, e)), done: () => (active = false) };
+}
+
+export interface Loaded {
+  ctx: GpuContext;
+  model: Qwen3NextGpuModel;
+  tokenizer: Qwen3Tokenizer;
+  name: string;
+  ownsDevice: boolean;
+  /** The store, while experts stream from it (closed by unload); undefined once every weight is on the GPU. */
+  store?: ModelStore;
+}
+
+export async function loadEngineParts(opts: EngineOptions): Promise<Loaded> {
+  const device = opts.device ?? (await requestBrowserDevice());
+  const opened = typeof opts.model === 'string';
+  const store = opened ? await HttpStore.open(opts.model as string) : (opts.model as ModelStore);
+  let streaming = false;
+  try {
+    const m = await store.manifest();
+    const tokenizer = await readTokenizer(store);
+    const total = [...m.dense, ...m.experts.flat()].reduce((s, r) => s + r.bytes, 0);
+    const ctx = new GpuContext(device);
+    const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
+    const model = await Qwen3NextGpuModel.load(ctx, src, { maxContext: opts.maxContext, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
+    src.done();
+    streaming = model.experts !== undefined;
+    opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });
+    const name = opened ? (opts.model as string) : 'qwen3-next';
+    return { ctx, model, tokenizer, name, ownsDevice: !opts.device, store: opened && streaming ? store : undefined };
+  } finally {
+    if (opened && !streaming) await store.close(); // every weight is on the GPU now
+  }
+}

@@ -1,0 +1,179 @@
+// The engine in this thread: one request at a time (a queue), each one a turn of the conversation
+// (conversation.ts decides how much of the prompt is already in the GPU state).
+//
+// Abort (request.signal or interrupt()) is checked after every token, so a reply stops within one token. The
+// state then keeps the partial turn: the tokens run so far stay in the conversation, and a next request that
+// extends them continues from there; one that does not (e.g. a regenerate) resumes from the turn's snapshot.
+import { ContextLengthError, DeviceLostError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { seededRandom } from '../model/generate.ts';
+import type { Qwen3NextGpuModel } from '../model/model.ts';
+import { DecodeStream } from '../tokenizer/stream.ts';
+import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
+import { Conversation } from './conversation.ts';
+import type { Completions, Engine, EngineOptions } from './engine.ts';
+import { loadEngineParts, type Loaded } from './load.ts';
+import { ReplyText } from './reply.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionUsage, FinishReason } from './types.ts';
+
+const DEFAULT_MAX_TOKENS = 256;
+const now = () => globalThis.performance.now();
+
+export class LocalEngine implements Engine {
+  readonly chat: { completions: Completions };
+  private readonly ctx: GpuContext;
+  private readonly model: Qwen3NextGpuModel;
+  private readonly tokenizer: Qwen3Tokenizer;
+  private readonly conversation: Conversation;
+  private readonly eos: Set<number>;
+  private queue: Promise<unknown> = Promise.resolve();
+  private current?: AbortController;
+  private unloaded = false;
+  private lost?: string;
+
+  private constructor(private readonly parts: Loaded) {
+    ({ ctx: this.ctx, model: this.model, tokenizer: this.tokenizer } = parts);
+    this.conversation = new Conversation(this.model);
+    this.eos = new Set([...this.tokenizer.eosTokenIds, ...this.model.config.eosTokenIds]);
+    this.chat = { completions: { create: ((req: ChatCompletionRequest) => this.create(req)) as Completions['create'] } };
+    this.ctx.device.lost.then((info) => {
+      if (info.reason !== 'destroyed') this.lost = info.message;
+    });
+  }
+
+  static async load(opts: EngineOptions): Promise<LocalEngine> {
+    return new LocalEngine(await loadEngineParts(opts));
+  }
+
+  get maxContext(): number {
+    return this.model.cache.maxT;
+  }
+
+  async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+    if (req.stream) return this.stream(req);
+    let completion: ChatCompletion | undefined;
+    const reply = { reasoning: '', content: '' };
+    for await (const chunk of this.stream(req)) {
+      const c = chunk.choices[0];
+      reply.reasoning += c.delta.reasoning_content ?? '';
+      reply.content += c.delta.content ?? '';
+      if (chunk.usage) {
+        const message = { role: 'assistant' as const, content: reply.content, ...(reply.reasoning ? { reasoning_content: reply.reasoning } : {}) };
+        completion = { id: chunk.id, object: 'chat.completion', created: chunk.created, model: chunk.model, choices: [{ index: 0, message, finish_reason: c.finish_reason! }], usage: chunk.usage };
+      }
+    }
+    return completion!;
+  }
+
+  /**
+   * The request's chunks (the last one has finish_reason and usage). Checks the request now, so an oversized one
+   * throws here; the generator waits for the requests before it.
+   */
+  stream(req: ChatCompletionRequest): AsyncGenerator<ChatCompletionChunk> {
+    if (this.unloaded) throw new Error('The engine was unloaded: create a new one with createEngine().');
+    if (this.lost !== undefined) throw new DeviceLostError(`The GPU device was lost (${this.lost}): unload this engine and create a new one.`);
+    const prompt = this.tokenizer.encodeChat(req.messages, { addGenerationPrompt: true, enableThinking: req.enable_thinking });
+    const maxTokens = req.max_tokens ?? DEFAULT_MAX_TOKENS;
+    if (prompt.length + maxTokens > this.maxContext) {
+      throw new ContextLengthError(
+        `The prompt (${prompt.length} tokens) plus max_tokens (${maxTokens}) exceeds the engine's context of ${this.maxContext} tokens. ` +
+          'Lower max_tokens, drop earlier messages, or create the engine with a larger maxContext.',
+        prompt.length + maxTokens,
+        this.maxContext,
+      );
+    }
+    return this.queued(req, prompt, maxTokens);
+  }
+
+  private async *queued(req: ChatCompletionRequest, prompt: number[], maxTokens: number): AsyncGenerator<ChatCompletionChunk> {
+    const before = this.queue;
+    let release!: () => void;
+    this.queue = new Promise<void>((r) => (release = r));
+    try {
+      await before;
+      yield* this.turn(req, prompt, maxTokens);
+    } finally {
+      release();
+    }
+  }
+
+  private async *turn(req: ChatCompletionRequest, prompt: number[], maxTokens: number): AsyncGenerator<ChatCompletionChunk> {
+    const abort = (this.current = new AbortController());
+    const onAbort = () => abort.abort();
+    req.signal?.addEventListener('abort', onAbort);
+    if (req.signal?.aborted) abort.abort();
+    const head = { id: `chatcmpl-${Math.random().toString(36).slice(2, 12)}`, object: 'chat.completion.chunk' as const, created: Math.floor(Date.now() / 1000), model: this.parts.name };
+    const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: FinishReason | null = null, usage?: CompletionUsage): ChatCompletionChunk => ({
+      ...head, choices: [{ index: 0, delta, finish_reason: finish }], ...(usage ? { usage } : {}),
+    });
+    const stops = req.stop === undefined ? [] : (Array.isArray(req.stop) ? req.stop : [req.stop]).filter((s) => s !== '');
+    const text = new ReplyText(stops);
+    const decoder = new DecodeStream(this.tokenizer, { skipSpecialTokens: true });
+    const random = seededRandom(req.seed ?? Math.floor(Math.random() * 2 ** 32));
+    const sampling = () => ({ temperature: req.temperature ?? 0, topK: req.top_k ?? 0, topP: req.top_p ?? 1, repetitionPenalty: req.repetition_penalty ?? 1, random: random() });
+    const reply: number[] = [];
+    let finish: FinishReason = 'length';
+    try {
+      const t0 = now();
+      const cached = this.conversation.resume(prompt);
+      await this.conversation.prefill(prompt.slice(cached, -1));
+      this.conversation.snapshot();
+      const history = prompt.slice();
+      let next = await this.model.nextToken([prompt[prompt.length - 1]], sampling(), history);
+      this.conversation.consumed(prompt[prompt.length - 1]);
+      const t1 = now();
+      yield chunk({ role: 'assistant' });
+      while (true) {
+        if (abort.signal.aborted) { finish = 'abort'; break; }
+        reply.push(next);
+        history.push(next);
+        if (this.eos.has(next)) { finish = 'stop'; break; }
+        text.push(decoder.step(next));
+        if (text.stopped) { finish = 'stop'; break; }
+        const d = text.delta(false);
+        if (d.content || d.reasoning_content) yield chunk(d);
+        if (reply.length === maxTokens) break;
+        next = await this.model.nextToken([next], sampling(), history);
+        this.conversation.consumed(reply[reply.length - 1]);
+      }
+      if (!text.stopped) text.push(decoder.flush());
+      const t2 = now();
+      const decoded = Math.max(0, reply.length - 1); // the first token came out of the prefill
+      const usage: CompletionUsage = {
+        prompt_tokens: prompt.length,
+        completion_tokens: reply.length,
+        total_tokens: prompt.length + reply.length,
+        prefill_tokens_per_s: (prompt.length - cached) / ((t1 - t0) / 1000),
+        decode_tokens_per_s: decoded > 0 ? decoded / ((t2 - t1) / 1000) : 0,
+        cached_prompt_tokens: cached,
+        ...(this.model.experts ? { expert_cache: this.model.experts.stats() } : {}),
+      };
+      yield chunk(text.delta(true), finish, usage);
+    } catch (e) {
+      this.conversation.reset(); // a failed GPU step leaves the state unknown
+      throw e;
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+      if (this.current === abort) this.current = undefined;
+    }
+  }
+
+  async interrupt(): Promise<void> {
+    this.current?.abort();
+  }
+
+  async resetChat(): Promise<void> {
+    await this.queue;
+    this.conversation.reset();
+  }
+
+  async unload(): Promise<void> {
+    this.current?.abort();
+    await this.queue;
+    this.unloaded = true;
+    this.conversation.reset();
+    this.model.cache.destroy();
+    await this.parts.store?.close();
+    if (this.parts.ownsDevice) this.ctx.device.destroy();
+  }
+}

@@ -1,0 +1,63 @@
+// The engine page: exposes `window.engineTest` for test/browser/engine.test.ts. The engine runs in a module worker
+// (src/worker.ts, served by Vite) and loads the packed brown-tiny from the dev server's /models/ over HTTP.
+import { createWorkerEngine, type Engine } from '../../../src/index.ts';
+import { ContextLengthError, Qwen3NextError } from '../../../src/errors.ts';
+
+let engine: Engine | undefined;
+const progress: string[] = [];
+
+const engineTest = {
+  async load(model: string) {
+    const worker = new Worker(new URL('../../../src/worker.ts', import.meta.url), { type: 'module' });
+    const t0 = performance.now();
+    engine = await createWorkerEngine(worker, { model, maxContext: 256, onProgress: (p) => progress.push(p.phase) });
+    return { seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1) };
+  },
+
+  async stream(content: string, maxTokens: number) {
+    const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream: true });
+    let text = '', count = 0, finish: string | null = null, usage: unknown;
+    for await (const c of chunks) {
+      text += c.choices[0].delta.content ?? '';
+      count++;
+      finish = c.choices[0].finish_reason;
+      usage = c.usage;
+    }
+    return { text, count, finish, usage };
+  },
+
+  /** Stream with a signal, aborting after the first `n` content pieces. */
+  async abortAfter(content: string, n: number) {
+    const controller = new AbortController();
+    const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: 40, stream: true, signal: controller.signal });
+    let pieces = 0, finish: string | null = null, usage: { completion_tokens: number } | undefined;
+    for await (const c of chunks) {
+      if (c.choices[0].delta.content && ++pieces === n) controller.abort();
+      finish = c.choices[0].finish_reason;
+      usage = c.usage;
+    }
+    return { finish, completion_tokens: usage?.completion_tokens };
+  },
+
+  async contextError() {
+    try {
+      await engine!.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], max_tokens: 1000, stream: true });
+      return null;
+    } catch (e) {
+      const err = e as ContextLengthError;
+      return { name: err.name, typed: err instanceof ContextLengthError && err instanceof Qwen3NextError, message: err.message, limit: err.limit, stack: err.stack ?? '' };
+    }
+  },
+
+  async unload() {
+    await engine?.unload();
+  },
+};
+
+export type EngineTest = typeof engineTest;
+declare global {
+  interface Window {
+    engineTest: EngineTest;
+  }
+}
+window.engineTest = engineTest;

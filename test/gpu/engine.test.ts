@@ -1,0 +1,162 @@
+// The in-thread engine (src/engine) on Dawn/SwiftShader over the packed int4 brown-tiny in public/models:
+// its greedy reply to golden prompt 0 equals `q3n generate --model public/models/brown-tiny-q4 --chat`, streaming
+// and non-streaming agree, multi-turn requests prefill only their new tokens, a regenerate resumes from the
+// turn's snapshot, stop strings and abort end a reply, and an oversized request fails with ContextLengthError.
+// One engine serves every test (SwiftShader is slow), so the tests run in order and build on each other's state.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, type Engine } from '../../src/engine/engine.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatMessage, LoadProgress } from '../../src/engine/types.ts';
+import { ContextLengthError } from '../../src/errors.ts';
+import { NodeFileStore } from '../../src/store/node.ts';
+import { getTestDevice, withGpuErrors } from '../helpers/gpu.ts';
+
+const MODEL = 'public/models/brown-tiny-q4';
+const PROMPT = 'The jury said it did find that many of the voters were not qualified.';
+const REPLY = "These weren't it??"; // q3n generate --model public/models/brown-tiny-q4 --chat --prompt "$PROMPT"
+const user = (content: string): ChatMessage => ({ role: 'user', content });
+
+async function collect(stream: AsyncIterable<ChatCompletionChunk>) {
+  const chunks: ChatCompletionChunk[] = [];
+  for await (const c of stream) chunks.push(c);
+  return { chunks, text: chunks.map((c) => c.choices[0].delta.content ?? '').join(''), last: chunks[chunks.length - 1] };
+}
+
+describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
+  let engine: Engine;
+  let first: ChatCompletion;
+  const progress: LoadProgress[] = [];
+  const log = (what: string, c: { usage?: ChatCompletion['usage'] }) =>
+    console.log(`[engine] ${what}: ${JSON.stringify(c.usage, (_, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v))}`);
+
+  beforeAll(async () => {
+    const t0 = performance.now();
+    const store = await NodeFileStore.open(MODEL);
+    engine = await createEngine({ model: store, device: await getTestDevice(), maxContext: 256, onProgress: (p) => progress.push(p) });
+    await store.close(); // a store passed in stays the caller's: every weight is on the GPU now
+    console.log(`[engine] loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  });
+  afterAll(() => engine?.unload());
+
+  it('reports load progress up to ready', () => {
+    expect(progress.length).toBeGreaterThan(10);
+    expect(progress.at(-1)).toMatchObject({ phase: 'ready' });
+    expect(progress.at(-2)!.loaded).toBe(progress.at(-2)!.total);
+  });
+
+  it('greedy reply to golden prompt 0 equals q3n generate --chat', () =>
+    withGpuErrors(async () => {
+      first = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48 });
+      log('turn 1', first);
+      expect(first.object).toBe('chat.completion');
+      expect(first.choices[0].message).toEqual({ role: 'assistant', content: REPLY });
+      expect(first.choices[0].finish_reason).toBe('stop');
+      const u = first.usage;
+      expect(u.cached_prompt_tokens).toBe(0);
+      expect(u.total_tokens).toBe(u.prompt_tokens + u.completion_tokens);
+      expect(u.prefill_tokens_per_s).toBeGreaterThan(0);
+      expect(u.decode_tokens_per_s).toBeGreaterThan(0);
+    }));
+
+  it('streams the same reply, resuming the regenerated turn from its snapshot', () =>
+    withGpuErrors(async () => {
+      const { chunks, text, last } = await collect(await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48, stream: true }));
+      log('regenerate (stream)', last);
+      expect(chunks[0].choices[0].delta.role).toBe('assistant');
+      expect(chunks.length).toBeGreaterThan(3);
+      expect(text).toBe(first.choices[0].message.content);
+      expect(last.choices[0].finish_reason).toBe('stop');
+      // The live state holds turn 1's reply, which this prompt does not extend: only the snapshot taken after
+      // the prompt's prefill fits, so just the prompt's last token runs.
+      expect(last.usage!.cached_prompt_tokens).toBe(first.usage.prompt_tokens - 1);
+    }));
+
+  it('stop strings end the reply before them', () =>
+    withGpuErrors(async () => {
+      const r = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48, stop: ['it?', 'zzz'] });
+      expect(r.choices[0].message.content).toBe("These weren't ");
+      expect(r.choices[0].finish_reason).toBe('stop');
+    }));
+
+  it('max_tokens ends the reply with finish_reason length', () =>
+    withGpuErrors(async () => {
+      const r = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 2 });
+      expect(r.usage.completion_tokens).toBe(2);
+      expect(r.choices[0].finish_reason).toBe('length');
+      expect(REPLY.startsWith(r.choices[0].message.content)).toBe(true);
+    }));
+
+  for (const how of ['signal', 'interrupt()'] as const) {
+    it(`abort by ${how} after 2 tokens stops within one token${how === 'signal' ? '' : ', and the next request gets the full reply'}`, () =>
+      withGpuErrors(async () => {
+        const controller = new AbortController();
+        // The golden prompt again: it resumes from the snapshot, so only the reply's tokens cost time.
+        const stream = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 40, stream: true, signal: controller.signal });
+        let pieces = 0;
+        let last!: ChatCompletionChunk;
+        for await (const c of stream) {
+          last = c;
+          if (c.choices[0].delta.content && ++pieces === 2) {
+            if (how === 'signal') controller.abort();
+            else await engine.interrupt();
+          }
+        }
+        expect(last.choices[0].finish_reason).toBe('abort');
+        expect(last.usage!.completion_tokens).toBeLessThanOrEqual(3);
+        expect(last.usage!.cached_prompt_tokens).toBe(first.usage.prompt_tokens - 1);
+        if (how === 'interrupt()') {
+          // The partial turn is in the state; this prompt does not extend it, so the snapshot serves it.
+          const again = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48 });
+          expect(again.choices[0].message.content).toBe(REPLY);
+          expect(again.usage.cached_prompt_tokens).toBe(first.usage.prompt_tokens - 1);
+        }
+      }));
+  }
+
+  it('a second turn prefills only its new tokens', () =>
+    withGpuErrors(async () => {
+      const messages = [user(PROMPT), { role: 'assistant', content: REPLY }, user('What did the jury say?')];
+      const second = await engine.chat.completions.create({ messages, max_tokens: 6 });
+      log('turn 2', second);
+      // The last request (in the abort test) was turn 1 again, so its prompt and reply are in the state, all but the reply's last token (<|im_end|>, sampled, never run).
+      expect(second.usage.cached_prompt_tokens).toBe(first.usage.prompt_tokens + first.usage.completion_tokens - 1);
+      // The new tokens: <|im_end|>, then "\n<|im_start|>user\nWhat did the jury say?<|im_end|>\n<|im_start|>assistant\n".
+      expect(second.usage.prompt_tokens - second.usage.cached_prompt_tokens).toBeLessThanOrEqual(25);
+      expect(second.choices[0].message.content.length).toBeGreaterThan(0);
+    }));
+
+  it('resetChat forgets the conversation and its snapshot: the next request prefills from scratch', () =>
+    withGpuErrors(async () => {
+      await engine.resetChat();
+      const r = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 1 });
+      expect(r.usage.cached_prompt_tokens).toBe(0);
+      expect(r.choices[0].message.content.length).toBeGreaterThan(0);
+      expect(REPLY.startsWith(r.choices[0].message.content)).toBe(true);
+    }));
+
+  it('a prompt plus max_tokens beyond maxContext throws ContextLengthError', async () => {
+    const err = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 250 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ContextLengthError);
+    expect(err.name).toBe('ContextLengthError');
+    expect(err.limit).toBe(256);
+    expect(err.promptTokens).toBe(first.usage.prompt_tokens + 250);
+    expect(err.message).toMatch(/Lower max_tokens.*larger maxContext/);
+  });
+});
+
+describe('Engine with streamed experts (Node, packed brown-tiny int4)', () => {
+  it('a GPU expert budget below the model streams experts from the open store and reports usage.expert_cache', () =>
+    withGpuErrors(async () => {
+      const store = await NodeFileStore.open(MODEL);
+      const engine = await createEngine({ model: store, device: await getTestDevice(), maxContext: 128, expertCacheBytes: 2 << 20 });
+      try {
+        const r = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48 });
+        console.log(`[engine] streamed experts: ${JSON.stringify((r.usage.expert_cache as { totals: object }).totals)}`);
+        expect(r.choices[0].message.content).toBe(REPLY);
+        expect(r.usage.expert_cache).toMatchObject({ experts: 64 });
+        expect((r.usage.expert_cache as { slotsPerLayer: number }).slotsPerLayer).toBeLessThan(64);
+      } finally {
+        await engine.unload();
+        await store.close();
+      }
+    }));
+});
