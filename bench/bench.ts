@@ -1,0 +1,132 @@
+// Kernel benchmark: ceilings of the card (streaming read, f32 FMA, dependent dispatch) and our kernels at the
+// real Qwen3-Next-80B-A3B shapes, each as a median over repetitions and a ratio to its ceiling. Weights and
+// activations are pseudo-random words filled on the GPU (no files to carry).
+//   npm run bench:build; then on the GPU machine: source .gpu/setup.sh; node dist/bench/bench.mjs [--shapes real|tiny]
+// `--shapes tiny` runs the same suite at toy sizes: a guard on SwiftShader for relative regressions only.
+import { GpuContext, type Op, type Step, type Binding } from '../src/gpu/context.ts';
+import { requestNodeDevice } from '../src/gpu/node-device.ts';
+import { grid } from '../src/gpu/kernels/grid.ts';
+import { matmul } from '../src/gpu/kernels/matmul.ts';
+import { gdnChunked, gdnRecurrent } from '../src/gpu/kernels/gdn.ts';
+import { attention, type AttnDims } from '../src/gpu/kernels/attention.ts';
+import { router, moeDecode, createMoeScratch } from '../src/gpu/kernels/moe.ts';
+import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
+import type { GpuWeight } from '../src/gpu/weights.ts';
+
+export interface Row { name: string; ms: number; work: string; achieved: string; ratio: string }
+
+const SHAPES = {
+  real: { H: 2048, Hk: 16, Hv: 32, dk: 128, dv: 128, Hq: 16, Hkv: 2, D: 256, E: 512, k: 10, I: 512, V: 151936, T: 4096, ctx: [4096, 32768], readMiB: 1024 },
+  tiny: { H: 64, Hk: 2, Hv: 4, dk: 16, dv: 16, Hq: 4, Hkv: 2, D: 32, E: 16, k: 4, I: 16, V: 512, T: 65, ctx: [70, 130], readMiB: 4 },
+};
+type Shape = (typeof SHAPES)['real'];
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7): Promise<Row[]> {
+  const s: Shape = SHAPES[shapeName];
+  const device = await requestNodeDevice();
+  const ctx = new GpuContext(device);
+  const rows: Row[] = [];
+  const gpuErrors: string[] = []; // a kernel that fails validation does nothing, fast: never report its timing
+  device.addEventListener('uncapturederror', (e) => gpuErrors.push((e as GPUUncapturedErrorEvent).error.message));
+
+  const filled = (bytes: number, mask = 0x3f7fffff, label = 'bench'): GPUBuffer => {
+    const buf = ctx.buffer(bytes, label), n = Math.ceil(bytes / 4);
+    ctx.run([ctx.op(`fill ${label}`, 'probe.wgsl', 'fill', {}, [ctx.uniform(new Uint32Array([n, mask, 12345, 0])), buf], grid(Math.ceil(n / 256)))]);
+    return buf;
+  };
+  /** Median ms of one repetition of `steps`, encoded `inner` times per submit. */
+  const time = async (steps: Step[], inner = 10): Promise<number> => {
+    const all = Array.from({ length: inner }, () => steps).flat();
+    ctx.run(all);
+    await device.queue.onSubmittedWorkDone();
+    const ms: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      ctx.run(all);
+      await device.queue.onSubmittedWorkDone();
+      ms.push((performance.now() - t0) / inner);
+    }
+    return median(ms);
+  };
+
+  // Ceilings.
+  const readBytes = s.readMiB << 20;
+  const big = filled(readBytes, 0xffffffff, 'read');
+  const sink = ctx.buffer(1 << 20, 'sink');
+  const readOp = ctx.op('read_sum', 'probe.wgsl', 'read_sum', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, 0])), sink, big], [Math.min(65535, 132 * 16)]);
+  const readMs = await time([readOp], 5);
+  const readBw = readBytes / readMs / 1e6; // GB/s
+  rows.push({ name: `ceiling: streaming read ${s.readMiB} MiB`, ms: readMs, work: `${s.readMiB} MiB`, achieved: `${readBw.toFixed(0)} GB/s`, ratio: '1.00 (ceiling)' });
+  const fmaGroups = 132 * 64, fmaIters = shapeName === 'real' ? 4096 : 64;
+  const fmaOp = ctx.op('fma', 'probe.wgsl', 'fma_loop', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, fmaIters])), sink], [fmaGroups]);
+  const fmaMs = await time([fmaOp], 3);
+  const flops = fmaGroups * 256 * fmaIters * 16 / fmaMs / 1e9; // TFLOP/s
+  rows.push({ name: 'ceiling: f32 FMA', ms: fmaMs, work: `${fmaIters} x 16 FLOP/thread`, achieved: `${flops.toFixed(1)} TFLOP/s`, ratio: '1.00 (ceiling)' });
+  const tick = ctx.op('tick', 'probe.wgsl', 'tick', {}, [ctx.uniform(new Uint32Array([1, 0, 0, 0])), sink], [1]);
+  const tickUs = (await time(Array.from({ length: 200 }, () => tick), 1)) * 1000 / 200;
+  rows.push({ name: 'ceiling: dependent dispatch, one pass', ms: tickUs / 1000, work: '200 dispatches', achieved: `${tickUs.toFixed(2)} us each`, ratio: '-' });
+
+  const bw = (name: string, ms: number, bytes: number) =>
+    rows.push({ name, ms, work: `${(bytes / 2 ** 20).toFixed(1)} MiB`, achieved: `${(bytes / ms / 1e6).toFixed(0)} GB/s`, ratio: `${(bytes / ms / 1e6 / readBw).toFixed(2)} of read` });
+  const fl = (name: string, ms: number, flop: number) =>
+    rows.push({ name, ms, work: `${(flop / 1e9).toFixed(1)} GFLOP`, achieved: `${(flop / ms / 1e9).toFixed(2)} TFLOP/s`, ratio: `${(flop / ms / 1e9 / flops).toFixed(2)} of FMA` });
+  const weight = (format: WeightFormat, N: number, K: number): GpuWeight =>
+    ({ buffer: filled(packedWords(format, N, K) * 4, 0x3bff3bff, `w ${N}x${K}`), offset: 0, format, N, K });
+
+  // int4 GEMV (decode) and GEMM (prefill) at the real projection shapes.
+  const P = 2 * s.Hk * s.dk + 2 * s.Hv * s.dv + 2 * s.Hv;
+  for (const [label, N, K] of [['GDN in_proj', P, s.H], ['GDN out_proj', s.H, s.Hv * s.dv], ['attn qkv_proj', s.Hq * 2 * s.D + 2 * s.Hkv * s.D, s.H], ['lm_head', s.V, s.H]] as const) {
+    const w = weight('q4', N, K), x = filled(s.T * K * 4), y = ctx.buffer(s.T * N * 4, 'y');
+    bw(`GEMV q4 ${label} ${N}x${K}, T=1`, await time([matmul(ctx, x, w, y, 1)]), packedWords('q4', N, K) * 4);
+    if (label !== 'lm_head') fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}`, await time([matmul(ctx, x, w, y, s.T)], 2), 2 * s.T * N * K);
+    for (const b of [w.buffer, x, y]) b.destroy();
+  }
+
+  // Gated DeltaNet core: chunked prefill at T and the recurrent decode step.
+  const gcfg = { linearNumKeyHeads: s.Hk, linearNumValueHeads: s.Hv, linearKeyHeadDim: s.dk, linearValueHeadDim: s.dv };
+  const q = filled(s.T * s.Hk * s.dk * 4, 0x3c7fffff), kk = filled(s.T * s.Hk * s.dk * 4, 0x3c7fffff);
+  const y = filled(s.T * (2 * s.Hk * s.dk + s.Hv * s.dv) * 4, 0x3f7fffff);
+  const g = filled(s.T * s.Hv * 4, 0xbc7fffff), beta = filled(s.T * s.Hv * 4, 0x3f3fffff);
+  const state = ctx.buffer(s.Hv * s.dk * s.dv * 4, 'state'), o = ctx.buffer(s.T * s.Hv * s.dv * 4, 'o');
+  const gdnFlop = s.T * s.Hv * (4 * 64 * (s.dk + s.dv) + 6 * s.dk * s.dv); // ~ per token: intra-chunk + state terms
+  fl(`GDN chunked prefill T=${s.T} (~FLOP estimate)`, await time(gdnChunked(ctx, q, kk, y, g, beta, state, o, s.T, gcfg), 2), gdnFlop);
+  bw('GDN recurrent step T=1 (state read+write)', await time(gdnRecurrent(ctx, q, kk, y, g, beta, state, o, 1, gcfg)), 2 * s.Hv * s.dk * s.dv * 4);
+
+  // Attention: prefill at T, decode against each context length (K+V cache read).
+  for (const T of [s.T, 1]) {
+    for (const C of T === 1 ? s.ctx : [s.T]) {
+      const dims: AttnDims = { Hq: s.Hq, Hkv: s.Hkv, D: s.D, R: s.D / 4, maxT: C, eps: 1e-6 };
+      const kc = filled(s.Hkv * C * s.D * 4, 0x3c7fffff), vc = filled(s.Hkv * C * s.D * 4, 0x3f7fffff);
+      const aq = filled(T * s.Hq * s.D * 4, 0x3c7fffff), gate = filled(T * s.Hq * s.D * 4, 0x3f7fffff), out = ctx.buffer(T * s.Hq * s.D * 4, 'out');
+      const ops = attention(ctx, aq, kc, vc, gate, out, T, C - T, dims);
+      if (T === 1) bw(`attention decode at ${C} context (KV read)`, await time(ops), 2 * s.Hkv * C * s.D * 4);
+      else fl(`attention prefill T=${T} (causal)`, await time(ops, 2), 2 * 2 * s.Hq * s.D * (T * T) / 2);
+      for (const b of [kc, vc, aq, gate, out]) b.destroy();
+    }
+  }
+
+  // MoE: router + top-k, and the decode experts (gate/up + down of k experts, int4).
+  const ms = { E: s.E, k: s.k, H: s.H, I: s.I, format: 'q4' as WeightFormat };
+  const logits = filled((s.E + 1) * 4), idx = ctx.buffer(s.k * 4, 'idx'), wts = ctx.buffer(s.k * 4, 'w');
+  const routerOp = router(ctx, logits, idx, wts, 1, { E: s.E, k: s.k, normTopk: true });
+  rows.push({ name: `MoE router softmax+top-${s.k} of ${s.E}, T=1`, ms: await time([routerOp]), work: '-', achieved: '-', ratio: '-' });
+  const gateUp = filled(s.E * packedWords('q4', 2 * s.I, s.H) * 4, 0x3bff3bff), down = filled(s.E * packedWords('q4', s.H, s.I) * 4, 0x3bff3bff);
+  const slotOf = ctx.upload(Uint32Array.from({ length: s.E }, (_, e) => e), 'slot_of');
+  const xb = filled(s.H * 4), shared = filled(s.H * 4), out = ctx.buffer(s.H * 4, 'moe out');
+  const buffers: Record<string, Binding> = { x: xb, logits, idx, w: wts, slotOf, gateUp, down, shared, out };
+  const expertOps: Op[] = [routerOp, ...moeDecode(ctx, buffers as never, 1, ms, createMoeScratch(ctx, 1, ms))];
+  bw(`MoE decode: router + ${s.k} experts (q4) + combine, T=1`, await time(expertOps), s.k * (packedWords('q4', 2 * s.I, s.H) + packedWords('q4', s.H, s.I)) * 4);
+
+  await device.queue.onSubmittedWorkDone();
+  device.destroy();
+  if (gpuErrors.length) throw new Error(`GPU errors during the benchmark:\n${gpuErrors.join('\n')}`);
+  return rows;
+}
+
+export function markdown(rows: Row[]): string {
+  const lines = ['| what | median ms | work | achieved | ratio to ceiling |', '|---|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${r.name} | ${r.ms.toFixed(4)} | ${r.work} | ${r.achieved} | ${r.ratio} |`);
+  return lines.join('\n');
+}
