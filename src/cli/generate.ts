@@ -6,7 +6,7 @@ import { openModel } from './open-model.ts';
 import type { Args } from './args.ts';
 
 export async function generateCommand(args: Args) {
-  args.allow(['model', 'prompt', 'max-tokens', 'temperature', 'top-k', 'top-p', 'repetition-penalty', 'seed', 'chat', 'weights']);
+  args.allow(['model', 'prompt', 'max-tokens', 'temperature', 'top-k', 'top-p', 'repetition-penalty', 'seed', 'chat', 'weights', 'expert-cache-bytes']);
   const prompt = args.str('prompt');
   const tokenizer = await loadTokenizerFromDir(args.str('model'));
   const ids = args.flag('chat')

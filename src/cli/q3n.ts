@@ -11,11 +11,15 @@ import { readSafetensorsHeader } from '../checkpoint/safetensors.ts';
 import { NodeFileSource } from '../checkpoint/node-files.ts';
 import { convertCommand, CONVERT_USAGE } from './convert.ts';
 
-const USAGE = `usage:
-  q3n logits   --model <HF checkpoint dir> --prompt-ids 5,17,42 [--decode-ids 7,8] [--weights f32|int4] [--expert-cache-bytes N] --out out.safetensors
-  q3n generate --model <HF checkpoint dir> --prompt "text" [--max-tokens 48] [--temperature 0] [--top-k 0] [--top-p 1] [--seed 0] [--chat] [--weights f32|int4]
-  q3n perplexity --model <dir> --ids-file ids.safetensors [--ids-tensor ids] [--window 512] [--windows N] [--weights f32|int4]
-  ${CONVERT_USAGE}`;
+const USAGE = `usage (--model: a HF checkpoint folder, or a packed model folder from q3n convert):
+  q3n logits     --model <dir> --prompt-ids 5,17,42 [--decode-ids 7,8] --out out.safetensors
+  q3n generate   --model <dir> --prompt "text" [--max-tokens 48] [--temperature 0] [--top-k 0] [--top-p 1]
+                 [--repetition-penalty 1] [--seed 0] [--chat]
+  q3n perplexity --model <dir> --ids-file ids.safetensors [--ids-tensor ids] [--window 512] [--windows N]
+  ${CONVERT_USAGE}
+options of logits, generate and perplexity:
+  --weights f32|int4        quantize a HF checkpoint while loading (packed models are already quantized)
+  --expert-cache-bytes N    GPU bytes for routed experts (packed models): experts stream from disk when they do not fit`;
 
 
 /** Prefill logits (T, V) through chunked prefill, then one recurrent decode step per teacher-forced decode id. */
@@ -42,7 +46,7 @@ async function logitsCommand(args: Args) {
 
 /** Held-out perplexity of a token-id tensor over non-overlapping windows (llama-perplexity style). */
 async function perplexityCommand(args: Args) {
-  args.allow(['model', 'weights', 'ids-file', 'ids-tensor', 'window', 'windows']);
+  args.allow(['model', 'weights', 'ids-file', 'ids-tensor', 'window', 'windows', 'expert-cache-bytes']);
   const file = args.str('ids-file'), name = args.str('ids-tensor', 'ids');
   const header = await readSafetensorsHeader(new NodeFileSource(file));
   const info = header.tensors.get(name);
