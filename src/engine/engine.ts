@@ -36,6 +36,12 @@ export interface EngineOptions {
   expertCacheBytes?: number;
   /** RAM tier in front of the store when experts stream (default 256 MiB). */
   ramCacheBytes?: number;
+  /**
+   * Keep the model in this browser's IndexedDB (browser only, `model` a URL): the first load downloads it record by
+   * record with progress (phase 'download', resumable, every record verified by SHA-256); later loads read it from
+   * there and work offline. Default false: weights are read over HTTP each time.
+   */
+  cache?: boolean;
   /** Check every weight record's SHA-256 while loading (slower; tokenizer files are always checked). */
   verify?: boolean;
 }

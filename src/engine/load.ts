@@ -1,13 +1,38 @@
 // Everything createEngine needs before the first request: a WebGPU device, the store (HTTP or given), the
 // tokenizer from the store's own files, and the weights on the GPU with byte-level progress.
-import { WebGPUNotAvailableError } from '../errors.ts';
+import { ModelLoadError, WebGPUNotAvailableError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { Qwen3NextGpuModel } from '../model/model.ts';
 import type { WeightSource } from '../model/pack.ts';
 import { storeSource, type ModelStore } from '../store/store.ts';
 import { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import type { EngineOptions } from './engine.ts';
+import { downloadModel, IdbModelStore } from '../store/browser.ts';
 import { HttpStore } from './http-store.ts';
+
+const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+
+/** The store for a model URL: over HTTP, or (with `cache`) the IndexedDB copy, downloading what it lacks. */
+async function openUrl(url: string, opts: EngineOptions): Promise<ModelStore> {
+  if (!opts.cache) return HttpStore.open(url);
+  const abs = new URL(url, globalThis.location?.href).href; // one database per absolute URL
+  try {
+    return await downloadModel(abs, {
+      onProgress: (p) => opts.onProgress?.({
+        phase: 'download', loaded: p.bytesDone, total: p.bytesTotal,
+        text: `Downloading: ${mib(p.bytesDone)} of ${mib(p.bytesTotal)} MiB (${p.recordsDone}/${p.recordsTotal} records)` +
+          (Number.isFinite(p.etaSeconds) && p.bytesDone < p.bytesTotal ? `, ${mib(p.bytesPerSecond)} MiB/s, ${Math.ceil(p.etaSeconds)} s left` : ''),
+      }),
+    });
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e; // a network failure (offline): a complete stored copy still serves
+    try {
+      return await IdbModelStore.open(abs);
+    } catch (stored) {
+      throw new ModelLoadError(`${abs}: the network is unreachable (${e.message}) and ${(stored as Error).message}`, undefined, undefined, { cause: e });
+    }
+  }
+}
 
 /** A device from navigator.gpu (page or worker), with the adapter's buffer-size limits (a real model's lm_head is > 256 MB). */
 export async function requestBrowserDevice(): Promise<GPUDevice> {
@@ -59,7 +84,7 @@ export interface Loaded {
 export async function loadEngineParts(opts: EngineOptions): Promise<Loaded> {
   const device = opts.device ?? (await requestBrowserDevice());
   const opened = typeof opts.model === 'string';
-  const store = opened ? await HttpStore.open(opts.model as string) : (opts.model as ModelStore);
+  const store = opened ? await openUrl(opts.model as string, opts) : (opts.model as ModelStore);
   let streaming = false;
   try {
     const m = await store.manifest();

@@ -67,8 +67,8 @@ export interface ChatCompletionChunk {
 }
 
 export interface LoadProgress {
-  /** 'fetch': reading weights (loaded/total bytes); 'ready': the engine can serve requests. */
-  phase: 'fetch' | 'ready';
+  /** 'download': into IndexedDB (with `cache`); 'fetch': reading weights to the GPU; 'ready': the engine can serve requests. */
+  phase: 'download' | 'fetch' | 'ready';
   loaded: number;
   total: number;
   text: string;

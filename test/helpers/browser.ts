@@ -95,15 +95,20 @@ export async function startBrowser(): Promise<BrowserSession> {
  * in parallel (and a developer's `npx vite` on 5173) never collide. 'mpa': a missing page is a 404, not index.html.
  */
 async function startServer(): Promise<{ http: Server; close(): Promise<void> }> {
+  // Vite's client in the page always opens a WebSocket. Left alone, middleware mode puts it on port 24678, where
+  // the server of another test file running in parallel may answer (HTTP 400: a console error that fails the
+  // test). Attaching the WebSocket to our own server keeps each page talking to its own server.
+  let handler: ViteDevServer['middlewares'] | undefined;
+  const http = createHttpServer((req, res) => handler!(req, res));
   const vite: ViteDevServer = await createServer({
     configFile: join(REPO_ROOT, 'vite.config.ts'),
     root: REPO_ROOT,
     appType: 'mpa',
     logLevel: 'warn',
     clearScreen: false,
-    server: { middlewareMode: true, hmr: false, watch: null },
+    server: { middlewareMode: true, hmr: { server: http }, watch: null },
   });
-  const http = createHttpServer(vite.middlewares);
+  handler = vite.middlewares;
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(0, '127.0.0.1', resolve);

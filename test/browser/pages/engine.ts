@@ -7,11 +7,12 @@ let engine: Engine | undefined;
 const progress: string[] = [];
 
 const engineTest = {
-  async load(model: string) {
+  async load(model: string, cache = false) {
     const worker = new Worker(new URL('../../../src/worker.ts', import.meta.url), { type: 'module' });
     const t0 = performance.now();
-    engine = await createWorkerEngine(worker, { model, maxContext: 256, onProgress: (p) => progress.push(p.phase) });
-    return { seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1) };
+    progress.length = 0;
+    engine = await createWorkerEngine(worker, { model, cache, maxContext: 256, onProgress: (p) => progress.push(p.phase) });
+    return { seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1), downloads: progress.filter((p) => p === 'download').length };
   },
 
   async stream(content: string, maxTokens: number) {
