@@ -8,32 +8,21 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import { build } from 'vite';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { browserSkipReason, startBrowser, type BrowserSession, type TestPage } from '../helpers/browser.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { browserSkipReason, startBrowser, usePage, type BrowserSession } from '../helpers/browser.ts';
 
 const skip = browserSkipReason();
 const PROMPT = 'The jury said it did find that many of the voters were not qualified.';
 const REPLY = "These weren't it??"; // as in test/gpu/engine.test.ts
 
 describe.skipIf(skip)('Engine in a Web Worker (chromium)', () => {
-  let session: BrowserSession;
-  let tp: TestPage;
-
-  beforeAll(async () => {
-    session = await startBrowser();
-    tp = await session.open('/test/browser/pages/engine.html', 'engineTest');
-  });
-  afterAll(async () => {
-    await tp?.page.evaluate(() => window.engineTest.unload()).catch(() => {});
-    await session?.close();
-  });
-  afterEach(() => tp?.check());
+  const pg = usePage('/test/browser/pages/engine.html', 'engineTest', (page) => page.evaluate(() => window.engineTest.unload()));
 
   it('loads brown-tiny-q4 from the dev server and streams the Node engine\'s reply', async () => {
-    const loaded = await tp.page.evaluate(() => window.engineTest.load('/models/brown-tiny-q4/'));
+    const loaded = await pg.tp.page.evaluate(() => window.engineTest.load('/models/brown-tiny-q4/'));
     console.log(`[browser engine] loaded in ${loaded.seconds.toFixed(1)} s, ${loaded.progress} progress reports`);
     expect(loaded.last).toBe('ready');
-    const r = await tp.page.evaluate((p) => window.engineTest.stream(p, 48), PROMPT);
+    const r = await pg.tp.page.evaluate((p) => window.engineTest.stream(p, 48), PROMPT);
     console.log(`[browser engine] ${JSON.stringify(r.usage)}`);
     expect(r.text).toBe(REPLY);
     expect(r.finish).toBe('stop');
@@ -41,13 +30,13 @@ describe.skipIf(skip)('Engine in a Web Worker (chromium)', () => {
   });
 
   it('a signal aborts a streamed reply in the worker', async () => {
-    const r = await tp.page.evaluate((p) => window.engineTest.abortAfter(p, 1), PROMPT);
+    const r = await pg.tp.page.evaluate((p) => window.engineTest.abortAfter(p, 1), PROMPT);
     expect(r.finish).toBe('abort');
     expect(r.completion_tokens).toBeLessThan(6); // the abort message reaches the worker a token or two later
   });
 
   it('a typed error crosses the worker boundary with its class, fields and stack', async () => {
-    const e = await tp.page.evaluate(() => window.engineTest.contextError());
+    const e = await pg.tp.page.evaluate(() => window.engineTest.contextError());
     expect(e).not.toBeNull();
     expect(e!.name).toBe('ContextLengthError');
     expect(e!.typed).toBe(true);

@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createServer, type ViteDevServer } from 'vite';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 
 export const CHROMIUM = '/usr/bin/chromium';
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -145,4 +146,23 @@ function watch(page: Page): TestPage {
       if (found.length) throw new Error(`errors in the browser:\n${found.join('\n')}`);
     },
   };
+}
+
+/**
+ * One browser session with one page for the enclosing describe block: opened before its tests, closed after
+ * (`beforeClose` runs first, e.g. to unload an engine in the page); errors the page collects fail the test they
+ * happened in, not the next one.
+ */
+export function usePage(path: string, waitFor: string, beforeClose?: (page: TestPage['page']) => Promise<unknown>): { readonly tp: TestPage; readonly session: BrowserSession } {
+  const state = {} as { tp: TestPage; session: BrowserSession };
+  beforeAll(async () => {
+    state.session = await startBrowser();
+    state.tp = await state.session.open(path, waitFor);
+  });
+  afterAll(async () => {
+    if (beforeClose && state.tp) await beforeClose(state.tp.page).catch(() => {});
+    await state.session?.close();
+  });
+  afterEach(() => state.tp?.check());
+  return state;
 }
