@@ -3,5 +3,5 @@ import { defineConfig, mergeConfig } from 'vite';
 import base from './vite.node.config.ts';
 
 export default mergeConfig(base, defineConfig({
-  build: { outDir: 'dist/bench', rollupOptions: { input: { bench: 'bench/main.ts' } } },
+  build: { outDir: 'dist/bench', rollupOptions: { input: { bench: 'bench/main.ts', 'make-fullsize-layer': 'scripts/make-fullsize-layer.ts' } } },
 }));

@@ -1,8 +1,59 @@
-// Entry of dist/bench/bench.mjs: prints the benchmark table as markdown (paste it into BENCHMARKS.md with the card).
+// Entry of dist/bench/bench.mjs: prints markdown tables (paste them into BENCHMARKS.md with the card and date).
+//   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,stream] [--dir /tmp] [--upload writeBuffer]
+import { tmpdir } from 'node:os';
+import { GpuContext } from '../src/gpu/context.ts';
+import { requestNodeDevice } from '../src/gpu/node-device.ts';
 import { runBench, markdown } from './bench.ts';
+import { runEndToEnd } from './e2e.ts';
+import { runStreaming, type StreamOptions } from './stream.ts';
 
-const shapes = process.argv.includes('--shapes') ? process.argv[process.argv.indexOf('--shapes') + 1] : 'real';
+const arg = (name: string, fallback: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : fallback);
+const shapes = arg('shapes', 'real');
 if (shapes !== 'real' && shapes !== 'tiny') throw new Error(`--shapes real|tiny, got ${shapes}`);
-console.log(`${new Date().toISOString()} shapes=${shapes}`);
-console.log(markdown(await runBench(shapes)));
+const suites = new Set(arg('suite', 'kernels,e2e,stream').split(','));
+const real = shapes === 'real';
+console.log(`${new Date().toISOString()} shapes=${shapes} suites=${[...suites]}`);
+
+if (suites.has('kernels')) console.log(markdown(await runBench(shapes)));
+
+const ctx = new GpuContext(await requestNodeDevice());
+const errors: string[] = [];
+ctx.device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
+const GiB = 2 ** 30;
+
+if (suites.has('e2e')) {
+  const { rows, gpuBytes, loadMs } = await runEndToEnd(ctx, real
+    ? { layers: 48, prefillT: 4096, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3 }
+    : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1 });
+  console.log(`\nend to end, resident: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
+  console.log('| what | median ms | tokens/s |\n|---|---|---|');
+  for (const r of rows) console.log(`| ${r.name} (${r.detail}) | ${r.median.toFixed(2)} | ${r.perSecond.toFixed(1)} |`);
+}
+
+if (suites.has('stream')) {
+  const o: StreamOptions = {
+    layers: real ? 48 : 4, small: !real, dir: arg('dir', tmpdir()),
+    gpuCapBytes: real ? 4 * GiB : 0, ramCacheBytes: real ? 2 * GiB : 1 << 20,
+    promptTokens: real ? 16 : 5, decodeTokens: real ? 48 : 4,
+    zipfS: 1.0, reuse: 0.5, prefetchAccuracy: 0.8,
+    runs: [
+      { trace: 'uniform', upload: 'writeBuffer', prefetch: true },
+      { trace: 'zipf', upload: 'writeBuffer', prefetch: true },
+      { trace: 'zipf', upload: 'writeBuffer', prefetch: false },
+      { trace: 'zipf', upload: 'staging-ring', prefetch: true },
+    ],
+  };
+  const { rows, storeBytes, storeMs } = await runStreaming(ctx, o);
+  console.log(`\nstreaming: cap ${(o.gpuCapBytes / GiB).toFixed(1)} GiB, RAM tier ${(o.ramCacheBytes / GiB).toFixed(2)} GiB, store ${(storeBytes / GiB).toFixed(2)} GiB written in ${(storeMs / 1000).toFixed(1)} s; zipf s=${o.zipfS}, reuse ${o.reuse}, simulated prefetch accuracy ${o.prefetchAccuracy}`);
+  console.log('| run | tokens/s (median) | hit rate | prefetch acc. | stall ms/token | readback ms/token | MiB uploaded/token | slots/layer | GPU GiB |\n|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.run} | ${r.tokPerS.toFixed(2)} | ${r.hitRate.toFixed(3)} | ${r.prefetchAccuracy.toFixed(2)} | ${r.stallMsPerToken.toFixed(1)} | ${r.readbackMsPerToken.toFixed(1)} | ${r.mbUploadedPerToken.toFixed(1)} | ${r.slotsPerLayer} | ${(r.gpuBytes / GiB).toFixed(2)} |`);
+  }
+}
+
+await ctx.device.queue.onSubmittedWorkDone();
+if (errors.length) {
+  console.error(`GPU errors:\n${errors.join('\n')}`);
+  process.exit(1);
+}
 process.exit(0);

@@ -3,14 +3,16 @@
 // telemetry. The model calls, per layer of a streaming step: observe() with the step's routed experts,
 // ensure() for each sub-batch (uploads the misses, rewrites slotOf), and predict() for the next layer.
 //
-// Upload path: queue.writeBuffer straight from the record (GPU-FACTS.md: 0.98 GB/s in Dawn, a mapped staging
-// ring + copyBufferToBuffer 0.82 GB/s, so the ring buys nothing there). writeBuffer is ordered on the queue
-// after every earlier submit, so a slot can be overwritten as soon as the MoE that read it was submitted.
+// Upload path: src/cache/upload.ts (queue.writeBuffer, or a ring of mapped staging buffers; both are ordered on
+// the queue after every earlier submit, so a slot can be overwritten once the MoE that read it was submitted).
 import type { GpuContext } from '../gpu/context.ts';
 import type { GpuExperts } from '../model/gpu-weights.ts';
 import type { WeightSource } from '../model/pack.ts';
 import { expertLayout } from '../model/pack.ts';
 import { RamTier, SlotTable } from './policy.ts';
+import { createUploader, type ExpertUpload, type Uploader } from './upload.ts';
+
+export type { ExpertUpload } from './upload.ts';
 
 /** Counters of one layer in one step (or summed). */
 export interface ExpertLayerStats {
@@ -37,6 +39,8 @@ export interface ExpertCacheStats {
   steps: number;
   totals: ExpertLayerStats & { hitRate: number; prefetchAccuracy: number };
   lastStep: ExpertLayerStats[]; // per layer
+  /** Per layer, per expert (E): sub-batches that found it in a slot (hits) or uploaded it (misses), since load. */
+  expertUse: { hits: number[]; misses: number[] }[];
 }
 
 const zero = (): ExpertLayerStats => ({ hits: 0, misses: 0, ramHits: 0, prefetchHits: 0, storeReads: 0, bytesRead: 0, bytesUploaded: 0, evictions: 0, stallMs: 0, readbackMs: 0, subBatches: 0, predicted: 0, actual: 0, scored: 0, predictedCorrect: 0 });
@@ -51,6 +55,8 @@ export interface ExpertCacheOptions {
   ramCacheBytes?: number;
   /** Read the next layer's predicted experts into the RAM tier early (default true). */
   prefetch?: boolean;
+  /** How misses are uploaded (src/cache/upload.ts; default 'writeBuffer'). */
+  upload?: ExpertUpload;
 }
 
 export class ExpertCache {
@@ -61,7 +67,9 @@ export class ExpertCache {
   private readonly predictions: (Set<number> | undefined)[];
   private readonly gateUpWords: number;
   private readonly downWords: number;
+  private readonly uploader: Uploader;
   private readonly totals = zero();
+  private readonly use: { hits: Uint32Array; misses: Uint32Array }[];
   private last: ExpertLayerStats[];
   private steps = 0;
 
@@ -72,7 +80,9 @@ export class ExpertCache {
     this.prefetch = opts.prefetch ?? true;
     this.predictions = layers.map(() => undefined);
     ({ gateUpWords: this.gateUpWords, downWords: this.downWords } = expertLayout(c, src.quant.experts));
+    this.uploader = createUploader(ctx, opts.upload ?? 'writeBuffer', this.gateUpWords + this.downWords);
     this.last = layers.map(zero);
+    this.use = layers.map(() => ({ hits: new Uint32Array(c.numExperts), misses: new Uint32Array(c.numExperts) }));
   }
 
   get slotsPerLayer(): number {
@@ -119,6 +129,8 @@ export class ExpertCache {
     s.hits += experts.length - moves.length;
     s.misses += moves.length;
     s.subBatches++;
+    const missed = new Set(moves.map((m) => m.expert)), use = this.use[layer];
+    for (const e of experts) (missed.has(e) ? use.misses : use.hits)[e]++;
     const fromStore: number[] = [];
     const recs = moves.map(({ expert }) => {
       const key = `${layer}.${expert}`;
@@ -139,14 +151,13 @@ export class ExpertCache {
     const reads = this.read(layer, fromStore, false);
     let n = 0;
     const got = await Promise.all(recs.map((r) => r ?? reads[n++]));
-    const x = this.layers[layer], q = this.ctx.device.queue;
-    for (let i = 0; i < moves.length; i++) {
-      const slot = moves[i].slot, rec = got[i];
-      q.writeBuffer(x.gateUp, slot * this.gateUpWords * 4, rec, 0, this.gateUpWords);
-      q.writeBuffer(x.down, slot * this.downWords * 4, rec, this.gateUpWords, this.downWords);
-      s.bytesUploaded += (this.gateUpWords + this.downWords) * 4;
-    }
-    if (moves.length > 0) q.writeBuffer(x.slotOf, 0, table.gpuTable());
+    const x = this.layers[layer], gu = this.gateUpWords, dw = this.downWords;
+    await this.uploader.upload(moves.map(({ slot }, i) => ({
+      rec: got[i],
+      copies: [{ dst: x.gateUp, dstByte: slot * gu * 4, srcWord: 0, words: gu }, { dst: x.down, dstByte: slot * dw * 4, srcWord: gu, words: dw }],
+    })));
+    s.bytesUploaded += moves.length * (gu + dw) * 4;
+    if (moves.length > 0) this.ctx.device.queue.writeBuffer(x.slotOf, 0, table.gpuTable());
     s.evictions += table.evictions - ev0;
     s.stallMs += performance.now() - t0;
   }
@@ -194,6 +205,7 @@ export class ExpertCache {
       steps: this.steps,
       totals: { ...t, hitRate: routed ? t.hits / routed : 0, prefetchAccuracy: t.scored ? t.predictedCorrect / t.scored : 0 },
       lastStep: this.last.map((l) => ({ ...l })),
+      expertUse: this.use.map((u) => ({ hits: Array.from(u.hits), misses: Array.from(u.misses) })),
     };
   }
 }

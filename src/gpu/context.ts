@@ -32,6 +32,11 @@ export const STORAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
 export class GpuContext {
   private readonly modules = new Map<string, GPUShaderModule>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /**
+   * Bytes of the storage buffers made through buffer()/upload(): weights, caches, scratch (the per-op uniforms and
+   * readback staging are left out). Never decremented: the model keeps what it allocates until it is dropped.
+   */
+  allocatedBytes = 0;
 
   constructor(readonly device: GPUDevice) {}
 
@@ -75,11 +80,15 @@ export class GpuContext {
   }
 
   buffer(byteLength: number, label: string, usage = STORAGE): GPUBuffer {
-    return this.device.createBuffer({ label, size: Math.max(16, Math.ceil(byteLength / 16) * 16), usage });
+    const size = Math.max(16, Math.ceil(byteLength / 16) * 16);
+    this.allocatedBytes += size;
+    return this.device.createBuffer({ label, size, usage });
   }
 
   upload(data: ArrayBufferView, label: string, usage = STORAGE): GPUBuffer {
-    const buf = this.device.createBuffer({ label, size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage, mappedAtCreation: true });
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    if (!(usage & Usage.UNIFORM)) this.allocatedBytes += size;
+    const buf = this.device.createBuffer({ label, size, usage, mappedAtCreation: true });
     new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buf.unmap();
     return buf;

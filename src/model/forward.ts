@@ -14,7 +14,7 @@ import { matmul } from '../gpu/kernels/matmul.ts';
 import { embed } from '../gpu/kernels/embed.ts';
 import { causalConv1d } from '../gpu/kernels/conv.ts';
 import { gdnPrep, gdnChunked, gdnRecurrent } from '../gpu/kernels/gdn.ts';
-import { attnPrep, attention, type AttnDims } from '../gpu/kernels/attention.ts';
+import { attnPrep, attention, decodeSplitLen, type AttnDims, type PositionUpdate } from '../gpu/kernels/attention.ts';
 import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, type MoeScratch } from '../gpu/kernels/moe.ts';
 import { gdnChunkedScratchBytes } from '../gpu/kernels/gdn.ts';
 import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
@@ -106,6 +106,14 @@ export interface StepOps {
   pos0: number; // cache position of the step's first token
   ops: Step[];
   want: Set<string>; // taps asked for
+  updates?: PositionUpdate[]; // set when the list is built to be replayed at later positions (decode)
+}
+
+/** A one-token op list built once and replayed every decode step; `updates` move it to a new position. */
+interface DecodeList {
+  key: string;
+  ops: Step[];
+  updates: PositionUpdate[];
 }
 
 /** Buffers a streaming step needs besides the resident ones, made on first use. */
@@ -140,6 +148,7 @@ export class ForwardBuilder {
   readonly scratch: Scratch;
   private stream?: StreamScratch;
   private readonly taps = new Map<string, { buffer: GPUBuffer; bytes: number }>();
+  private decodeList?: DecodeList;
 
   constructor(readonly ctx: GpuContext, readonly w: GpuWeights, readonly cache: Qwen3NextGpuCache, maxTokensPerStep: number) {
     this.scratch = new Scratch(ctx, w.config, maxTokensPerStep, w.quant.experts);
@@ -160,6 +169,31 @@ export class ForwardBuilder {
     }
     this.tail(st);
     return st.ops;
+  }
+
+  /**
+   * The op list of one resident decode token (no taps) at the cache's position: built on first use and then only
+   * re-pointed at the new position (a few uniform writes), so a token costs no bind-group or buffer creation.
+   * Rebuilt when the attention split length changes (every 8K keys at the real shape) or the options do.
+   */
+  decodeOps(opts: StepOptions): Step[] {
+    if (opts.taps?.length) throw new Error('decodeOps: taps need a fresh build()');
+    const c = this.w.config, pos0 = this.cache.position;
+    const len = decodeSplitLen(pos0 + 1, { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps });
+    const key = `${opts.logits}|${opts.gdn}|${opts.moe}|${len}`;
+    if (this.decodeList?.key !== key) {
+      const st = { ...this.begin(1, opts), updates: [] as PositionUpdate[] };
+      this.head(st);
+      for (let l = 0; l < c.numLayers; l++) {
+        this.layerPre(st, l);
+        this.routedExperts(st, l);
+        this.layerPost(st, l);
+      }
+      this.tail(st);
+      this.decodeList = { key, ops: st.ops, updates: st.updates };
+    }
+    for (const u of this.decodeList.updates) u(pos0);
+    return this.decodeList.ops;
   }
 
   begin(T: number, opts: StepOptions): StepOps {
@@ -191,7 +225,7 @@ export class ForwardBuilder {
     ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.mixer_in`, s.xn, T * H);
     if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, st.opts);
-    else this.attention(ops, l, layer, lc as FullLayerCache, T, st.pos0);
+    else this.attention(ops, layer, lc as FullLayerCache, T, st.pos0, st.updates);
     tap(`L${l}.mixer_out`, s.mix, T * H);
     ops.push(addInPlace(ctx, s.mix, s.h, T * H));
     ops.push(rmsNormZC(ctx, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
@@ -274,13 +308,13 @@ export class ForwardBuilder {
   }
 
   /** REFERENCE.md §3: fused q/gate|k|v projection -> norms + RoPE + cache write -> causal attention ⊙ gate -> o_proj. */
-  private attention(ops: Step[], _l: number, layer: GpuLayer, lc: FullLayerCache, T: number, pos0: number) {
+  private attention(ops: Step[], layer: GpuLayer, lc: FullLayerCache, T: number, pos0: number, updates?: PositionUpdate[]) {
     const { ctx, w, scratch: s } = this;
     const c = w.config;
     const dims: AttnDims = { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps };
     ops.push(matmul(ctx, s.xn, mat(layer, 'qkv_proj'), s.proj, T));
-    ops.push(attnPrep(ctx, s.proj, vec(layer, 'q_norm'), vec(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims));
-    ops.push(...attention(ctx, s.q, lc.keys, lc.values, s.gate, s.core, T, pos0, dims));
+    ops.push(attnPrep(ctx, s.proj, vec(layer, 'q_norm'), vec(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims, updates));
+    ops.push(...attention(ctx, s.q, lc.keys, lc.values, s.gate, s.core, T, pos0, dims, {}, updates));
     ops.push(matmul(ctx, s.core, mat(layer, 'o_proj'), s.mix, T));
   }
 

@@ -39,9 +39,9 @@ export interface GpuWeights {
 async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number, slots: number): Promise<GpuExperts> {
   const c = src.config, format = src.quant.experts, E = c.numExperts;
   const { gateUpWords, downWords } = expertLayout(c, format);
+  if (slots < E) return emptyExperts(ctx, c, format, layer, slots);
   const gateUp = ctx.buffer(slots * gateUpWords * 4, `L${layer}.experts.gate_up`);
   const down = ctx.buffer(slots * downWords * 4, `L${layer}.experts.down`);
-  if (slots < E) return { gateUp, down, slotOf: ctx.upload(new Uint32Array(E), `L${layer}.experts.slot_of`), slots, format };
   for (let e = 0; e < E; e++) {
     const rec = await src.expert(layer, e);
     ctx.device.queue.writeBuffer(gateUp, e * gateUpWords * 4, rec, 0, gateUpWords);
@@ -49,6 +49,18 @@ async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number, sl
   }
   const slotOf = ctx.upload(Uint32Array.from({ length: E }, (_, e) => e), `L${layer}.experts.slot_of`);
   return { gateUp, down, slotOf, slots, format };
+}
+
+/** A streaming layer's empty slot buffers and an all-zero slot table, for src/cache/expert-cache.ts to fill. */
+export function emptyExperts(ctx: GpuContext, c: Qwen3NextConfig, format: WeightFormat, layer: number, slots: number): GpuExperts {
+  const { gateUpWords, downWords } = expertLayout(c, format);
+  return {
+    gateUp: ctx.buffer(slots * gateUpWords * 4, `L${layer}.experts.gate_up`),
+    down: ctx.buffer(slots * downWords * 4, `L${layer}.experts.down`),
+    slotOf: ctx.upload(new Uint32Array(c.numExperts), `L${layer}.experts.slot_of`),
+    slots,
+    format,
+  };
 }
 
 /** `expertSlots`: GPU slots per layer for routed experts (default numExperts: fully resident). */

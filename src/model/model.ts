@@ -2,7 +2,7 @@
 // forward(ids) runs any number of tokens from the cache's position (split into steps of at most
 // maxTokensPerStep, so a long prompt never needs (T, P) scratch for all of it at once).
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import { ExpertCache, type ExpertCacheStats } from '../cache/expert-cache.ts';
+import { ExpertCache, type ExpertCacheStats, type ExpertUpload } from '../cache/expert-cache.ts';
 import { planSubBatches } from '../cache/policy.ts';
 import { ContextLengthError } from '../errors.ts';
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
@@ -28,7 +28,15 @@ export interface ModelOptions {
   ramCacheBytes?: number;
   /** Prefetch the next layer's likely experts when streaming (default true). */
   prefetch?: boolean;
+  /** How misses reach their GPU slots when streaming (src/cache/expert-cache.ts; default 'writeBuffer'). */
+  upload?: ExpertUpload;
 }
+
+/**
+ * Benchmarks only: replaces the router's choice of a streaming layer (T tokens x top_k ids) and the prefetch guess
+ * for the next layer, so a recorded or synthetic routing trace drives the expert cache (bench/stream.ts).
+ */
+export type RoutingTrace = (layer: number, T: number) => { idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer> };
 
 /** Expert slots per layer for a byte budget: all E when it fits, else at least top_k + 2. */
 export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): number {
@@ -45,6 +53,8 @@ export class Qwen3NextGpuModel {
   private readonly token: GPUBuffer; // (1) u32 the sampled id
   private history?: GPUBuffer; // (n) u32 ids for the repetition penalty
   private routing?: GPUBuffer; // (2, maxT, k) u32 MAP_READ: a streaming layer's idx and the next layer's guess
+  /** See RoutingTrace: set by benchmarks, never by the runtime. */
+  routingTrace?: RoutingTrace;
 
   private constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, maxContext: number, readonly maxTokensPerStep: number, readonly experts?: ExpertCache) {
     this.cache = new Qwen3NextGpuCache(ctx, weights.config, maxContext);
@@ -58,11 +68,17 @@ export class Qwen3NextGpuModel {
   }
 
   static async load(ctx: GpuContext, src: WeightSource, opts: Omit<ModelOptions, 'quant'> = {}): Promise<Qwen3NextGpuModel> {
-    const slots = expertSlotsFor(src, opts.expertCacheBytes);
-    const weights = await loadGpuWeights(ctx, src, slots);
-    const maxContext = opts.maxContext ?? Math.min(src.config.maxPositionEmbeddings, 4096);
-    const experts = slots < src.config.numExperts
-      ? new ExpertCache(ctx, src, weights.layers.map((l) => l.experts), { ramCacheBytes: opts.ramCacheBytes, prefetch: opts.prefetch })
+    const weights = await loadGpuWeights(ctx, src, expertSlotsFor(src, opts.expertCacheBytes));
+    return Qwen3NextGpuModel.fromWeights(ctx, weights, src, opts);
+  }
+
+  /** Around weights already on the GPU (benchmarks fill them at random); `src` feeds the expert cache when streaming. */
+  static fromWeights(ctx: GpuContext, weights: GpuWeights, src: WeightSource | undefined, opts: Omit<ModelOptions, 'quant'> = {}): Qwen3NextGpuModel {
+    const c = weights.config, streaming = weights.layers[0].experts.slots < c.numExperts;
+    if (streaming && !src) throw new Error('fromWeights: streaming expert slots need a source for the experts');
+    const maxContext = opts.maxContext ?? Math.min(c.maxPositionEmbeddings, 4096);
+    const experts = streaming
+      ? new ExpertCache(ctx, src!, weights.layers.map((l) => l.experts), { ramCacheBytes: opts.ramCacheBytes, prefetch: opts.prefetch, upload: opts.upload })
       : undefined;
     return new Qwen3NextGpuModel(ctx, weights, maxContext, opts.maxTokensPerStep ?? 256, experts);
   }
@@ -117,7 +133,8 @@ export class Qwen3NextGpuModel {
   /** One step of T tokens (ids in scratch.ids), then `after`: one submit when resident, layer by layer when streaming. */
   private async step(T: number, opts: StepOptions, after: Step[] = []): Promise<void> {
     if (!this.experts) {
-      this.ctx.run([...this.forwardBuilder.build(T, opts), ...after]);
+      const decode = T === 1 && !opts.taps?.length;
+      this.ctx.run([...(decode ? this.forwardBuilder.decodeOps(opts) : this.forwardBuilder.build(T, opts)), ...after]);
       return;
     }
     const fb = this.forwardBuilder, xc = this.experts, L = this.config.numLayers, k = this.config.numExpertsPerTok;
@@ -129,9 +146,14 @@ export class Qwen3NextGpuModel {
       const guess = xc.prefetch && l + 1 < L;
       if (guess) fb.predictRouter(st, l + 1);
       const t0 = performance.now();
-      const [idx, pred] = await this.readRouting(st.ops, T * k, guess);
+      let [idx, pred] = await this.readRouting(st.ops, T * k, guess);
       st.ops.length = 0;
       xc.addReadback(l, performance.now() - t0);
+      if (this.routingTrace) {
+        const r = this.routingTrace(l, T);
+        [idx, pred] = [r.idx, guess ? r.guess : undefined];
+        this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
+      }
       xc.observe(l, new Set(idx));
       if (pred) xc.predict(l + 1, new Set(pred));
       // Each sub-batch is submitted before the next one's uploads: writeBuffer is ordered after it on the queue.
@@ -149,7 +171,7 @@ export class Qwen3NextGpuModel {
   }
 
   /** Submit `ops` plus copies of the router's idx (and the next layer's guess) and map them: one readback per layer. */
-  private async readRouting(ops: Step[], n: number, guess: boolean): Promise<[Uint32Array, Uint32Array | undefined]> {
+  private async readRouting(ops: Step[], n: number, guess: boolean): Promise<[Uint32Array<ArrayBuffer>, Uint32Array<ArrayBuffer> | undefined]> {
     const s = this.forwardBuilder.scratch, bytes = n * 4;
     const half = s.maxT * this.config.numExpertsPerTok * 4;
     this.routing ??= this.ctx.device.createBuffer({ size: 2 * half, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });

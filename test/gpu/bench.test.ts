@@ -1,12 +1,47 @@
-// The benchmark suite at toy shapes on SwiftShader: it must keep running (a guard against rot, not a speed test).
+// The benchmark suites at toy shapes on SwiftShader: they must keep running (a guard against rot, not a speed test).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runBench, markdown } from '../../bench/bench.ts';
+import { runEndToEnd } from '../../bench/e2e.ts';
+import { runStreaming } from '../../bench/stream.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { requestNodeDevice } from '../../src/gpu/node-device.ts';
+import { withGpuErrors } from '../helpers/gpu.ts';
 
-describe('benchmark suite (tiny shapes)', () => {
-  it('measures every ceiling and kernel with finite timings', { timeout: 300_000 }, async () => {
+describe('benchmark suites (tiny shapes)', () => {
+  it('kernels: every ceiling and kernel with finite timings', { timeout: 300_000 }, async () => {
     const rows = await runBench('tiny', 1);
     expect(rows.length).toBeGreaterThanOrEqual(17);
     for (const r of rows) expect(Number.isFinite(r.ms) && r.ms > 0, `${r.name}: ${r.ms} ms`).toBe(true);
     expect(markdown(rows).split('\n')).toHaveLength(rows.length + 2);
   });
+
+  it('end to end (resident) and streaming under a cap, with the telemetry they report', { timeout: 300_000 }, () =>
+    withGpuErrors(async (device) => {
+      const ctx = new GpuContext(device);
+      const e2e = await runEndToEnd(ctx, { layers: 4, small: true, prefillT: 65, contexts: [70], decodeTokens: 2, reps: 1 });
+      expect(e2e.rows.map((r) => r.name)).toEqual(['prefill 65 tokens', 'decode at 70 context']);
+      for (const r of e2e.rows) expect(r.perSecond).toBeGreaterThan(0);
+      expect(e2e.gpuBytes).toBeGreaterThan(0);
+
+      const dir = mkdtempSync(join(tmpdir(), 'q3n-bench-'));
+      try {
+        const s = await runStreaming(ctx, {
+          layers: 4, small: true, dir, gpuCapBytes: 0, ramCacheBytes: 1 << 16, promptTokens: 3, decodeTokens: 3,
+          zipfS: 1, reuse: 0.5, prefetchAccuracy: 1,
+          runs: [{ trace: 'uniform', upload: 'writeBuffer', prefetch: true }, { trace: 'zipf', upload: 'staging-ring', prefetch: true }],
+        });
+        for (const r of s.rows) {
+          expect(r.slotsPerLayer).toBe(4); // top_k + 2 of 8: the cap of 0 forces the minimum
+          expect(r.hitRate).toBeGreaterThanOrEqual(0);
+          expect(r.hitRate).toBeLessThan(1); // 4 of 8 slots: some misses must happen
+          expect(r.mbUploadedPerToken).toBeGreaterThan(0);
+          expect(r.prefetchAccuracy).toBe(1); // the simulated predictor is exact at accuracy 1
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
 });

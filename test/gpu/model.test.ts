@@ -109,6 +109,8 @@ for (const name of ALL_PRESETS) {
             const logits = await model.forward([ids[i]]);
             expectClose(`decode token ${i}`, logits, want.subarray(i * V, (i + 1) * V), TOL.logits);
           }
+          const list = model.forwardBuilder.decodeOps({ logits: 'last' });
+          expect(model.forwardBuilder.decodeOps({ logits: 'last' })).toBe(list); // replayed, not rebuilt
         }));
     }
 

@@ -19,6 +19,12 @@ export interface AttnOptions {
   splitLen?: number;
 }
 
+/**
+ * Rewrites a reusable op for a new cache position (its uniform and, for the split path, its grid). A decode op list
+ * is built once and replayed every token (src/model/forward.ts); only these ops depend on the position.
+ */
+export type PositionUpdate = (pos0: number) => void;
+
 // Tiles of the flash loop (see the shader): BQ packed (token, head) rows x BK keys per workgroup, a TR x TC
 // thread grid, head-dim chunks of at most DC. Prefill: 256 threads, 2x2 scores and 2 x D/16 outputs per thread.
 // Decode: 8 rows = the 8 query heads of a kv head at the real shape, 128 threads.
@@ -46,12 +52,14 @@ function check(T: number, pos0: number, d: AttnDims) {
 export function attnPrep(
   ctx: GpuContext, qkv: Binding, qNorm: Binding, kNorm: Binding, invFreq: Binding,
   q: Binding, gate: Binding, kCache: Binding, vCache: Binding, T: number, pos0: number, dims: AttnDims,
+  updates?: PositionUpdate[],
 ): Op {
   check(T, pos0, dims);
   const { Hq, Hkv, D, R, maxT, eps } = dims;
   const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
+  updates?.push((p) => { check(T, p, dims); ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, 0, 0])); });
   const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, WG: 64 };
-  return ctx.op(`attn_prep(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prep', constants,
+  return ctx.op(`attn_prep(T=${T})`, 'attention.wgsl', 'attn_prep', constants,
     [params, qkv, qNorm, kNorm, invFreq, q, gate, kCache, vCache], grid(T * (Hq + Hkv)));
 }
 
@@ -65,6 +73,11 @@ function chunk(D: number, max: number, TC: number): number {
 export function splitLen(Tk: number, groups: number): number {
   const splits = Math.min(MAX_SPLITS, Math.max(1, Math.ceil(TARGET_GROUPS / groups)));
   return Math.max(MIN_SPLIT, Math.ceil(Math.ceil(Tk / splits) / 32) * 32);
+}
+
+/** The split length a one-token decode over Tk keys uses: a reusable decode list stays valid while it is unchanged. */
+export function decodeSplitLen(Tk: number, dims: AttnDims): number {
+  return splitLen(Tk, Math.ceil((dims.Hq / dims.Hkv) / DECODE.BQ) * dims.Hkv);
 }
 
 // Split partials live in per-context scratch buffers that only grow. Ops in one list run in order, so every
@@ -85,7 +98,7 @@ function scratchBuffer(ctx: GpuContext, name: string, bytes: number): GPUBuffer 
  */
 export function attention(
   ctx: GpuContext, q: Binding, kCache: Binding, vCache: Binding, gate: Binding, out: Binding,
-  T: number, pos0: number, dims: AttnDims, opts: AttnOptions = {},
+  T: number, pos0: number, dims: AttnDims, opts: AttnOptions = {}, updates?: PositionUpdate[],
 ): Op[] {
   check(T, pos0, dims);
   const { Hq, Hkv, D, maxT } = dims;
@@ -98,20 +111,30 @@ export function attention(
   const constants: Constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, ...tile, DC: chunk(D, tile.DC, tile.TC) };
   const tiles = Math.ceil((T * G) / tile.BQ) * Hkv;
   if (!split) {
+    if (updates) throw new Error('attention: only the split (decode) path can be replayed at a new position');
     const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
     return [ctx.op(`attn_prefill(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prefill', constants,
       [params, q, kCache, vCache, gate, out], grid(tiles))];
   }
   const len = opts.splitLen ?? splitLen(Tk, tiles);
   const nSplit = Math.ceil(Tk / len);
+  // A replayable op sizes its partials for the whole cache: later positions only add splits.
+  const capacity = updates ? Math.ceil(maxT / len) : nSplit;
   const params = ctx.uniform(new Uint32Array([T, pos0, len, nSplit]));
-  const partO = scratchBuffer(ctx, 'part_o', nSplit * T * Hq * D * 4);
-  const partMl = scratchBuffer(ctx, 'part_ml', nSplit * T * Hq * 8);
+  const partO = scratchBuffer(ctx, 'part_o', capacity * T * Hq * D * 4);
+  const partMl = scratchBuffer(ctx, 'part_ml', capacity * T * Hq * 8);
   const CW = Math.min(64, D);
+  const splitOp = ctx.op(`attn_split(T=${T}, ${len} keys/split)`, 'attention.wgsl', 'attn_split', constants,
+    [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit));
+  updates?.push((p) => {
+    check(T, p, dims);
+    const n = Math.ceil((p + T) / len);
+    ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, len, n]));
+    splitOp.workgroups = grid(tiles * n);
+  });
   return [
-    ctx.op(`attn_split(T=${T}@${pos0}, ${nSplit}x${len})`, 'attention.wgsl', 'attn_split', constants,
-      [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit)),
-    ctx.op(`attn_combine(T=${T}, ${nSplit})`, 'attention.wgsl', 'attn_combine', { D, HQ: Hq, HKV: Hkv, CW },
+    splitOp,
+    ctx.op(`attn_combine(T=${T})`, 'attention.wgsl', 'attn_combine', { D, HQ: Hq, HKV: Hkv, CW },
       [params, partO, partMl, gate, out], grid(T * Hq * Math.ceil(D / CW))),
   ];
 }

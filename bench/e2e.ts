@@ -1,0 +1,69 @@
+// End to end at the Qwen3-Next-80B-A3B shape (48 layers, 512 experts of 2048x512, int4 experts and projections,
+// q8 embeddings and lm_head), every weight resident on the GPU, filled at random (bench/weights.ts):
+// prefill tokens/s at 4K, decode tokens/s at 1K / 4K / 32K context, and the GPU memory the model allocated.
+// Decode at context C starts from cache position C: the attention cost depends on the number of cached keys, not
+// on their values, so the KV cache is not prefilled for it (a 32K prefill would cost more device time than the run).
+import { parseConfig } from '../src/config.ts';
+import type { GpuContext } from '../src/gpu/context.ts';
+import { QUANT_INT4 } from '../src/model/pack.ts';
+import { Qwen3NextGpuModel } from '../src/model/model.ts';
+import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
+import { randomGpuWeights } from './weights.ts';
+
+export interface E2EOptions {
+  layers: number;
+  small?: boolean; // the same structure at toy sizes (SwiftShader guard)
+  prefillT: number;
+  contexts: number[];
+  decodeTokens: number;
+  reps: number;
+}
+
+export interface E2EResult {
+  name: string;
+  median: number; // ms
+  perSecond: number; // tokens/s at the median
+  detail: string;
+}
+
+export const GREEDY = { temperature: 0, topK: 0, topP: 1, random: 0 };
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ rows: E2EResult[]; gpuBytes: number; loadMs: number }> {
+  const c = parseConfig(syntheticConfig(o.layers, o.small));
+  const t0 = performance.now(), before = ctx.allocatedBytes;
+  const weights = randomGpuWeights(ctx, c, QUANT_INT4);
+  const maxContext = Math.max(...o.contexts) + o.decodeTokens + 8;
+  const model = Qwen3NextGpuModel.fromWeights(ctx, weights, undefined, { maxContext, maxTokensPerStep: o.prefillT });
+  await ctx.device.queue.onSubmittedWorkDone();
+  const loadMs = performance.now() - t0;
+  const rows: E2EResult[] = [];
+  const ids = (n: number, s: number) => Array.from({ length: n }, (_, i) => (i * 7919 + s) % c.vocabSize);
+
+  // Prefill: the whole prompt in one step from an empty cache (first token's logits read back, as generation does).
+  const prefill: number[] = [];
+  for (let r = 0; r <= o.reps; r++) {
+    model.reset();
+    const t = performance.now();
+    await model.forward(ids(o.prefillT, r));
+    if (r > 0) prefill.push(performance.now() - t); // rep 0 compiles the pipelines
+  }
+  const pm = median(prefill);
+  rows.push({ name: `prefill ${o.prefillT} tokens`, median: pm, perSecond: (o.prefillT / pm) * 1000, detail: `${o.reps} reps` });
+
+  // Decode: greedy, one token at a time (GPU argmax, 4-byte readback), the op list replayed each token.
+  for (const C of o.contexts) {
+    model.reset();
+    model.cache.position = C;
+    let tok = 1;
+    const ms: number[] = [];
+    for (let i = 0; i < o.decodeTokens + 2; i++) {
+      const t = performance.now();
+      tok = await model.nextToken([tok % c.vocabSize], GREEDY);
+      if (i >= 2) ms.push(performance.now() - t);
+    }
+    const dm = median(ms);
+    rows.push({ name: `decode at ${C} context`, median: dm, perSecond: 1000 / dm, detail: `median of ${o.decodeTokens} tokens` });
+  }
+  return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs };
+}

@@ -1,0 +1,157 @@
+// Streaming at the Qwen3-Next-80B-A3B shape under a GPU memory cap: dense weights resident, routed experts read
+// from a packed store on disk (bench/weights.ts writeSyntheticStore) through the RAM tier into the GPU expert
+// cache, layer by layer (src/model/model.ts step()). Routing comes from a synthetic trace instead of the random
+// router, so the hit rate reflects a workload rather than noise:
+//  - 'uniform': each token's top-k per layer uniformly at random (the worst case: no locality at all);
+//  - 'zipf': per layer a random popularity order with Zipf(s) weights, and each of a token's k picks copies one of
+//    the previous token's experts at that layer with probability `reuse` (token-to-token reuse).
+// The prefetch guess is simulated too: the next layer's true experts, each swapped for a random one with
+// probability 1 - prefetchAccuracy (brown-tiny's real router-based prediction scored 75-87%, BENCHMARKS.md).
+import { parseConfig } from '../src/config.ts';
+import type { GpuContext } from '../src/gpu/context.ts';
+import type { ExpertUpload } from '../src/cache/upload.ts';
+import { Qwen3NextGpuModel } from '../src/model/model.ts';
+import { QUANT_INT4, expertLayout } from '../src/model/pack.ts';
+import { emptyExperts, loadGpuWeights } from '../src/model/gpu-weights.ts';
+import { NodeFileStore } from '../src/store/node.ts';
+import { storeSource } from '../src/store/store.ts';
+import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
+import { GREEDY, median } from './e2e.ts';
+import { writeSyntheticStore, storeDir } from './weights.ts';
+
+export interface StreamOptions {
+  layers: number;
+  small?: boolean;
+  dir: string; // where the synthetic store is written (reused when present)
+  gpuCapBytes: number; // everything the model allocates on the GPU
+  ramCacheBytes: number;
+  promptTokens: number;
+  decodeTokens: number;
+  runs: { trace: 'uniform' | 'zipf'; upload: ExpertUpload; prefetch: boolean }[];
+  zipfS: number;
+  reuse: number;
+  prefetchAccuracy: number;
+}
+
+export interface StreamRow {
+  run: string;
+  tokPerS: number; // 1000 / median ms per decode token
+  hitRate: number;
+  prefetchAccuracy: number;
+  stallMsPerToken: number;
+  readbackMsPerToken: number;
+  mbUploadedPerToken: number;
+  slotsPerLayer: number;
+  gpuBytes: number;
+}
+
+/** xorshift32 in [0, 1). */
+function rng(seed: number) {
+  let x = seed | 1;
+  return () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+/** A routing trace: k distinct experts per (token, layer), generated on demand in token order. */
+function makeTrace(kind: 'uniform' | 'zipf', L: number, E: number, k: number, o: StreamOptions, seed: number) {
+  const rand = rng(seed);
+  const perm = Array.from({ length: L }, () => {
+    const p = Array.from({ length: E }, (_, i) => i);
+    for (let i = E - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [p[i], p[j]] = [p[j], p[i]]; }
+    return p;
+  });
+  const cdf = new Float64Array(E);
+  for (let r = 0, acc = 0; r < E; r++) cdf[r] = acc += 1 / (r + 1) ** o.zipfS;
+  const zipf = () => {
+    const u = rand() * cdf[E - 1];
+    let lo = 0, hi = E - 1;
+    while (lo < hi) { const m = (lo + hi) >> 1; if (cdf[m] < u) lo = m + 1; else hi = m; }
+    return lo;
+  };
+  const tokens: number[][][] = []; // [token][layer] -> k experts
+  return (t: number, l: number): number[] => {
+    while (tokens.length <= t) {
+      const prev = tokens[tokens.length - 1];
+      tokens.push(perm.map((p, layer) => {
+        const s = new Set<number>();
+        while (s.size < k) {
+          if (kind === 'uniform') s.add(Math.floor(rand() * E));
+          else if (prev && rand() < o.reuse) s.add(prev[layer][Math.floor(rand() * k)]);
+          else s.add(p[zipf()]);
+        }
+        return [...s];
+      }));
+    }
+    return tokens[t][l];
+  };
+}
+
+export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{ rows: StreamRow[]; storeBytes: number; storeMs: number }> {
+  const raw = syntheticConfig(o.layers, o.small), c = parseConfig(raw);
+  const dir = storeDir(o.dir, o.layers);
+  const written = await writeSyntheticStore(dir, raw, c, QUANT_INT4);
+  const store = await NodeFileStore.open(dir);
+  const src = await storeSource(store);
+  const L = c.numLayers, E = c.numExperts, k = c.numExpertsPerTok;
+  const recordBytes = expertLayout(c, QUANT_INT4.experts).words * 4;
+  const rows: StreamRow[] = [];
+  const maxContext = o.promptTokens + o.decodeTokens + 8;
+  const opts = { maxContext, maxTokensPerStep: o.promptTokens, ramCacheBytes: o.ramCacheBytes };
+  const withSlots = (slots: number) => ({ ...dense, layers: dense.layers.map((l, i) => ({ ...l, experts: emptyExperts(ctx, c, QUANT_INT4.experts, i, slots) })) });
+
+  // The dense weights are loaded once from the store and shared by every run; each run gets its own expert slots,
+  // KV cache and scratch. Slots per layer: whatever the cap leaves after all the rest (measured on a probe model).
+  const a0 = ctx.allocatedBytes;
+  const dense = await loadGpuWeights(ctx, src, 0);
+  const denseBytes = ctx.allocatedBytes - a0;
+  const a1 = ctx.allocatedBytes;
+  Qwen3NextGpuModel.fromWeights(ctx, withSlots(k + 2), src, opts);
+  const perModel = ctx.allocatedBytes - a1 - L * (k + 2) * recordBytes; // cache + scratch + slot tables
+  const slots = Math.min(E, Math.max(k + 2, Math.floor((o.gpuCapBytes - denseBytes - perModel) / (L * recordBytes))));
+
+  for (const [n, run] of o.runs.entries()) {
+    const before = ctx.allocatedBytes;
+    const model = Qwen3NextGpuModel.fromWeights(ctx, withSlots(slots), src, { ...opts, prefetch: run.prefetch, upload: run.upload });
+    const gpuBytes = denseBytes + ctx.allocatedBytes - before;
+
+    const trace = makeTrace(run.trace, L, E, k, o, 1234 + n), guessRand = rng(777 + n);
+    let token = 0; // first token of the current step
+    model.routingTrace = (l, T) => {
+      const idx = new Uint32Array(T * k), guess = new Uint32Array(T * k);
+      for (let t = 0; t < T; t++) {
+        idx.set(trace(token + t, l), t * k);
+        if (l + 1 < L) guess.set(trace(token + t, l + 1).map((e) => (guessRand() < o.prefetchAccuracy ? e : Math.floor(guessRand() * E))), t * k);
+      }
+      return { idx, guess };
+    };
+    await model.forward(Array.from({ length: o.promptTokens }, (_, i) => i + 1));
+    token = o.promptTokens;
+    const t0 = model.expertStats()!.totals;
+    const ms: number[] = [];
+    let tok = 1;
+    for (let i = 0; i < o.decodeTokens; i++) {
+      const t = performance.now();
+      tok = await model.nextToken([tok % c.vocabSize], GREEDY);
+      ms.push(performance.now() - t);
+      token++;
+    }
+    const t1 = model.expertStats()!.totals, d = (key: keyof typeof t1) => (t1[key] as number) - (t0[key] as number);
+    const routed = d('hits') + d('misses');
+    rows.push({
+      run: `${run.trace}, ${run.upload}, prefetch ${run.prefetch ? 'on' : 'off'}`,
+      tokPerS: 1000 / median(ms),
+      hitRate: d('hits') / routed,
+      prefetchAccuracy: d('scored') ? d('predictedCorrect') / d('scored') : 0,
+      stallMsPerToken: d('stallMs') / o.decodeTokens,
+      readbackMsPerToken: d('readbackMs') / o.decodeTokens,
+      mbUploadedPerToken: d('bytesUploaded') / o.decodeTokens / 2 ** 20,
+      slotsPerLayer: slots,
+      gpuBytes,
+    });
+    for (const layer of model.weights.layers) { layer.experts.gateUp.destroy(); layer.experts.down.destroy(); }
+  }
+  await store.close();
+  return { rows, storeBytes: written.bytes, storeMs: written.ms };
+}
