@@ -14,7 +14,7 @@ export default defineConfig({
     minify: false,
     sourcemap: true,
     rollupOptions: {
-      input: { q3n: 'src/cli/bin.ts' },
+      input: { q3n: 'src/cli/bin.ts', 'pack-worker': 'src/quant/pack-worker.ts' },
       external: ['webgpu', ...builtinModules, ...builtinModules.map((m) => `node:${m}`)],
       output: { format: 'es', entryFileNames: '[name].mjs' },
     },

@@ -78,7 +78,8 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   // int4 GEMV (decode) and GEMM (prefill) at the real projection shapes.
   const P = 2 * s.Hk * s.dk + 2 * s.Hv * s.dv + 2 * s.Hv;
   for (const [label, N, K] of [['GDN in_proj', P, s.H], ['GDN out_proj', s.H, s.Hv * s.dv], ['attn qkv_proj', s.Hq * 2 * s.D + 2 * s.Hkv * s.D, s.H], ['lm_head', s.V, s.H]] as const) {
-    const w = weight('q4', N, K), x = filled(s.T * K * 4), y = ctx.buffer(s.T * N * 4, 'y');
+    const rows = label === 'lm_head' ? 1 : s.T; // (T, V) f32 logits would pass the 2 GiB binding limit
+    const w = weight('q4', N, K), x = filled(s.T * K * 4), y = ctx.buffer(rows * N * 4, 'y');
     bw(`GEMV q4 ${label} ${N}x${K}, T=1`, await time([matmul(ctx, x, w, y, 1)]), packedWords('q4', N, K) * 4);
     if (label !== 'lm_head') fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}`, await time([matmul(ctx, x, w, y, s.T)], 2), 2 * s.T * N * K);
     for (const b of [w.buffer, x, y]) b.destroy();

@@ -14,6 +14,7 @@ export interface E2EOptions {
   layers: number;
   small?: boolean; // the same structure at toy sizes (SwiftShader guard)
   prefillT: number;
+  stepT?: number; // tokens per prefill step (default prefillT); (stepT, V) f32 logits must stay under 2 GiB
   contexts: number[];
   decodeTokens: number;
   reps: number;
@@ -33,8 +34,8 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   const c = parseConfig(syntheticConfig(o.layers, o.small));
   const t0 = performance.now(), before = ctx.allocatedBytes;
   const weights = randomGpuWeights(ctx, c, QUANT_INT4);
-  const maxContext = Math.max(...o.contexts) + o.decodeTokens + 8;
-  const model = Qwen3NextGpuModel.fromWeights(ctx, weights, undefined, { maxContext, maxTokensPerStep: o.prefillT });
+  const maxContext = Math.max(...o.contexts) + o.decodeTokens + 32;
+  const model = Qwen3NextGpuModel.fromWeights(ctx, weights, undefined, { maxContext, maxTokensPerStep: o.stepT ?? o.prefillT });
   await ctx.device.queue.onSubmittedWorkDone();
   const loadMs = performance.now() - t0;
   const rows: E2EResult[] = [];
@@ -49,7 +50,7 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
     if (r > 0) prefill.push(performance.now() - t); // rep 0 compiles the pipelines
   }
   const pm = median(prefill);
-  rows.push({ name: `prefill ${o.prefillT} tokens`, median: pm, perSecond: (o.prefillT / pm) * 1000, detail: `${o.reps} reps` });
+  rows.push({ name: `prefill ${o.prefillT} tokens`, median: pm, perSecond: (o.prefillT / pm) * 1000, detail: `steps of ${o.stepT ?? o.prefillT}, ${o.reps} reps` });
 
   // Decode: greedy, one token at a time (GPU argmax, 4-byte readback), the op list replayed each token.
   for (const C of o.contexts) {
@@ -65,5 +66,24 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
     const dm = median(ms);
     rows.push({ name: `decode at ${C} context`, median: dm, perSecond: 1000 / dm, detail: `median of ${o.decodeTokens} tokens` });
   }
+
+  // Where a decode token's time goes, at the middle context: the CPU's share (encoding ~900 dispatches of the
+  // replayed list and submitting them) and back-to-back execution with no readback between tokens, which is what
+  // a loop that feeds the sampled id to the next step on the GPU could reach.
+  const C = o.contexts[Math.floor(o.contexts.length / 2)], n = 20, fb = model.forwardBuilder;
+  model.reset();
+  model.cache.position = C;
+  let encode = 0;
+  const t = performance.now();
+  for (let i = 0; i < n; i++) {
+    const a = performance.now();
+    ctx.run(fb.decodeOps({ logits: 'last' }));
+    encode += performance.now() - a;
+    model.cache.position++;
+  }
+  await ctx.device.queue.onSubmittedWorkDone();
+  const chained = (performance.now() - t) / n;
+  rows.push({ name: `decode at ${C}: CPU encode + submit only`, median: encode / n, perSecond: (1000 * n) / encode, detail: `mean of ${n}, ${fb.decodeOps({ logits: 'last' }).length} dispatches a token` });
+  rows.push({ name: `decode at ${C}: back to back, no readback`, median: chained, perSecond: 1000 / chained, detail: `mean of ${n}` });
   return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs };
 }

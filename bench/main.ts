@@ -23,7 +23,7 @@ const GiB = 2 ** 30;
 
 if (suites.has('e2e')) {
   const { rows, gpuBytes, loadMs } = await runEndToEnd(ctx, real
-    ? { layers: 48, prefillT: 4096, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3 }
+    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3 }
     : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1 });
   console.log(`\nend to end, resident: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
@@ -34,7 +34,7 @@ if (suites.has('stream')) {
   const o: StreamOptions = {
     layers: real ? 48 : 4, small: !real, dir: arg('dir', tmpdir()),
     gpuCapBytes: real ? 4 * GiB : 0, ramCacheBytes: real ? 2 * GiB : 1 << 20,
-    promptTokens: real ? 16 : 5, decodeTokens: real ? 48 : 4,
+    promptTokens: real ? 8 : 5, decodeTokens: real ? 32 : 4,
     zipfS: 1.0, reuse: 0.5, prefetchAccuracy: 0.8,
     runs: [
       { trace: 'uniform', upload: 'writeBuffer', prefetch: true },

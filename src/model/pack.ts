@@ -17,7 +17,8 @@
 // Routed expert (layer i, expert e), one record: [gate_up (2I x H, rows [gate ; up]) | down (H x I)] in quant.experts.
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { Qwen3NextConfig } from '../config.ts';
-import { packWeight, packedWords, type WeightFormat } from '../quant/formats.ts';
+import { packedWords, type WeightFormat } from '../quant/formats.ts';
+import { packInline, packRows, type PackFn } from '../quant/packer.ts';
 import { fusedGdnInProj } from './layout.ts';
 
 export interface QuantConfig {
@@ -117,19 +118,21 @@ async function denseValues(ckpt: Checkpoint, name: string): Promise<Float32Array
   throw new Error(`unknown packed tensor ${name}`);
 }
 
-export async function packDense(ckpt: Checkpoint, t: TensorPlan): Promise<Uint32Array<ArrayBuffer>> {
-  return packWeight(await denseValues(ckpt, t.name), t.N, t.K, t.format);
+/** `pack`: packInline, or a thread pool's (src/quant/node-pool.ts); big tensors go in row blocks of 1024. */
+export async function packDense(ckpt: Checkpoint, t: TensorPlan, pack: PackFn = packInline): Promise<Uint32Array<ArrayBuffer>> {
+  return packRows(pack, await denseValues(ckpt, t.name), t.N, t.K, t.format, 1024);
 }
 
 /** One routed expert's record: [gate_up | down], packed. */
-export async function packExpert(ckpt: Checkpoint, layer: number, expert: number, format: WeightFormat): Promise<Uint32Array<ArrayBuffer>> {
+export async function packExpert(ckpt: Checkpoint, layer: number, expert: number, format: WeightFormat, pack: PackFn = packInline): Promise<Uint32Array<ArrayBuffer>> {
   const c = ckpt.config, H = c.hiddenSize, I = c.moeIntermediateSize;
   const p = `model.layers.${layer}.mlp.experts.${expert}`;
   const gateUp = cat(await ckpt.read(`${p}.gate_proj.weight`, [I, H]), await ckpt.read(`${p}.up_proj.weight`, [I, H]));
   const { gateUpWords, words } = expertLayout(c, format);
   const out = new Uint32Array(words);
-  out.set(packWeight(gateUp, 2 * I, H, format), 0);
-  out.set(packWeight(await ckpt.read(`${p}.down_proj.weight`, [H, I]), H, I, format), gateUpWords);
+  const [a, b] = await Promise.all([pack(gateUp, 2 * I, H, format), ckpt.read(`${p}.down_proj.weight`, [H, I]).then((d) => pack(d, H, I, format))]);
+  out.set(a, 0);
+  out.set(b, gateUpWords);
   return out;
 }
 

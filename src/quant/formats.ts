@@ -61,10 +61,13 @@ const roundF16 = (v: number) => f16BitsToF32(f32ToF16Bits(v));
 const quantizeValue = (v: number, scale: number, min: number, levels: number) =>
   scale > 0 ? Math.min(levels, Math.max(0, Math.round((v - min) / scale))) : 0;
 
-/** Squared error of a group stored with f16-rounded (scale, min). */
+/** Squared error of a group stored with f16-rounded (scale, min). Indexed loops: this runs ~20x per group. */
 function groupError(x: Float32Array, scale: number, min: number, levels: number): number {
   let e = 0;
-  for (const v of x) e += (quantizeValue(v, scale, min, levels) * scale + min - v) ** 2;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    e += (quantizeValue(v, scale, min, levels) * scale + min - v) ** 2;
+  }
   return e;
 }
 
@@ -75,7 +78,7 @@ function groupError(x: Float32Array, scale: number, min: number, levels: number)
  */
 function fitGroup(x: Float32Array, levels: number): { scale: number; min: number } {
   let lo = Infinity, hi = -Infinity;
-  for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  for (let i = 0; i < x.length; i++) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); }
   let best = { scale: roundF16((hi - roundF16(lo)) / levels), min: roundF16(lo) };
   if (!(best.scale > 0)) return { scale: 0, min: roundF16(lo) };
   let bestErr = groupError(x, best.scale, best.min, levels);
@@ -84,8 +87,8 @@ function fitGroup(x: Float32Array, levels: number): { scale: number; min: number
     let min = mid - half, scale = (2 * half) / levels;
     for (let iter = 0; iter < 3; iter++) {
       let sq = 0, sqq = 0, sw = 0, sqw = 0;
-      for (const v of x) {
-        const q = quantizeValue(v, scale, min, levels);
+      for (let i = 0; i < x.length; i++) {
+        const v = x[i], q = quantizeValue(v, scale, min, levels);
         sq += q; sqq += q * q; sw += v; sqw += q * v;
       }
       const det = x.length * sqq - sq * sq;

@@ -4,6 +4,7 @@
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { densePlan, expertLayout, packDense, packExpert, QUANT_F32, QUANT_INT4, type QuantConfig } from '../model/pack.ts';
 import { packedWords } from '../quant/formats.ts';
+import { packInline, type PackFn } from '../quant/packer.ts';
 import {
   DENSE_ALIGN, DENSE_SHARD_BYTES, FORMAT, TOKENIZER_FILES, VERSION,
   denseShardName, expertFileName, sha256Hex,
@@ -35,6 +36,8 @@ export async function convertCheckpoint(
   quant: QuantConfig,
   onProgress: (p: ConvertProgress) => void = () => {},
   denseShardBytes = DENSE_SHARD_BYTES, // smaller only in tests
+  pack: PackFn = packInline, // a thread pool's in q3n convert (src/quant/node-pool.ts)
+  inFlight = 2, // experts read and packed ahead of the one being written
 ): Promise<Manifest> {
   const c = ckpt.config;
   const plan = densePlan(c, quant);
@@ -64,7 +67,7 @@ export async function convertCheckpoint(
   const dense: DenseEntry[] = [];
   let shard = -1, offset = 0;
   for (const t of plan) {
-    const bytes = bytesOf(await packDense(ckpt, t));
+    const bytes = bytesOf(await packDense(ckpt, t, pack));
     let at = Math.ceil(offset / DENSE_ALIGN) * DENSE_ALIGN;
     if (shard < 0 || at + bytes.length > denseShardBytes) {
       if (shard >= 0) data.push({ name: denseShardName(shard), bytes: offset });
@@ -76,17 +79,21 @@ export async function convertCheckpoint(
   }
   data.push({ name: denseShardName(shard), bytes: offset });
 
-  // Routed experts, one file per layer. The next record is read and packed while this one is hashed and written.
+  // Routed experts, one file per layer. Up to `inFlight` records are read and packed while one is hashed and
+  // written, in order.
   const experts: RecordEntry[][] = [];
   for (let layer = 0; layer < c.numLayers; layer++) {
     const file = expertFileName(layer), records: RecordEntry[] = [];
-    let next = packExpert(ckpt, layer, 0, quant.experts);
+    const ahead: Promise<Uint32Array<ArrayBuffer>>[] = [];
+    const start = (e: number) => {
+      const p = packExpert(ckpt, layer, e, quant.experts, pack);
+      p.catch(() => {}); // its error still surfaces when awaited; this keeps a failing put from orphaning it
+      ahead.push(p);
+    };
+    for (let e = 0; e < Math.min(inFlight, c.numExperts); e++) start(e);
     for (let e = 0; e < c.numExperts; e++) {
-      const rec = await next;
-      if (e + 1 < c.numExperts) {
-        next = packExpert(ckpt, layer, e + 1, quant.experts);
-        next.catch(() => {}); // its error still surfaces at `await next`; this keeps a failing put from orphaning it
-      }
+      const rec = await ahead.shift()!;
+      if (e + inFlight < c.numExperts) start(e + inFlight);
       records.push(await put(file, e * recordBytes, bytesOf(rec), `L${layer}.E${e}`));
     }
     experts.push(records);

@@ -1,3 +1,4 @@
+import { packInline, packRows } from '../../src/quant/packer.ts';
 import { describe, expect, it } from 'vitest';
 import { packWeight, unpackWeight, f32ToF16Bits, f16BitsToF32, type WeightFormat } from '../../src/quant/formats.ts';
 import { randn } from '../helpers/random.ts';
@@ -23,4 +24,14 @@ describe('weight formats', () => {
       if (format === 'f32') expect(worst).toBe(0);
     });
   }
+});
+
+describe('packRows (row blocks packed separately, for a thread pool)', () => {
+  it('is bit-identical to packWeight on the whole matrix, for q4 and q8, with a ragged last block', async () => {
+    const N = 37, K = 70, w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 11)));
+    for (const format of ['q4', 'q8'] as const) {
+      const whole = packWeight(w, N, K, format);
+      for (const rows of [1, 8, 36]) expect(await packRows(packInline, w, N, K, format, rows), `${format}, ${rows} rows a block`).toEqual(whole);
+    }
+  });
 });
