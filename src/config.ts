@@ -2,6 +2,7 @@
 // Accepts both forms found in the wild (REFERENCE.md §0):
 //   - the released checkpoint's flat `rope_theta` + `partial_rotary_factor`, and transformers 5.x's `rope_parameters`;
 //   - an explicit `layer_types` list, or `full_attention_interval` (layer i is full attention iff (i+1) % n == 0).
+// Nothing is trusted: every size is bounded (CONFIG_LIMITS) before anything is allocated from it.
 import { ConfigError } from './errors.ts';
 
 export type LayerType = 'linear_attention' | 'full_attention';
@@ -42,6 +43,45 @@ export interface Qwen3NextConfig {
 
 type Json = Record<string, unknown>;
 
+/**
+ * Upper bounds on config.json's sizes. Far above any real checkpoint (Qwen3-Next-80B-A3B: hidden 2048, 48 layers,
+ * 512 experts, vocab 151,936, heads of 256) and low enough that a hostile config cannot make the runtime size
+ * buffers from absurd numbers: every allocation the model makes derives from these.
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  num_hidden_layers: 512,
+  hidden_size: 65_536,
+  vocab_size: 1 << 22, // 4,194,304
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 1024,
+  linear_num_key_heads: 1024,
+  linear_num_value_heads: 1024,
+  linear_key_head_dim: 1024,
+  linear_value_head_dim: 1024,
+  linear_conv_kernel_dim: 64,
+  num_experts: 4096,
+  num_experts_per_tok: 64,
+  moe_intermediate_size: 65_536,
+  shared_expert_intermediate_size: 131_072,
+  max_position_embeddings: 1 << 24,
+  full_attention_interval: 512,
+};
+/** No weight matrix may hold more than 2^32 weights (16 GiB at f32), nor the whole model more than 2^40. */
+export const MAX_MATRIX_WEIGHTS = 2 ** 32;
+export const MAX_MODEL_WEIGHTS = 2 ** 40;
+
+/** A short rendering of any value for an error message: never throws (deep or hostile JSON), never huge. */
+export function showValue(v: unknown, max = 60): string {
+  let s: string;
+  try {
+    s = typeof v === 'string' ? JSON.stringify(v.slice(0, max + 1)) : (JSON.stringify(v) ?? typeof v);
+  } catch {
+    s = Array.isArray(v) ? '[...]' : '{...}';
+  }
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
 function num(c: Json, key: string, fallback?: number): number {
   const v = c[key];
   if (v === undefined || v === null) {
@@ -49,15 +89,25 @@ function num(c: Json, key: string, fallback?: number): number {
     throw new ConfigError(`config.json: missing "${key}". Use the config.json that ships with the checkpoint.`, 'config.json');
   }
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new ConfigError(`config.json: "${key}" must be a finite number, got ${JSON.stringify(v)}.`, 'config.json');
+    throw new ConfigError(`config.json: "${key}" must be a finite number, got ${showValue(v)}. Use the config.json that ships with the checkpoint.`, 'config.json');
   }
   return v;
 }
 
+/** A positive integer no larger than its CONFIG_LIMITS entry. */
 function posInt(c: Json, key: string, fallback?: number): number {
   const v = num(c, key, fallback);
-  if (!Number.isInteger(v) || v <= 0 || v > 1 << 24) {
-    throw new ConfigError(`config.json: "${key}" must be a positive integer (at most 2^24), got ${v}.`, 'config.json');
+  const max = CONFIG_LIMITS[key];
+  if (!Number.isInteger(v) || v <= 0 || v > max) {
+    throw new ConfigError(`config.json: "${key}" must be a positive integer of at most ${max}, got ${v}. Use the config.json that ships with the checkpoint.`, 'config.json');
+  }
+  return v;
+}
+
+/** `v` in [lo, hi], or in (lo, hi] when `openLo`. */
+function inRange(key: string, v: number, lo: number, hi: number, openLo = false): number {
+  if (v > hi || v < lo || (openLo && v === lo)) {
+    throw new ConfigError(`config.json: "${key}" = ${v} is outside ${openLo ? '(' : '['}${lo}, ${hi}]. Use the config.json that ships with the checkpoint.`, 'config.json');
   }
   return v;
 }
@@ -69,7 +119,7 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
   const c = raw as Json;
   if (c.model_type !== undefined && c.model_type !== 'qwen3_next') {
     throw new ConfigError(
-      `config.json: model_type is "${String(c.model_type)}", this runtime runs "qwen3_next" checkpoints only.`,
+      `config.json: model_type is ${showValue(c.model_type)}, this runtime runs "qwen3_next" checkpoints only.`,
       'config.json',
     );
   }
@@ -85,7 +135,7 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     }
     layerTypes = c.layer_types.map((t, i) => {
       if (t !== 'linear_attention' && t !== 'full_attention') {
-        throw new ConfigError(`config.json: layer_types[${i}] = ${JSON.stringify(t)}; expected "linear_attention" or "full_attention".`, 'config.json');
+        throw new ConfigError(`config.json: layer_types[${i}] = ${showValue(t)}; expected "linear_attention" or "full_attention".`, 'config.json');
       }
       return t;
     });
@@ -107,10 +157,11 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
   const rope = (typeof c.rope_parameters === 'object' && c.rope_parameters !== null ? c.rope_parameters : {}) as Json;
   const ropeType = rope.rope_type ?? (c.rope_scaling as Json | null | undefined)?.rope_type ?? 'default';
   if (ropeType !== 'default') {
-    throw new ConfigError(`config.json: rope type "${String(ropeType)}" is not supported (only "default").`, 'config.json');
+    throw new ConfigError(`config.json: rope type ${showValue(ropeType)} is not supported (only "default").`, 'config.json');
   }
-  const ropeTheta = rope.rope_theta !== undefined ? num(rope, 'rope_theta') : num(c, 'rope_theta', 10000);
-  const partial = rope.partial_rotary_factor !== undefined ? num(rope, 'partial_rotary_factor') : num(c, 'partial_rotary_factor', 0.25);
+  const ropeTheta = inRange('rope_theta', rope.rope_theta !== undefined ? num(rope, 'rope_theta') : num(c, 'rope_theta', 10000), 0, 1e12, true);
+  const partialValue = rope.partial_rotary_factor !== undefined ? num(rope, 'partial_rotary_factor') : num(c, 'partial_rotary_factor', 0.25);
+  const partial = inRange('partial_rotary_factor', partialValue, 0, 1);
 
   const hiddenSize = posInt(c, 'hidden_size');
   const numAttentionHeads = posInt(c, 'num_attention_heads');
@@ -135,17 +186,27 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
   if (numExpertsPerTok > numExperts) {
     throw new ConfigError(`config.json: num_experts_per_tok (${numExpertsPerTok}) exceeds num_experts (${numExperts}).`, 'config.json');
   }
+  const vocabSize = posInt(c, 'vocab_size');
+  const moeIntermediateSize = posInt(c, 'moe_intermediate_size');
+  const sharedExpertIntermediateSize = posInt(c, 'shared_expert_intermediate_size');
   const eos = c.eos_token_id;
-  const eosTokenIds = Array.isArray(eos) ? eos.filter((x): x is number => typeof x === 'number') : typeof eos === 'number' ? [eos] : [];
+  const eosTokenIds = (Array.isArray(eos) ? eos : [eos]).filter((x): x is number => Number.isInteger(x) && x >= 0 && x < vocabSize);
 
   const keyDim = linearNumKeyHeads * linearKeyHeadDim;
   const valueDim = linearNumValueHeads * linearValueHeadDim;
+  // Each size is bounded above; their products size the buffers, so bound those too.
+  const projRows = Math.max(2 * keyDim + 2 * valueDim + 2 * linearNumValueHeads, numAttentionHeads * 2 * headDim + 2 * numKeyValueHeads * headDim);
+  checkWeights('the embedding (vocab_size x hidden_size)', vocabSize * hiddenSize, MAX_MATRIX_WEIGHTS);
+  checkWeights('an attention or linear-attention input projection', projRows * hiddenSize, MAX_MATRIX_WEIGHTS);
+  checkWeights('an expert or shared-expert gate/up projection', 2 * Math.max(moeIntermediateSize, sharedExpertIntermediateSize) * hiddenSize, MAX_MATRIX_WEIGHTS);
+  const perLayer = hiddenSize * (projRows + 3 * numExperts * moeIntermediateSize + 3 * sharedExpertIntermediateSize);
+  checkWeights('the model', 2 * vocabSize * hiddenSize + numLayers * perLayer, MAX_MODEL_WEIGHTS);
   return {
-    vocabSize: posInt(c, 'vocab_size'),
+    vocabSize,
     hiddenSize,
     numLayers,
     layerTypes,
-    rmsNormEps: num(c, 'rms_norm_eps', 1e-6),
+    rmsNormEps: inRange('rms_norm_eps', num(c, 'rms_norm_eps', 1e-6), 0, 1, true),
     tieWordEmbeddings: c.tie_word_embeddings === true,
     maxPositionEmbeddings: posInt(c, 'max_position_embeddings', 262144),
     numAttentionHeads,
@@ -160,8 +221,8 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     convKernel: posInt(c, 'linear_conv_kernel_dim', 4),
     numExperts,
     numExpertsPerTok,
-    moeIntermediateSize: posInt(c, 'moe_intermediate_size'),
-    sharedExpertIntermediateSize: posInt(c, 'shared_expert_intermediate_size'),
+    moeIntermediateSize,
+    sharedExpertIntermediateSize,
     normTopkProb: c.norm_topk_prob !== false,
     keyDim,
     valueDim,
@@ -169,4 +230,13 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     vPerK: linearNumValueHeads / linearNumKeyHeads,
     eosTokenIds,
   };
+}
+
+function checkWeights(what: string, weights: number, max: number): void {
+  if (weights > max) {
+    throw new ConfigError(
+      `config.json: ${what} would hold ${weights.toExponential(2)} weights, over this runtime's limit of 2^${Math.log2(max)}. Use the config.json that ships with the checkpoint.`,
+      'config.json',
+    );
+  }
 }

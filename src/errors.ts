@@ -26,6 +26,12 @@ export class ModelLoadError extends Qwen3NextError {
 /** config.json is missing a field we need, or holds a value we cannot run. */
 export class ConfigError extends ModelLoadError {}
 
+/**
+ * The chat template could not render these messages: it raised an error itself (Qwen3's template refuses a
+ * conversation without a user turn, for example), failed on a value, or broke a limit (steps, string size).
+ */
+export class ChatTemplateError extends Qwen3NextError {}
+
 /** Browser storage has too little room for the model. */
 export class QuotaExceededError extends Qwen3NextError {
   constructor(message: string, readonly neededBytes: number, readonly availableBytes: number) {

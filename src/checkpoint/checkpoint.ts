@@ -1,9 +1,15 @@
 // A Hugging Face Qwen3-Next checkpoint: config.json + one `model.safetensors` or shards listed in
 // `model.safetensors.index.json`. Tensors are read one at a time, by byte range.
-import { parseConfig, type Qwen3NextConfig } from '../config.ts';
+import { parseConfig, showValue, type Qwen3NextConfig } from '../config.ts';
 import { ConfigError, ModelLoadError } from '../errors.ts';
 import { readSafetensorsHeader, toFloat32, FLOAT_DTYPES, type TensorInfo, type SafetensorsHeader } from './safetensors.ts';
 import { readText, type ByteSource, type FileSet } from './source.ts';
+
+/** config.json and model.safetensors.index.json are a few KB / MB; refuse anything absurdly larger. */
+const MAX_CONFIG_BYTES = 16 << 20;
+const MAX_INDEX_BYTES = 64 << 20;
+/** A shard name is a plain file name in the checkpoint folder (HF: `model-00001-of-00041.safetensors`). */
+const SHARD_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
 export interface CheckpointTensor extends TensorInfo {
   file: string;
@@ -23,10 +29,11 @@ export class Checkpoint {
       throw new ConfigError(`${files.root}: no config.json. Point at the folder of a Hugging Face Qwen3-Next checkpoint.`, 'config.json');
     }
     let rawConfig: Record<string, unknown>;
+    const configText = await readText(files.open('config.json'), MAX_CONFIG_BYTES);
     try {
-      rawConfig = JSON.parse(await readText(files.open('config.json')));
+      rawConfig = JSON.parse(configText);
     } catch (e) {
-      throw new ConfigError(`${files.root}/config.json is not valid JSON: ${(e as Error).message}`, 'config.json');
+      throw new ConfigError(`${files.root}/config.json is not valid JSON: ${(e as Error).message}. Re-download it from the model repository.`, 'config.json');
     }
     const config = parseConfig(rawConfig);
 
@@ -34,21 +41,22 @@ export class Checkpoint {
     let weightMap: Record<string, string> | undefined;
     if (await files.exists('model.safetensors.index.json')) {
       let index: { weight_map?: Record<string, string> };
+      const indexText = await readText(files.open('model.safetensors.index.json'), MAX_INDEX_BYTES);
       try {
-        index = JSON.parse(await readText(files.open('model.safetensors.index.json')));
+        index = JSON.parse(indexText);
       } catch (e) {
-        throw new ModelLoadError(`model.safetensors.index.json is not valid JSON: ${(e as Error).message}`, 'model.safetensors.index.json');
+        throw new ModelLoadError(`model.safetensors.index.json is not valid JSON: ${(e as Error).message}. Re-download it from the model repository.`, 'model.safetensors.index.json');
       }
-      if (typeof index.weight_map !== 'object' || index.weight_map === null) {
+      if (typeof index !== 'object' || index === null || typeof index.weight_map !== 'object' || index.weight_map === null || Array.isArray(index.weight_map)) {
         throw new ModelLoadError('model.safetensors.index.json has no "weight_map".', 'model.safetensors.index.json');
       }
       weightMap = index.weight_map;
-      shardNames = [...new Set(Object.values(weightMap))].sort();
-      for (const s of shardNames) {
-        if (typeof s !== 'string' || s.includes('..') || s.startsWith('/')) {
-          throw new ModelLoadError(`model.safetensors.index.json names shard ${JSON.stringify(s)}, which is not a plain file name.`, 'model.safetensors.index.json');
+      for (const s of Object.values(weightMap)) {
+        if (typeof s !== 'string' || !SHARD_NAME.test(s)) {
+          throw new ModelLoadError(`model.safetensors.index.json names shard ${showValue(s)}, which is not a plain file name in the checkpoint folder.`, 'model.safetensors.index.json');
         }
       }
+      shardNames = [...new Set(Object.values(weightMap))].sort();
     } else if (await files.exists('model.safetensors')) {
       shardNames = ['model.safetensors'];
     } else {
@@ -63,7 +71,7 @@ export class Checkpoint {
       sources.set(shard, src);
       const header: SafetensorsHeader = await readSafetensorsHeader(src);
       for (const t of header.tensors.values()) {
-        if (weightMap && weightMap[t.name] !== undefined && weightMap[t.name] !== shard) continue;
+        if (weightMap && Object.hasOwn(weightMap, t.name) && weightMap[t.name] !== shard) continue;
         tensors.set(t.name, { ...t, file: shard });
       }
     }

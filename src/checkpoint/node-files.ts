@@ -1,6 +1,7 @@
 // Node-only FileSet over a folder on disk (the CLI, tests, benchmarks). Reads by byte range with a file handle.
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ModelLoadError } from '../errors.ts';
 import type { ByteSource, FileSet } from './source.ts';
 
 export class NodeFileSource implements ByteSource {
@@ -15,7 +16,7 @@ export class NodeFileSource implements ByteSource {
       let done = 0;
       while (done < length) {
         const { bytesRead } = await fh.read(out, done, length - done, offset + done);
-        if (bytesRead === 0) throw new RangeError(`${this.name}: read [${offset}, ${offset + length}) past end of file`);
+        if (bytesRead === 0) throw new ModelLoadError(`${this.name}: read [${offset}, ${offset + length}) past the end of the file: it shrank or is truncated. Download it again.`, this.name);
         done += bytesRead;
       }
       return out;

@@ -26,8 +26,18 @@ export interface EngineOptions {
   model: string | ModelStore;
   /** Tokens of context (prompt + reply) the engine allocates for (default: min(model's, 4096)). */
   maxContext?: number;
+  /** Loading progress; also while the engine reloads the model onto a new device after the GPU device was lost. */
   onProgress?: (p: LoadProgress) => void;
-  /** A WebGPU device to run on (Node: requestNodeDevice()); default: one from navigator.gpu. */
+  /**
+   * Problems the engine recovered from on its own, as one sentence each: today, a record of the IndexedDB copy
+   * (`cache`) that failed its SHA-256 check at load and was fetched again from `model` (alone). Default: console.warn.
+   */
+  onWarning?: (message: string) => void;
+  /**
+   * A WebGPU device to run on (Node: requestNodeDevice()); default: one from navigator.gpu. When the device is lost,
+   * the request in progress rejects with DeviceLostError; an engine that made its own device makes a new one and
+   * reloads the model on the next request (with `cache`, from IndexedDB), one given here cannot be replaced.
+   */
   device?: GPUDevice;
   /**
    * GPU bytes for routed experts (default: all resident). Below the model's total, experts stream from the store
@@ -42,7 +52,10 @@ export interface EngineOptions {
    * there and work offline. Default false: weights are read over HTTP each time.
    */
   cache?: boolean;
-  /** Check every weight record's SHA-256 while loading (slower; tokenizer files are always checked). */
+  /**
+   * Check every weight record's SHA-256 while loading (slower). Tokenizer files are always checked, and so is every
+   * record read from IndexedDB (`cache`): a damaged one is fetched again (onWarning).
+   */
   verify?: boolean;
 }
 

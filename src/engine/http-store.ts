@@ -1,8 +1,9 @@
 // A packed model served over HTTP (a static folder: manifest.json + data and tokenizer files). Records are read
 // with Range requests; a server that ignores Range (200 with the whole file) is handled by keeping that file's
 // body and slicing it, so each file crosses the network once either way. No other URL is ever fetched.
+import { showValue } from '../config.ts';
 import { ModelLoadError } from '../errors.ts';
-import { MANIFEST, parseManifest, type Manifest } from '../store/manifest.ts';
+import { isPlainName, MANIFEST, parseManifest, type Manifest } from '../store/manifest.ts';
 import { PackedStore } from '../store/store.ts';
 
 export class HttpStore extends PackedStore {
@@ -26,6 +27,9 @@ export class HttpStore extends PackedStore {
   protected async readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
     const cached = this.whole.get(file);
     if (cached) return new Uint8Array((await cached).slice(offset, offset + length));
+    // parseManifest allows plain names only; checked again here because a name with '/', '..', ':', '?' or '%'
+    // is the one way a URL could leave the model folder.
+    if (!isPlainName(file)) throw new ModelLoadError(`${showValue(file)} is not a file name inside the model folder ${this.baseURL}.`, String(file));
     const url = this.baseURL + file;
     const res = await this.fetchFn(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` } });
     if (res.status === 206) return new Uint8Array(await res.arrayBuffer());

@@ -12,12 +12,15 @@ import { HttpStore } from './http-store.ts';
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(1);
 
+const absolute = (url: string) => new URL(url, globalThis.location?.href).href; // one database per absolute URL
+
 /** The store for a model URL: over HTTP, or (with `cache`) the IndexedDB copy, downloading what it lacks. */
 async function openUrl(url: string, opts: EngineOptions): Promise<ModelStore> {
   if (!opts.cache) return HttpStore.open(url);
-  const abs = new URL(url, globalThis.location?.href).href; // one database per absolute URL
+  const abs = absolute(url);
   try {
     return await downloadModel(abs, {
+      onWarning: opts.onWarning,
       onProgress: (p) => opts.onProgress?.({
         phase: 'download', loaded: p.bytesDone, total: p.bytesTotal,
         text: `Downloading: ${mib(p.bytesDone)} of ${mib(p.bytesTotal)} MiB (${p.recordsDone}/${p.recordsTotal} records)` +
@@ -27,11 +30,16 @@ async function openUrl(url: string, opts: EngineOptions): Promise<ModelStore> {
   } catch (e) {
     if (!(e instanceof TypeError)) throw e; // a network failure (offline): a complete stored copy still serves
     try {
-      return await IdbModelStore.open(abs);
+      return await openStored(abs, opts);
     } catch (stored) {
       throw new ModelLoadError(`${abs}: the network is unreachable (${e.message}) and ${(stored as Error).message}`, undefined, undefined, { cause: e });
     }
   }
+}
+
+/** The IndexedDB copy of a `cache: true` model, without touching the network unless a record is damaged. */
+function openStored(abs: string, opts: EngineOptions): Promise<IdbModelStore> {
+  return IdbModelStore.open(abs, { source: abs.endsWith('/') ? abs : `${abs}/`, onWarning: opts.onWarning });
 }
 
 /** A device from navigator.gpu (page or worker), with the adapter's buffer-size limits (a real model's lm_head is > 256 MB). */
@@ -85,6 +93,22 @@ export async function loadEngineParts(opts: EngineOptions): Promise<Loaded> {
   const device = opts.device ?? (await requestBrowserDevice());
   const opened = typeof opts.model === 'string';
   const store = opened ? await openUrl(opts.model as string, opts) : (opts.model as ModelStore);
+  return loadOnto(device, store, opened, opts);
+}
+
+/**
+ * The same model again on a new device from navigator.gpu (the old one was lost): from the store still open for
+ * streaming experts, the IndexedDB copy (`cache`), or the given store; only an uncached URL is fetched again.
+ */
+export async function reloadEngineParts(opts: EngineOptions, lost: Loaded): Promise<Loaded> {
+  const device = await requestBrowserDevice();
+  const url = typeof opts.model === 'string' ? opts.model : undefined;
+  const store = lost.store ?? (url === undefined ? (opts.model as ModelStore) : opts.cache ? await openStored(absolute(url), opts) : await HttpStore.open(url));
+  return loadOnto(device, store, url !== undefined, opts);
+}
+
+/** Tokenizer and weights from `store` onto `device`; an `opened` store is closed here unless experts stream from it. */
+async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, opts: EngineOptions): Promise<Loaded> {
   let streaming = false;
   try {
     const m = await store.manifest();
@@ -96,7 +120,7 @@ export async function loadEngineParts(opts: EngineOptions): Promise<Loaded> {
     src.done();
     streaming = model.experts !== undefined;
     opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });
-    const name = opened ? (opts.model as string) : 'qwen3-next';
+    const name = typeof opts.model === 'string' ? opts.model : 'qwen3-next';
     return { ctx, model, tokenizer, name, ownsDevice: !opts.device, store: opened && streaming ? store : undefined };
   } finally {
     if (opened && !streaming) await store.close(); // every weight is on the GPU now

@@ -4,7 +4,11 @@
 // Abort (request.signal or interrupt()) is checked after every token, so a reply stops within one token. The
 // state then keeps the partial turn: the tokens run so far stay in the conversation, and a next request that
 // extends them continues from there; one that does not (e.g. a regenerate) resumes from the turn's snapshot.
-import { ContextLengthError, DeviceLostError } from '../errors.ts';
+//
+// A lost GPU device (driver reset, device.destroy()) fails the request in progress with DeviceLostError; the next
+// request makes a new device and reloads the model first (load.ts reloadEngineParts: with `cache`, from IndexedDB),
+// then answers from an empty conversation.
+import { ContextLengthError, DeviceLostError, Qwen3NextError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { seededRandom } from '../model/generate.ts';
 import type { Qwen3NextGpuModel } from '../model/model.ts';
@@ -12,7 +16,7 @@ import { DecodeStream } from '../tokenizer/stream.ts';
 import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { Conversation } from './conversation.ts';
 import type { Completions, Engine, EngineOptions } from './engine.ts';
-import { loadEngineParts, type Loaded } from './load.ts';
+import { loadEngineParts, reloadEngineParts, type Loaded } from './load.ts';
 import { ReplyText } from './reply.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionUsage, FinishReason } from './types.ts';
 
@@ -21,28 +25,60 @@ const now = () => globalThis.performance.now();
 
 export class LocalEngine implements Engine {
   readonly chat: { completions: Completions };
-  private readonly ctx: GpuContext;
-  private readonly model: Qwen3NextGpuModel;
-  private readonly tokenizer: Qwen3Tokenizer;
-  private readonly conversation: Conversation;
-  private readonly eos: Set<number>;
+  private parts!: Loaded; // replaced after a lost device
+  private conversation!: Conversation;
+  private eos!: Set<number>;
   private queue: Promise<unknown> = Promise.resolve();
   private current?: AbortController;
   private unloaded = false;
-  private lost?: string;
+  private lost?: string; // why the device was lost, until the next request reloads the model
 
-  private constructor(private readonly parts: Loaded) {
-    ({ ctx: this.ctx, model: this.model, tokenizer: this.tokenizer } = parts);
-    this.conversation = new Conversation(this.model);
-    this.eos = new Set([...this.tokenizer.eosTokenIds, ...this.model.config.eosTokenIds]);
+  private constructor(private readonly opts: EngineOptions, parts: Loaded) {
     this.chat = { completions: { create: ((req: ChatCompletionRequest) => this.create(req)) as Completions['create'] } };
-    this.ctx.device.lost.then((info) => {
-      if (info.reason !== 'destroyed') this.lost = info.message;
-    });
+    this.use(parts);
   }
 
   static async load(opts: EngineOptions): Promise<LocalEngine> {
-    return new LocalEngine(await loadEngineParts(opts));
+    return new LocalEngine(opts, await loadEngineParts(opts));
+  }
+
+  private get ctx(): GpuContext {
+    return this.parts.ctx;
+  }
+
+  private get model(): Qwen3NextGpuModel {
+    return this.parts.model;
+  }
+
+  private get tokenizer(): Qwen3Tokenizer {
+    return this.parts.tokenizer;
+  }
+
+  /** Serve requests with `parts`: at load, and after a reload onto a new device. */
+  private use(parts: Loaded): void {
+    this.parts = parts;
+    this.conversation = new Conversation(parts.model);
+    this.eos = new Set([...parts.tokenizer.eosTokenIds, ...parts.model.config.eosTokenIds]);
+    this.lost = undefined;
+    const device = parts.ctx.device;
+    device.lost.then((info) => {
+      if (!this.unloaded && this.parts.ctx.device === device) this.lost = info.message || info.reason;
+    });
+  }
+
+  /** After a lost device: the model again on a new one (load.ts reloadEngineParts), the conversation empty. */
+  private async recover(): Promise<void> {
+    const lost = this.parts;
+    this.use(await reloadEngineParts(this.opts, lost));
+    lost.model.cache.destroy();
+  }
+
+  /** `e` as DeviceLostError when the device was lost (its lost promise can settle just after the failed readback). */
+  private async lostError(e: unknown, device: GPUDevice): Promise<unknown> {
+    if (this.lost === undefined && !(e instanceof Qwen3NextError)) await Promise.race([device.lost, new Promise((r) => setTimeout(r, 500))]);
+    if (this.lost === undefined || e instanceof DeviceLostError) return e;
+    const next = this.opts.device ? 'Create a new engine with a new device' : 'The next request reloads the model onto a new device';
+    return new DeviceLostError(`The GPU device was lost (${this.lost}) during this request. ${next}.`, { cause: e });
   }
 
   get maxContext(): number {
@@ -71,7 +107,7 @@ export class LocalEngine implements Engine {
    */
   stream(req: ChatCompletionRequest): AsyncGenerator<ChatCompletionChunk> {
     if (this.unloaded) throw new Error('The engine was unloaded: create a new one with createEngine().');
-    if (this.lost !== undefined) throw new DeviceLostError(`The GPU device was lost (${this.lost}): unload this engine and create a new one.`);
+    if (this.lost !== undefined && this.opts.device) throw new DeviceLostError(`The GPU device was lost (${this.lost}): create a new engine with a new device.`);
     const prompt = this.tokenizer.encodeChat(req.messages, { addGenerationPrompt: true, enableThinking: req.enable_thinking });
     const maxTokens = req.max_tokens ?? DEFAULT_MAX_TOKENS;
     if (prompt.length + maxTokens > this.maxContext) {
@@ -91,6 +127,7 @@ export class LocalEngine implements Engine {
     this.queue = new Promise<void>((r) => (release = r));
     try {
       await before;
+      if (this.lost !== undefined) await this.recover();
       yield* this.turn(req, prompt, maxTokens);
     } finally {
       release();
@@ -112,6 +149,7 @@ export class LocalEngine implements Engine {
     const random = seededRandom(req.seed ?? Math.floor(Math.random() * 2 ** 32));
     const sampling = () => ({ temperature: req.temperature ?? 0, topK: req.top_k ?? 0, topP: req.top_p ?? 1, repetitionPenalty: req.repetition_penalty ?? 1, random: random() });
     const reply: number[] = [];
+    const device = this.ctx.device;
     let finish: FinishReason = 'length';
     try {
       const t0 = now();
@@ -124,6 +162,7 @@ export class LocalEngine implements Engine {
       const t1 = now();
       yield chunk({ role: 'assistant' });
       while (true) {
+        if (this.lost !== undefined) throw new Error('the device was lost'); // the catch below makes it a DeviceLostError
         if (abort.signal.aborted) { finish = 'abort'; break; }
         reply.push(next);
         history.push(next);
@@ -146,12 +185,13 @@ export class LocalEngine implements Engine {
         prefill_tokens_per_s: (prompt.length - cached) / ((t1 - t0) / 1000),
         decode_tokens_per_s: decoded > 0 ? decoded / ((t2 - t1) / 1000) : 0,
         cached_prompt_tokens: cached,
+        gpu_memory_bytes: this.ctx.allocatedBytes,
         ...(this.model.experts ? { expert_cache: this.model.experts.stats() } : {}),
       };
       yield chunk(text.delta(true), finish, usage);
     } catch (e) {
       this.conversation.reset(); // a failed GPU step leaves the state unknown
-      throw e;
+      throw await this.lostError(e, device);
     } finally {
       req.signal?.removeEventListener('abort', onAbort);
       if (this.current === abort) this.current = undefined;

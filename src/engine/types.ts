@@ -37,7 +37,10 @@ export interface CompletionUsage {
   decode_tokens_per_s: number;
   /** Prompt tokens the model did not run again: the previous turn's state (or its snapshot) already held them. */
   cached_prompt_tokens: number;
+  /** Not OpenAI's: src/cache/expert-cache.ts ExpertCacheStats (totals since load, per-layer and per-expert counts), when experts stream. */
   expert_cache?: unknown;
+  /** Not OpenAI's: bytes of the GPU storage buffers the engine allocated (weights, expert slots, KV and recurrent state, scratch). */
+  gpu_memory_bytes?: number;
 }
 
 export interface AssistantMessage {

@@ -88,8 +88,8 @@ class WorkerEngine implements Engine {
 export async function createWorkerEngine(worker: Worker, opts: WorkerEngineOptions): Promise<Engine> {
   registerErrorTransfer();
   const host = wrap<EngineHost>(worker);
-  const { onProgress, ...rest } = opts;
+  const { onProgress, onWarning, ...rest } = opts;
   const model = new URL(opts.model, globalThis.location?.href).href;
-  await host.load({ ...rest, model }, onProgress ? proxy(onProgress) : undefined);
+  await host.load({ ...rest, model }, onProgress ? proxy(onProgress) : undefined, onWarning ? proxy(onWarning) : undefined);
   return new WorkerEngine(host, worker);
 }

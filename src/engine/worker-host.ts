@@ -8,15 +8,15 @@ import { LocalEngine } from './local-engine.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, LoadProgress } from './types.ts';
 
 export type WireRequest = Omit<ChatCompletionRequest, 'signal'>;
-export type WireOptions = Omit<EngineOptions, 'model' | 'device' | 'onProgress'> & { model: string };
+export type WireOptions = Omit<EngineOptions, 'model' | 'device' | 'onProgress' | 'onWarning'> & { model: string };
 
 export class EngineHost {
   private engine?: LocalEngine;
   private readonly aborts = new Map<number, AbortController>();
   private readonly open = new Map<number, AsyncGenerator<ChatCompletionChunk>>();
 
-  async load(opts: WireOptions, onProgress?: (p: LoadProgress) => void): Promise<void> {
-    this.engine = await LocalEngine.load({ ...opts, onProgress });
+  async load(opts: WireOptions, onProgress?: (p: LoadProgress) => void, onWarning?: (message: string) => void): Promise<void> {
+    this.engine = await LocalEngine.load({ ...opts, onProgress, onWarning });
   }
 
   async complete(id: number, req: WireRequest): Promise<ChatCompletion> {
@@ -38,8 +38,12 @@ export class EngineHost {
 
   /** Send every chunk to `onChunk` (in order: postMessage keeps it), resolving after the last. */
   async pump(id: number, onChunk: (c: ChatCompletionChunk) => void): Promise<void> {
+    let delivered: unknown;
     try {
-      for await (const c of this.open.get(id)!) onChunk(c);
+      for await (const c of this.open.get(id)!) delivered = onChunk(c);
+      // The callback's calls and this method's reply travel on different ports, so the reply could overtake the
+      // last chunks: it waits until the page has acknowledged the last one (and with it, in port order, all others).
+      await delivered;
     } finally {
       this.open.delete(id);
       this.aborts.delete(id);

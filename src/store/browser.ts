@@ -8,8 +8,15 @@
 //   'ok:<record>'       the record's SHA-256, written in the same transaction as its bytes after the download
 //                       checked them: our own index of complete, verified records (navigator.storage.estimate()
 //                       is no index: it under-reports IndexedDB after a restart)
-// A download resumes from the 'ok:' keys: a complete record is never fetched again.
-import { createStore, get, getMany, keys, setMany, set, type UseStore } from 'idb-keyval';
+// A download resumes from the 'ok:' keys: a complete record is never fetched again. Every record read back at load
+// is checked against its SHA-256; a damaged one is deleted, fetched again from the model URL alone, and reported.
+//
+// Two tabs downloading the same model take turns: the download holds a Web Lock named `q3n-download:<name>`, so the
+// second waits, then finds the first one's records stored and fetches only what is still missing (nothing, when
+// the first finished). Each record is fetched and written once, and no write of one tab lands between another's
+// check and write. Without Web Locks (old browsers) both download, which still ends complete and verified: a
+// record's bytes and its 'ok:' key go in one transaction, and two tabs write the same verified bytes.
+import { clear, createStore, delMany, get, getMany, keys, setMany, set, type UseStore } from 'idb-keyval';
 import { ModelLoadError, QuotaExceededError } from '../errors.ts';
 import { expertRecordName, MANIFEST, parseManifest, sha256Hex, type Manifest, type RecordEntry } from './manifest.ts';
 import { PackedStore } from './store.ts';
@@ -30,6 +37,15 @@ export interface DownloadOptions {
   name?: string;
   /** Parallel record fetches (default 4). */
   concurrency?: number;
+  /** Told when a stored record read at load was damaged and fetched again (default: console.warn). */
+  onWarning?: (message: string) => void;
+}
+
+export interface OpenOptions {
+  /** The model folder's URL: a stored record that fails its SHA-256 check is fetched again from there. Without it, such a record is a ModelLoadError. */
+  source?: string;
+  /** Told about each record fetched again (default: console.warn). */
+  onWarning?: (message: string) => void;
 }
 
 /** A manifest record with the key it is stored under. */
@@ -53,33 +69,61 @@ async function storedRecords(db: UseStore): Promise<Set<string>> {
   return new Set((await keys(db)).filter((k): k is string => typeof k === 'string' && k.startsWith('ok:')).map((k) => k.slice(3)));
 }
 
+/** `n` bytes for people: "13.2 MB (13,156,352 bytes)". */
+export function formatBytes(n: number): string {
+  const [unit, scale] = n >= 1e9 ? ['GB', 1e9] : n >= 1e6 ? ['MB', 1e6] : n >= 1e3 ? ['kB', 1e3] : ['', 1];
+  const exact = `${Math.max(0, n).toLocaleString('en-US')} bytes`;
+  return unit ? `${(n / scale).toFixed(1)} ${unit} (${exact})` : exact;
+}
+
+/** The error for a download that does not fit: both sizes, exact, and what to do. */
+export function quotaError(needed: number, available: number): QuotaExceededError {
+  return new QuotaExceededError(
+    `the model needs ${formatBytes(needed)} more browser storage, but only ${formatBytes(available)} are available to this site. ` +
+      'Free some space (delete other models, or clear other sites\' data in the browser settings) and try again.',
+    needed,
+    available,
+  );
+}
+
+/** `body` while holding this model's download lock (Web Locks; without them, at once). */
+async function withDownloadLock<T>(name: string, signal: AbortSignal | undefined, body: () => Promise<T>): Promise<T> {
+  const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+  return locks ? await locks.request(`q3n-download:${name}`, signal ? { signal } : {}, body) : body();
+}
+
 /**
  * Download the packed model at `url` (a folder URL) into IndexedDB, verifying every record's SHA-256, and open it.
- * Resumable: records already stored and verified are skipped. Throws QuotaExceededError before fetching anything
- * when the origin's free quota is smaller than what is left to fetch.
+ * Resumable: records already stored and verified are skipped. Throws QuotaExceededError before writing anything
+ * when the origin's free quota is smaller than what is left to fetch. Another tab downloading the same model is
+ * waited for (no progress reports meanwhile); the download then continues from what that tab stored.
  */
 export async function downloadModel(url: string, opts: DownloadOptions = {}): Promise<IdbModelStore> {
   const base = url.endsWith('/') ? url : `${url}/`;
   const name = opts.name ?? base;
-  const db = dbFor(name);
   const res = await fetch(base + MANIFEST, { signal: opts.signal });
   if (!res.ok) throw new ModelLoadError(`${base}${MANIFEST}: HTTP ${res.status}. Check the model URL.`, MANIFEST);
   const text = await res.text();
   const m = parseManifest(text);
-  const stored = (await get<string>('manifest', db)) === text ? await storedRecords(db) : new Set<string>();
-  if (stored.size === 0) await set('manifest', text, db);
+  await withDownloadLock(name, opts.signal, () => download(base, dbFor(name), text, m, opts));
+  return IdbModelStore.open(name, { source: base, onWarning: opts.onWarning });
+}
+
+/** The records of `m` not yet stored, fetched and written by a few parallel workers. */
+async function download(base: string, db: UseStore, text: string, m: Manifest, opts: DownloadOptions): Promise<void> {
+  const old = await get<string>('manifest', db);
+  if (old !== undefined && old !== text) await clear(db); // the model at this URL changed: the stored records are another's
+  const stored = old === text ? await storedRecords(db) : new Set<string>();
   const all = items(m);
   const todo = all.filter((r) => !stored.has(r.name));
   const bytesTotal = all.reduce((n, r) => n + r.bytes, 0);
   const needed = todo.reduce((n, r) => n + r.bytes, 0);
 
-  if (navigator.storage?.estimate) {
+  if (needed > 0 && navigator.storage?.estimate) {
     const { quota = Infinity, usage = 0 } = await navigator.storage.estimate();
-    const available = quota - usage;
-    if (needed > available) {
-      throw new QuotaExceededError(`the model needs ${(needed / 1e9).toFixed(2)} GB more browser storage, but only ${(available / 1e9).toFixed(2)} GB are available. Free some space (or clear other sites' data) and try again.`, needed, available);
-    }
+    if (needed > quota - usage) throw quotaError(needed, quota - usage);
   }
+  if (old !== text) await set('manifest', text, db);
   await navigator.storage?.persist?.().catch(() => false);
 
   let bytesDone = bytesTotal - needed, recordsDone = all.length - todo.length, fetched = 0;
@@ -110,7 +154,6 @@ export async function downloadModel(url: string, opts: DownloadOptions = {}): Pr
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, todo.length) }, worker));
   if (failure !== undefined) throw failure;
-  return IdbModelStore.open(name);
 }
 
 /** One record by HTTP Range, checked against its SHA-256 (one retry: a damaged transfer is not a damaged model). */
@@ -125,17 +168,23 @@ async function fetchRecord(base: string, r: Item, signal?: AbortSignal): Promise
   }
 }
 
-/** A packed model stored by downloadModel, read record by record (PackedStore does lookups and hash checks). */
+/**
+ * A packed model stored by downloadModel, read record by record (PackedStore does lookups and hash checks). Every
+ * record read through readDense/readExpert/readFile is checked against its SHA-256 (a hash costs less than the GPU
+ * upload, and a damaged weight gives wrong text silently); a damaged one is deleted, fetched again from `source`
+ * alone, stored, and reported through onWarning. readExperts (experts streamed during generation) is not checked.
+ */
 export class IdbModelStore extends PackedStore {
   private readonly byRange = new Map<string, string>(); // `${file}@${offset}` -> record name
+  protected override verifyReads = true;
 
-  private constructor(private readonly db: UseStore, m: Manifest) {
+  private constructor(private readonly db: UseStore, m: Manifest, private readonly opts: OpenOptions) {
     super(m);
     for (const r of items(m)) this.byRange.set(`${r.file}@${r.offset}`, r.name);
   }
 
   /** Open a completely downloaded model; ModelLoadError says how many records are missing otherwise. */
-  static async open(name: string): Promise<IdbModelStore> {
+  static async open(name: string, opts: OpenOptions = {}): Promise<IdbModelStore> {
     const db = dbFor(name);
     const text = await get<string>('manifest', db);
     if (text === undefined) throw new ModelLoadError(`no model "${name}" in this browser's storage: download it first.`);
@@ -143,7 +192,7 @@ export class IdbModelStore extends PackedStore {
     const stored = await storedRecords(db), all = items(m);
     const missing = all.filter((r) => !stored.has(r.name)).length;
     if (missing > 0) throw new ModelLoadError(`the stored model "${name}" is incomplete: ${missing} of ${all.length} records missing. Resume the download.`);
-    return new IdbModelStore(db, m);
+    return new IdbModelStore(db, m, opts);
   }
 
   /** Record names whose stored index entry is complete and verified. */
@@ -159,6 +208,21 @@ export class IdbModelStore extends PackedStore {
     const blob = name && (await get<Blob>(`rec:${name}`, this.db));
     if (!blob) throw new ModelLoadError(`${file}@${offset}: no stored record. Download the model again.`, file, name);
     return new Uint8Array((await blob.arrayBuffer()).slice(0, length));
+  }
+
+  /**
+   * A record that read back wrong: drop it from the index first (a crash from here on leaves it missing, and a
+   * download resumes it), fetch it alone from the source (verified), store it, and warn.
+   */
+  protected override async damaged(r: RecordEntry, what: string, why: string): Promise<Uint8Array<ArrayBuffer>> {
+    const name = this.byRange.get(`${r.file}@${r.offset}`) ?? what;
+    const { source, onWarning = console.warn } = this.opts;
+    if (!source) throw new ModelLoadError(`the stored ${name} ${why}: the stored model is damaged. Download it again.`, r.file, name);
+    await delMany([`ok:${name}`, `rec:${name}`], this.db);
+    const bytes = await fetchRecord(source, { ...r, name });
+    await setMany([[`rec:${name}`, new Blob([bytes])], [`ok:${name}`, r.sha256]], this.db);
+    onWarning(`The stored copy of ${name} ${why}; it was fetched again from ${source}${r.file}.`);
+    return bytes;
   }
 
   /** Several experts of one layer in one IndexedDB transaction (then one arrayBuffer() each). */

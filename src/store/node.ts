@@ -1,9 +1,16 @@
 // Node-only: a packed model in a folder on disk. Reads by byte range through one kept-open handle per file.
 import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { showValue } from '../config.ts';
 import { ModelLoadError } from '../errors.ts';
-import { FORMAT, MANIFEST, parseManifest, type Manifest } from './manifest.ts';
+import { FORMAT, MANIFEST, isPlainName, parseManifest, type Manifest } from './manifest.ts';
 import { PackedStore, type StoreWriter } from './store.ts';
+
+/** `dir`/`file`, for a plain file name only: parseManifest already guarantees it; this keeps every path inside `dir`. */
+function inside(dir: string, file: string): string {
+  if (!isPlainName(file)) throw new ModelLoadError(`${showValue(file)} is not a plain file name: a packed model only names files in its own folder.`, String(file));
+  return join(dir, file);
+}
 
 export class NodeFileStore extends PackedStore {
   private readonly handles = new Map<string, Promise<FileHandle>>();
@@ -27,10 +34,10 @@ export class NodeFileStore extends PackedStore {
     }
     const m = parseManifest(text);
     for (const f of [...m.files, ...m.data]) {
-      const actual = await stat(join(dir, f.name)).then((s) => s.size, () => -1);
+      const actual = await stat(inside(dir, f.name)).then((s) => (s.isFile() ? s.size : -1), () => -1); // no FIFOs or devices
       if (actual !== f.bytes) {
         throw new ModelLoadError(
-          `${dir}/${f.name}: ${actual < 0 ? 'missing' : `${actual} bytes`}, the manifest says ${f.bytes}. Copy the whole folder, or convert again.`,
+          `${dir}/${f.name}: ${actual < 0 ? 'missing (or not a regular file)' : `${actual} bytes`}, the manifest says ${f.bytes}. Copy the whole folder, or convert again.`,
           f.name,
         );
       }
@@ -40,7 +47,7 @@ export class NodeFileStore extends PackedStore {
 
   protected async readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
     let fh = this.handles.get(file);
-    if (!fh) this.handles.set(file, (fh = open(join(this.dir, file), 'r')));
+    if (!fh) this.handles.set(file, (fh = open(inside(this.dir, file), 'r')));
     const out = new Uint8Array(length);
     for (let done = 0; done < length; ) {
       const { bytesRead } = await (await fh).read(out, done, length - done, offset + done);
@@ -79,7 +86,7 @@ export class NodeStoreWriter implements StoreWriter {
 
   async write(file: string, offset: number, bytes: Uint8Array): Promise<void> {
     let fh = this.handles.get(file);
-    if (!fh) this.handles.set(file, (fh = open(join(this.dir, file), 'w')));
+    if (!fh) this.handles.set(file, (fh = open(inside(this.dir, file), 'w')));
     const h = await fh;
     for (let done = 0; done < bytes.length; ) {
       done += (await h.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;

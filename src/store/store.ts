@@ -35,6 +35,17 @@ export abstract class PackedStore implements ModelStore {
   protected abstract readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>>;
   abstract close(): Promise<void>;
 
+  /** Check every record read against its SHA-256, whatever `verify` says (a store whose copy can rot: IndexedDB). */
+  protected verifyReads = false;
+
+  /**
+   * A record read back wrong (`why` says how): return its right bytes or throw. Here it throws ModelLoadError; a
+   * store that can fetch the record again (IdbModelStore) overrides this.
+   */
+  protected async damaged(r: RecordEntry, what: string, why: string): Promise<Uint8Array<ArrayBuffer>> {
+    throw new ModelLoadError(`${r.file}: ${what} ${why}. The packed model is damaged: convert or download it again.`, r.file, what);
+  }
+
   async manifest(): Promise<Manifest> {
     return this.m;
   }
@@ -59,14 +70,8 @@ export abstract class PackedStore implements ModelStore {
 
   private async readRecord(r: RecordEntry, what: string, verify: boolean): Promise<Uint8Array<ArrayBuffer>> {
     const bytes = await this.readRange(r.file, r.offset, r.bytes);
-    if (bytes.length !== r.bytes) throw new ModelLoadError(`${r.file}: read ${bytes.length} of ${r.bytes} bytes of ${what}. The packed model is truncated: convert it again.`, r.file, what);
-    if (verify && (await sha256Hex(bytes)) !== r.sha256) {
-      throw new ModelLoadError(
-        `${r.file}: ${what} (bytes ${r.offset}..${r.offset + r.bytes}) fails its SHA-256 check: the packed model is damaged. Convert or download it again.`,
-        r.file,
-        what,
-      );
-    }
+    if (bytes.length !== r.bytes) return this.damaged(r, what, `is truncated (read ${bytes.length} of ${r.bytes} bytes)`);
+    if ((verify || this.verifyReads) && (await sha256Hex(bytes)) !== r.sha256) return this.damaged(r, what, `(bytes ${r.offset}..${r.offset + r.bytes}) fails its SHA-256 check`);
     return bytes;
   }
 }

@@ -1,11 +1,15 @@
 // The Qwen3 tokenizer and chat template, built from the *contents* of tokenizer.json and tokenizer_config.json
 // (so the same code runs in a browser worker reading IndexedDB and in Node reading files; see node.ts).
 // Byte-level BPE is @huggingface/tokenizers (the tokenizer half of transformers.js); chat templates are rendered
-// by @huggingface/jinja. The API mirrors transformers' PreTrainedTokenizer: encode, decode, apply_chat_template,
-// eos/pad/bos ids, token <-> id lookups. No network at any point.
-import { Template } from '@huggingface/jinja';
+// by @huggingface/jinja under budgets (template.ts). The API mirrors transformers' PreTrainedTokenizer: encode,
+// decode, apply_chat_template, eos/pad/bos ids, token <-> id lookups. No network at any point.
+// The files are untrusted data: sizes are capped, the JSON is checked before the library sees it, and regexes
+// that could backtrack exponentially are refused (checkRegexes), so a hostile model cannot hang encode().
 import { Tokenizer } from '@huggingface/tokenizers';
+import { showValue } from '../config.ts';
 import { ModelLoadError } from '../errors.ts';
+import { checkRegexes } from './regex.ts';
+import { ChatTemplate, TEMPLATE_LIMITS, type TemplateLimits } from './template.ts';
 
 /** The files a tokenizer is built from, as JSON text or already-parsed objects. */
 export interface TokenizerFiles {
@@ -44,14 +48,25 @@ const SPECIAL_TOKEN_ATTRIBUTES = ['bos_token', 'eos_token', 'unk_token', 'sep_to
 
 type Json = Record<string, unknown>;
 
+/** Far above the real files (tokenizer.json 11 MB, tokenizer_config.json 10 KB); the manifest caps them the same. */
+const MAX_FILE_CHARS = 64 << 20;
+/** Token ids live below the largest vocabulary config.ts accepts. */
+const MAX_TOKEN_ID = 1 << 22;
+/** Text the tokenizer must handle at load: a broken pipeline fails here, as a ModelLoadError, not at the first chat. */
+const PROBE = 'Hello, world! 123 \u00e9\u4f60\u597d \u{1F680}\n\n  x';
+
+/** A library's error message, short enough to quote (a hostile file can put megabytes into one). */
+const brief = (e: unknown): string => String((e as Error)?.message ?? e).slice(0, 200);
+
 function parseJson(src: string | object | undefined, file: string, remedy: string): Json {
   if (src === undefined) return {};
   let obj: unknown = src;
   if (typeof src === 'string') {
+    if (src.length > MAX_FILE_CHARS) throw new ModelLoadError(`${file} has ${src.length} characters, more than a tokenizer file needs. ${remedy}`, file);
     try {
       obj = JSON.parse(src);
     } catch (e) {
-      throw new ModelLoadError(`${file} is not valid JSON (${(e as Error).message}). ${remedy}`, file, undefined, { cause: e });
+      throw new ModelLoadError(`${file} is not valid JSON (${brief(e)}). ${remedy}`, file, undefined, { cause: e });
     }
   }
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
@@ -69,10 +84,28 @@ function tokenContent(v: unknown): string | null {
 
 /** Templates by name: chat_template.jinja, else the config's `chat_template` (a string, or `[{name, template}]`). */
 function chatTemplates(override: string | undefined, fromConfig: unknown): Map<string, string> {
-  if (override !== undefined) return new Map([['default', override]]);
+  if (typeof override === 'string') return new Map([['default', override]]);
   if (typeof fromConfig === 'string') return new Map([['default', fromConfig]]);
-  if (Array.isArray(fromConfig)) return new Map(fromConfig.map((e: { name: string; template: string }) => [e.name, e.template]));
-  return new Map();
+  if (!Array.isArray(fromConfig)) return new Map();
+  return new Map(fromConfig.map((e: unknown) => {
+    const { name, template } = (e ?? {}) as Json;
+    if (typeof name !== 'string' || typeof template !== 'string') {
+      throw new ModelLoadError(`tokenizer_config.json: chat_template entry ${showValue(e)} is not {"name": ..., "template": ...}.`, 'tokenizer_config.json');
+    }
+    return [name, template];
+  }));
+}
+
+/** added_tokens as the library needs them: objects with a string `content` and an integer `id`. */
+function addedTokens(v: unknown, remedy: string): { id: number; content: string; special?: boolean }[] {
+  if (!Array.isArray(v)) throw new ModelLoadError(`tokenizer.json: "added_tokens" is not a list. ${remedy}`, 'tokenizer.json');
+  for (const t of v) {
+    const { id, content } = (t ?? {}) as Json;
+    if (typeof content !== 'string' || !Number.isInteger(id) || (id as number) < 0 || (id as number) >= MAX_TOKEN_ID) {
+      throw new ModelLoadError(`tokenizer.json: added token ${showValue(t)} needs a string "content" and an "id" in [0, ${MAX_TOKEN_ID}). ${remedy}`, 'tokenizer.json');
+    }
+  }
+  return v;
 }
 
 export class Qwen3Tokenizer {
@@ -89,9 +122,12 @@ export class Qwen3Tokenizer {
   private readonly tok: Tokenizer;
   private readonly cleanUpSpaces: boolean;
   private readonly templates: Map<string, string>;
-  private readonly compiled = new Map<string, Template>();
+  private readonly compiled = new Map<string, ChatTemplate>();
+  private readonly templateLimits: TemplateLimits;
+  private readonly templateFile: string;
 
-  constructor(files: TokenizerFiles) {
+  /** `templateLimits`: budgets for rendering the chat template (template.ts TEMPLATE_LIMITS by default). */
+  constructor(files: TokenizerFiles, options: { templateLimits?: Partial<TemplateLimits> } = {}) {
     const redownload = 'Re-download it from the model repository (the file may be truncated or an HTML error page).';
     const json = parseJson(files.tokenizerJson, 'tokenizer.json', redownload);
     const model = json.model as Json | undefined;
@@ -100,21 +136,24 @@ export class Qwen3Tokenizer {
     }
     this.config = parseJson(files.tokenizerConfig, 'tokenizer_config.json', redownload);
     const generation = parseJson(files.generationConfig, 'generation_config.json', redownload);
+    const added = addedTokens(json.added_tokens ?? [], redownload);
+    checkRegexes(json, redownload);
 
     // @huggingface/tokenizers wants every pipeline stage present; the Rust serializer writes null for absent ones.
-    const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...json };
+    const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json, added_tokens: added };
     try {
       this.tok = new Tokenizer(full, this.config);
+      const probe = this.tok.encode(PROBE).ids.filter((id) => this.tok.id_to_token(id) !== undefined);
+      if (probe.length > 0) this.tok.decode(probe);
     } catch (e) {
       throw new ModelLoadError(
-        `tokenizer.json could not be built (${(e as Error).message}): it uses a component @huggingface/tokenizers lacks, or is corrupt. ${redownload}`,
+        `tokenizer.json could not be built (${brief(e)}): it uses a component @huggingface/tokenizers lacks, or is corrupt. ${redownload}`,
         'tokenizer.json', undefined, { cause: e },
       );
     }
 
-    const added = full.added_tokens as { id: number; special?: boolean }[];
     this.allSpecialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
-    this.vocabSize = Math.max(Object.keys((model.vocab as object) ?? {}).length, ...added.map((t) => t.id + 1));
+    this.vocabSize = added.reduce((n, t) => Math.max(n, t.id + 1), Object.keys((model.vocab as object) ?? {}).length);
     // transformers >= 4.45 defaults clean_up_tokenization_spaces to false (the JS library to true): follow HF.
     this.cleanUpSpaces = this.config.clean_up_tokenization_spaces === true;
 
@@ -126,11 +165,13 @@ export class Qwen3Tokenizer {
     this.eosTokenIds = [...new Set(eos.filter((id): id is number => id !== null))];
 
     this.templates = chatTemplates(files.chatTemplate, this.config.chat_template);
+    this.templateFile = typeof files.chatTemplate === 'string' ? 'chat_template.jinja' : 'tokenizer_config.json';
+    this.templateLimits = { ...TEMPLATE_LIMITS, ...options.templateLimits };
   }
 
   /** Text -> ids. `addSpecialTokens` runs the post-processor (Qwen3's adds nothing; BOS for some other models). */
   encode(text: string, { addSpecialTokens = true }: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    return this.guard('encode', () => this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids);
   }
 
   /**
@@ -145,7 +186,16 @@ export class Qwen3Tokenizer {
       kept.push(id);
     }
     if (kept.length === 0) return '';
-    return this.tok.decode(kept, { skip_special_tokens: false, clean_up_tokenization_spaces: this.cleanUpSpaces });
+    return this.guard('decode', () => this.tok.decode(kept, { skip_special_tokens: false, clean_up_tokenization_spaces: this.cleanUpSpaces }));
+  }
+
+  /** A tokenizer.json component that throws on some input (the probe at load missed it) is the file's fault. */
+  private guard<T>(what: string, run: () => T): T {
+    try {
+      return run();
+    } catch (e) {
+      throw new ModelLoadError(`tokenizer.json failed to ${what} (${brief(e)}): the file is corrupt or uses an unsupported component. Re-download it from the model repository.`, 'tokenizer.json', undefined, { cause: e });
+    }
   }
 
   tokenToId(token: string): number | undefined {
@@ -183,7 +233,7 @@ export class Qwen3Tokenizer {
     }
     if (options.enableThinking !== undefined) vars.enable_thinking = options.enableThinking;
     Object.assign(vars, options.extra);
-    return this.template(options.tools !== undefined).render(vars);
+    return this.template(options.tools !== undefined).render(vars, this.templateLimits);
   }
 
   /** The rendered prompt's ids, as apply_chat_template(tokenize=True): the template already holds its special tokens. */
@@ -192,7 +242,7 @@ export class Qwen3Tokenizer {
   }
 
   /** The named template to use: `tool_use` when tools are given and the config has one (as transformers picks). */
-  private template(withTools: boolean): Template {
+  private template(withTools: boolean): ChatTemplate {
     const name = withTools && this.templates.has('tool_use') ? 'tool_use' : 'default';
     let t = this.compiled.get(name);
     if (!t) {
@@ -203,17 +253,9 @@ export class Qwen3Tokenizer {
           'tokenizer_config.json',
         );
       }
-      t = this.compile(source);
+      t = new ChatTemplate(source, this.templateFile);
       this.compiled.set(name, t);
     }
     return t;
-  }
-
-  private compile(source: string): Template {
-    try {
-      return new Template(source);
-    } catch (e) {
-      throw new ModelLoadError(`The chat template does not parse (${(e as Error).message}). Use the template shipped with the model.`, 'tokenizer_config.json', undefined, { cause: e });
-    }
   }
 }

@@ -76,6 +76,20 @@ describe('bad checkpoints give typed errors naming the file and tensor', () => {
     expect(err.tensor).toBe('model.norm.weight');
     expect(err.message).toMatch(/dtype "F8_E4M3".*Convert the checkpoint/);
   });
+  it('overlapping tensors, a header length over 100 MB, a shard outside the folder', async () => {
+    const overlap = await damaged((_d, h) => { h['lm_head.weight'].data_offsets = h['model.embed_tokens.weight'].data_offsets; });
+    await expect(open(overlap)).rejects.toThrow(/"model.embed_tokens.weight" overlaps "lm_head.weight"|"lm_head.weight" overlaps "model.embed_tokens.weight"/);
+    const huge = await damaged(() => {
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(100_000_001n);
+      return Buffer.concat([len, Buffer.from('{}')]);
+    });
+    await expect(open(huge)).rejects.toThrow(/header length 100000001 .*at most 100000000/);
+    for (const shard of ['../model.safetensors', '/etc/passwd', 'https://evil.example/x', 'a\\b', 'C:x']) {
+      const dir = await damaged((d, h) => writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { [Object.keys(h)[1]]: shard } })));
+      await expect(open(dir), shard).rejects.toThrow(/not a plain file name in the checkpoint folder/);
+    }
+  });
   it('missing tensor', async () => {
     const dir = await damaged((_d, h) => { delete h['lm_head.weight']; });
     const ckpt = await open(dir);

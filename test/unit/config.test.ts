@@ -30,11 +30,25 @@ describe('config.json', () => {
       [(c: any) => (c.rope_scaling = { rope_type: 'yarn' }), /rope type "yarn"/],
       [(c: any) => (c.mlp_only_layers = [1]), /mlp_only_layers/],
       [(c: any) => delete c.hidden_size, /missing "hidden_size"/],
+      [(c: any) => (c.hidden_size = 65537), /"hidden_size" must be a positive integer of at most 65536/],
+      [(c: any) => (c.num_hidden_layers = 2 ** 24), /at most 512/],
+      [(c: any) => ((c.vocab_size = 2 ** 22), (c.hidden_size = 2 ** 12)), /embedding .* over this runtime's limit of 2\^32/],
+      [(c: any) => ((c.num_experts = 4096), (c.moe_intermediate_size = 65536), (c.hidden_size = 4096), (c.num_hidden_layers = 512), delete c.layer_types), /limit of 2\^40/],
+      [(c: any) => (c.partial_rotary_factor = -0.25), /"partial_rotary_factor" = -0.25 is outside \[0, 1\]/],
+      [(c: any) => (c.rms_norm_eps = 0), /"rms_norm_eps"/],
+      [(c: any) => (c.model_type = { toString: 1 }), /model_type is \{"toString":1\}/],
+      [(c: any) => (c.head_dim = JSON.parse('['.repeat(100_000) + ']'.repeat(100_000))), /"head_dim" must be a finite number, got \[\.\.\.\]/],
     ] as const) {
       const raw = tiny();
       edit(raw);
       expect(() => parseConfig(raw)).toThrow(ConfigError);
       expect(() => parseConfig(raw)).toThrow(msg);
     }
+  });
+  it('the real Qwen3-Next-80B-A3B sizes fit the limits', () => {
+    const c = parseConfig({ ...tiny(), hidden_size: 2048, vocab_size: 151936, num_hidden_layers: 48, layer_types: undefined, num_attention_heads: 16,
+      num_key_value_heads: 2, head_dim: 256, linear_num_key_heads: 16, linear_num_value_heads: 32, linear_key_head_dim: 128, linear_value_head_dim: 128,
+      num_experts: 512, num_experts_per_tok: 10, moe_intermediate_size: 512, shared_expert_intermediate_size: 512, max_position_embeddings: 262144 });
+    expect([c.numLayers, c.numExperts, c.vocabSize]).toEqual([48, 512, 151936]);
   });
 });

@@ -113,6 +113,9 @@ describe('manifest validation', () => {
     rejects(edited((m) => (m.dense[0].file = '../dense-000.bin')), /not a listed data file/);
     rejects(edited((m) => (m.files[0].name = '/etc/passwd')), /not a plain file name/);
     rejects(edited((m) => (m.data[1].name = 'manifest.json')), /not a new plain file name/);
+    for (const name of ['https://evil.example/x', 'a\\b', 'C:x', 'a\u0000b', '.hidden', 'NUL', 'con.bin', '%2e%2e']) {
+      rejects(edited((m) => (m.data[0].name = name)), /not a new plain file name/);
+    }
   });
   it('rejects absurd sizes and counts', () => {
     rejects(edited((m) => (m.data[0].bytes = 1e18)), /not a byte count/);
@@ -120,9 +123,11 @@ describe('manifest validation', () => {
     rejects(edited((m) => (m.experts[0][0].offset = -256)), /not a byte count/);
     rejects(edited((m) => (m.dense[3].N = 1e9)), /config and quant imply/);
     rejects(edited((m) => m.experts[0].push(m.experts[0][0])), /at most 16/);
-    rejects(edited((m) => (m.config.num_experts = 100000)), /over the limits/);
+    rejects(edited((m) => (m.config.num_experts = 100000)), /"num_experts" must be a positive integer of at most 4096/);
     rejects(edited((m) => (m.quant.experts = 'q2')), /quant.experts/);
     rejects(edited((m) => (m.dense[0].sha256 = 'x')), /sha256/);
+    rejects(edited((m) => Object.assign(m.config, { moe_intermediate_size: 65536, hidden_size: 8192 })), /expert records of \d+ bytes, over the limit of 134217728/);
+    rejects(edited((m) => (m.experts[2][1].offset = m.experts[2][0].offset)), /L2.E1 overlaps L2.E0 in experts-L002.bin/);
   });
   it('converts over an old packed model, never into a folder with a foreign manifest.json', async () => {
     await mkdir(join(root, 'foreign'));

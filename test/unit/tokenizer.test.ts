@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BROWN_TINY_DIR, REPO_ROOT, readTensorFile, type Tensor } from '../helpers/fixtures.ts';
 import { rng } from '../helpers/random.ts';
-import { ModelLoadError } from '../../src/errors.ts';
+import { ChatTemplateError, ModelLoadError } from '../../src/errors.ts';
+import { backtracksExponentially } from '../../src/tokenizer/regex.ts';
 import { loadTokenizerFromDir } from '../../src/tokenizer/node.ts';
 import { DecodeStream } from '../../src/tokenizer/stream.ts';
 import { splitThinking } from '../../src/tokenizer/thinking.ts';
@@ -169,6 +170,45 @@ describe('tokenizer load errors', () => {
     expect(tok.encode('ab')).toEqual([2]);
     expect(() => tok.applyChatTemplate([{ role: 'user', content: 'a' }])).toThrow(ModelLoadError);
     expect(() => tok.applyChatTemplate([{ role: 'user', content: 'a' }])).toThrow(/chat_template\.jinja/);
+  });
+});
+
+describe('hostile tokenizer files', () => {
+  const tiny = { model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] } };
+
+  it('regexes that backtrack exponentially are refused; the real pre-tokenizer patterns pass', () => {
+    const qwen = JSON.parse(readFileSync(join(QWEN3_DIR, 'tokenizer.json'), 'utf8')).pre_tokenizer.pretokenizers[0].pattern.Regex;
+    const gpt2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    const llama3 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    for (const ok of [qwen, gpt2, llama3, '(?:ab)+', '(a|b)?', '(ab){3}', '[(a+)]+', '\\(a+\\)+']) expect(backtracksExponentially(ok), ok).toBe(false);
+    for (const bad of ['(a+)+$', '(a|aa)*b', '(\\w?){30}', '((ab)*)+', '(?:a+)+', '(a*b*)*', '((a+)b){2,}']) expect(backtracksExponentially(bad), bad).toBe(true);
+    const t0 = performance.now();
+    const hostile = { ...tiny, pre_tokenizer: { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false } };
+    expect(() => new Qwen3Tokenizer({ tokenizerJson: hostile })).toThrow(/the pattern "\(a\+\)\+\$" repeats a group/);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('broken token lists and template lists are ModelLoadErrors, not TypeErrors', () => {
+    expect(() => new Qwen3Tokenizer({ tokenizerJson: { ...tiny, added_tokens: 5 } })).toThrow(/"added_tokens" is not a list/);
+    expect(() => new Qwen3Tokenizer({ tokenizerJson: { ...tiny, added_tokens: [{ id: -1, content: 'x' }] } })).toThrow(ModelLoadError);
+    expect(() => new Qwen3Tokenizer({ tokenizerJson: tiny, tokenizerConfig: { chat_template: [null] } })).toThrow(/chat_template entry null/);
+    expect(() => new Qwen3Tokenizer({ tokenizerJson: { ...tiny, pre_tokenizer: { type: 'Nope' } } })).toThrow(/could not be built/);
+  });
+
+  it('a chat template that raises, loops or grows without end is a ChatTemplateError', () => {
+    const render = (chatTemplate: string, templateLimits = {}) =>
+      new Qwen3Tokenizer({ tokenizerJson: tiny, chatTemplate }, { templateLimits }).applyChatTemplate([{ role: 'user', content: 'a' }]);
+    expect(render('{{ messages[0].content }}{{ strftime_now("%Y")|length }}')).toBe('a4');
+    expect(() => render('{{ raise_exception("No user query found") }}')).toThrow(ChatTemplateError);
+    expect(() => render('{{ raise_exception("No user query found") }}')).toThrow(/refused these messages: No user query found/);
+    expect(() => render('{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}', { maxSteps: 10_000 })).toThrow(/ran more than 10000 steps/);
+    expect(() => render('{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}')).toThrow(/nested deeper than 400 levels/);
+    expect(() => render('{% set ns = namespace(s="ab") %}{% for i in range(30) %}{% set ns.s = ns.s + ns.s %}{% endfor %}')).toThrow(/string of 2097152 characters/);
+    expect(() => render('{{ range(1000000) }}')).toThrow(/range\(\) of 1000000 numbers/);
+    expect(() => render('{{ messages|tojson(indent=100000000) }}')).toThrow(/computed the number 100000000/);
+    expect(() => render('{{ "".constructor.constructor("globalThis.pwned = 1")() }}')).toThrow(ChatTemplateError);
+    expect((globalThis as Record<string, unknown>).pwned).toBeUndefined();
+    expect(() => render('{% if %}')).toThrow(ModelLoadError);
   });
 });
 
