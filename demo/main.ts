@@ -1,11 +1,23 @@
-// The chat demo: loads the packed model in a Web Worker (the library's worker entry, src/worker.ts), streams replies
-// into the message list, and shows what the engine reports (load progress, usage, expert cache). No WebGPU: an
-// explanation panel instead of the chat. `window.demo` exposes the engine state to test/browser/demo.test.ts.
-import { createWorkerEngine, type ChatCompletionChunk, type ChatMessage, type CompletionUsage, type Engine, type FinishReason } from '../src/index.ts';
+// The chat demo: loads the packed model in a Web Worker (the library's worker entry, src/worker.ts), keeping it in
+// IndexedDB (`cache: true`: the first visit downloads it, later ones read it from there, offline too), streams
+// replies into the message list, and shows what the engine reports (load progress, usage, the expert cache as a
+// heatmap). Built sites register a service worker (demo/sw.js) that keeps the page itself for offline visits.
+// No WebGPU: an explanation panel instead of the chat. `window.demo` exposes the state to test/browser/demo.test.ts.
+import type { ExpertCacheStats } from '../src/cache/expert-cache.ts';
+import { createWorkerEngine, listStoredModels, type ChatCompletionChunk, type ChatMessage, type CompletionUsage, type Engine, type FinishReason, type LoadProgress } from '../src/index.ts';
+import { drawHeatmap, useSince } from './heatmap.ts';
 import { renderMarkdown } from './markdown.ts';
+import { formatBytes, storagePanel } from './storage.ts';
 
-// Relative to this page: the dev server and the static build (dist/demo) both serve public/models/ at /models/.
-const MODEL_URL = new URLSearchParams(location.search).get('model') ?? '../models/brown-tiny-q4/';
+// ?model=: the folder to load, relative to this page (the dev server and the static build (dist/demo) both serve
+// public/models/ at /models/). ?experts=: the GPU expert budget in percent of the model's experts. The default,
+// 50 %, streams half of brown-tiny's experts so the cache's numbers and heatmap have something to show (the real
+// 80B model streams on most GPUs anyway: its int4 experts take ~40 GB).
+const params = new URLSearchParams(location.search);
+const MODEL_URL = params.get('model') ?? '../models/brown-tiny-q4/';
+const EXPERT_PERCENT = Number(params.get('experts') ?? 50);
+/** The name the engine stores the model under: its folder's absolute URL. */
+const MODEL_KEY = new URL(MODEL_URL.endsWith('/') ? MODEL_URL : `${MODEL_URL}/`, location.href).href;
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const promptBox = $<HTMLTextAreaElement>('prompt');
@@ -13,7 +25,17 @@ const sendButton = $<HTMLButtonElement>('send');
 const stopButton = $<HTMLButtonElement>('stop');
 const newChatButton = $<HTMLButtonElement>('new-chat');
 
-const state = { ready: false, busy: false, replies: 0, lastFinish: null as FinishReason | null, lastUsage: null as CompletionUsage | null };
+const state = {
+  ready: false,
+  busy: false,
+  replies: 0,
+  /** Where the weights came from: 'network' (downloaded into IndexedDB now) or 'storage' (already there). */
+  source: null as 'network' | 'storage' | null,
+  /** A service worker holds the app shell: the page opens with the network off. */
+  offlineReady: false,
+  lastFinish: null as FinishReason | null,
+  lastUsage: null as CompletionUsage | null,
+};
 declare global {
   interface Window {
     demo: typeof state;
@@ -21,8 +43,10 @@ declare global {
 }
 window.demo = state;
 
-let engine: Engine;
+let engine: Engine | undefined;
+let worker: Worker | undefined;
 let messages: ChatMessage[] = [];
+let previousCache: ExpertCacheStats | undefined; // the expert cache's totals after the previous reply
 
 function showNoWebGPU(detail: string) {
   $('app').hidden = true;
@@ -30,21 +54,65 @@ function showNoWebGPU(detail: string) {
   $('no-webgpu-detail').textContent = detail;
 }
 
-const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+const seconds = (s: number) => (s < 90 ? `${Math.ceil(s)} s` : `${Math.ceil(s / 60)} min`);
+
+/** The first load's download shows bytes, rate and time left; later loads only read IndexedDB. */
+function progressReporter() {
+  let download: { t0: number; bytes0: number } | undefined;
+  const report = (p: LoadProgress) => {
+    if (state.ready) return; // a late progress message (it travels on its own channel)
+    $<HTMLProgressElement>('load-bar').value = p.total ? p.loaded / p.total : 0;
+    let text = p.text, bytes = p.total ? `${formatBytes(p.loaded)} / ${formatBytes(p.total)}` : '';
+    if (p.phase === 'download' && p.loaded < p.total) {
+      download ??= { t0: performance.now(), bytes0: p.loaded };
+      const s = (performance.now() - download.t0) / 1000, rate = s > 0.2 ? (p.loaded - download.bytes0) / s : 0;
+      text = 'Downloading the model into this browser (first visit only)…';
+      if (rate > 0) bytes += ` · ${formatBytes(rate)}/s · ${seconds((p.total - p.loaded) / rate)} left`;
+    } else if (p.phase === 'download') {
+      text = 'The model is stored in this browser: no download needed.';
+    } else if (p.phase === 'fetch') {
+      text = `Loading the weights onto the GPU${download ? '' : " from this browser's storage (no download)"}…`;
+    }
+    $('load-text').textContent = text;
+    $('load-bytes').textContent = bytes;
+  };
+  return { report, downloaded: () => download !== undefined };
+}
+
+/** The expert-cache budget in bytes for EXPERT_PERCENT, from the stored manifest or the served one. */
+async function expertCacheBytes(storedExpertBytes?: number): Promise<number | undefined> {
+  if (!(EXPERT_PERCENT > 0 && EXPERT_PERCENT < 100)) return undefined; // all resident
+  let total = storedExpertBytes;
+  if (!total) {
+    const m = (await (await fetch(new URL('manifest.json', MODEL_KEY))).json()) as { experts: { bytes: number }[][] };
+    total = m.experts.flat().reduce((n, r) => n + r.bytes, 0);
+  }
+  return Math.ceil((total * EXPERT_PERCENT) / 100);
+}
+
+const storage = storagePanel(MODEL_KEY, async () => {
+  // The page's model is being deleted: stop its engine (the worker holds the database open).
+  worker?.terminate();
+  engine = worker = undefined;
+  state.ready = false;
+  showOfflineReady();
+  setBusy(false);
+  promptBox.disabled = sendButton.disabled = newChatButton.disabled = true;
+  $('load').className = 'done error'; // no progress bar, the message in red
+  $('load-text').textContent = 'The model was deleted from this browser. Press Load in Settings to download it again.';
+  $('load-bytes').textContent = '';
+});
 
 async function load() {
   $<HTMLInputElement>('model-url').value = MODEL_URL;
+  $<HTMLSelectElement>('expert-budget').value = String(EXPERT_PERCENT);
   if (!('gpu' in navigator)) return showNoWebGPU('navigator.gpu is missing: WebGPU is off or unsupported in this browser.');
-  const worker = new Worker(new URL('../src/worker.ts', import.meta.url), { type: 'module' });
+  void storage.refresh();
+  const stored = (await listStoredModels()).find((m) => m.name === MODEL_KEY);
+  const progress = progressReporter();
+  worker = new Worker(new URL('../src/worker.ts', import.meta.url), { type: 'module' });
   try {
-    engine = await createWorkerEngine(worker, {
-      model: MODEL_URL,
-      onProgress: (p) => {
-        $('load-text').textContent = p.text;
-        $('load-bytes').textContent = p.total ? `${mib(p.loaded)} / ${mib(p.total)}` : '';
-        $<HTMLProgressElement>('load-bar').value = p.total ? p.loaded / p.total : 0;
-      },
-    });
+    engine = await createWorkerEngine(worker, { model: MODEL_URL, cache: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report });
   } catch (e) {
     worker.terminate();
     const err = e as Error;
@@ -53,12 +121,18 @@ async function load() {
     $('load').classList.add('error');
     throw e;
   }
-  $('load').classList.add('done');
-  $('load-text').textContent = 'Model loaded: ready to chat.';
-  $<HTMLProgressElement>('load-bar').value = 1;
+  state.source = progress.downloaded() ? 'network' : 'storage';
   state.ready = true;
+  $('load').classList.add('done');
+  $('load-text').textContent = state.source === 'network'
+    ? 'Model downloaded and stored in this browser: ready to chat. Next visits load it from there, offline too.'
+    : "Model loaded from this browser's storage (no download): ready to chat.";
+  $('load-bytes').textContent = '';
+  $<HTMLProgressElement>('load-bar').value = 1;
   setBusy(false);
+  showOfflineReady();
   promptBox.focus();
+  void storage.refresh();
 }
 
 function setBusy(busy: boolean) {
@@ -90,7 +164,7 @@ async function send(content: string) {
   const body = li.querySelector('.body')!;
   let reply = '', finish: FinishReason | null = null, usage: CompletionUsage | undefined;
   try {
-    const chunks = await engine.chat.completions.create({
+    const chunks = await engine!.chat.completions.create({
       messages,
       stream: true,
       temperature: number('temperature'),
@@ -135,8 +209,28 @@ function showStats(u: CompletionUsage, finish: FinishReason | null) {
     ['Prefill speed', `${u.prefill_tokens_per_s.toFixed(1)} tok/s`],
     ['Decode speed', u.completion_tokens > 1 ? `${u.decode_tokens_per_s.toFixed(1)} tok/s` : '—'],
   ];
-  const hitRate = (u.expert_cache as { totals?: { hitRate?: number } } | undefined)?.totals?.hitRate;
-  if (hitRate !== undefined) rows.push(['Expert cache hits', `${(hitRate * 100).toFixed(1)} %`]);
+  // The expert cache counts since the model loaded: this reply's share is the difference from the previous reply.
+  const cache = u.expert_cache as ExpertCacheStats | undefined;
+  if (cache) {
+    const t = cache.totals, p = previousCache?.totals;
+    const hits = t.hits - (p?.hits ?? 0), misses = t.misses - (p?.misses ?? 0), uploaded = t.bytesUploaded - (p?.bytesUploaded ?? 0);
+    const run = Math.max(1, u.prompt_tokens - u.cached_prompt_tokens + Math.max(0, u.completion_tokens - 1)); // tokens through the model
+    rows.push(
+      ['Experts on GPU', `${cache.slotsPerLayer} of ${cache.experts} per layer`],
+      ['Expert cache hits', hits + misses ? `${((100 * hits) / (hits + misses)).toFixed(1)} %` : '—'],
+      ['Streamed per token', `${formatBytes(uploaded / run)} of experts`],
+    );
+    const use = useSince(cache.expertUse, previousCache?.expertUse);
+    drawHeatmap($<HTMLCanvasElement>('heatmap'), use);
+    $('heatmap-layers').textContent = `0–${use.length - 1} ↓`;
+    $('heatmap-experts').textContent = `0–${cache.experts - 1} →`;
+    previousCache = cache;
+  } else {
+    rows.push(['Experts on GPU', 'all (nothing streams)']);
+  }
+  $('heatmap-box').hidden = !cache;
+  $('heatmap-off').hidden = !!cache;
+  if (u.gpu_memory_bytes) rows.push(['GPU memory', `${formatBytes(u.gpu_memory_bytes)} (engine's buffers)`]);
   const list = $('stats-list');
   list.replaceChildren();
   for (const [k, v] of rows) {
@@ -160,18 +254,43 @@ promptBox.addEventListener('keydown', (e) => {
     $<HTMLFormElement>('composer').requestSubmit();
   }
 });
-// Another model: reload the page with ?model=, so the old engine and its GPU memory go away with the page.
+// Another model or budget: reload the page with ?model= and ?experts=, so the old engine and its GPU memory go
+// away with the page.
+function reloadWith() {
+  const model = $<HTMLInputElement>('model-url').value.trim(), experts = $<HTMLSelectElement>('expert-budget').value;
+  location.search = `?${new URLSearchParams({ model, experts })}`;
+}
 $('model-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  location.search = `?model=${encodeURIComponent($<HTMLInputElement>('model-url').value.trim())}`;
+  reloadWith();
 });
-stopButton.addEventListener('click', () => void engine.interrupt());
+$('expert-budget').addEventListener('change', reloadWith);
+stopButton.addEventListener('click', () => void engine?.interrupt());
 newChatButton.addEventListener('click', async () => {
-  await engine.resetChat();
+  await engine?.resetChat();
   messages = [];
   $('messages').replaceChildren();
   $('stats-list').innerHTML = '<dt>No reply yet</dt>';
+  $('heatmap-box').hidden = $('heatmap-off').hidden = true;
   promptBox.focus();
 });
 
+/**
+ * Built sites (not the dev server, which has import.meta.hot): the service worker (demo/sw.js, emitted by
+ * demo/vite.config.ts) keeps the page's files, IndexedDB the model: both make it offline-ready.
+ */
+async function registerServiceWorker() {
+  if (import.meta.hot || !('serviceWorker' in navigator)) return;
+  await navigator.serviceWorker.register('../sw.js'); // the site's root: its scope covers demo/ and assets/
+  await navigator.serviceWorker.ready;
+  if (!navigator.serviceWorker.controller) await new Promise((r) => navigator.serviceWorker.addEventListener('controllerchange', r, { once: true }));
+  state.offlineReady = true;
+  showOfflineReady();
+}
+
+function showOfflineReady() {
+  $('offline-ready').hidden = !(state.offlineReady && state.ready);
+}
+
 void load();
+registerServiceWorker().catch((e: Error) => console.warn(`No offline copy of the page: ${e.message}`));

@@ -8,3 +8,4 @@ export * from './errors.ts';
 export type { ModelStore } from './store/store.ts';
 export { PackedStore, storeSource } from './store/store.ts';
 export { Qwen3Tokenizer } from './tokenizer/tokenizer.ts';
+export { deleteStoredModel, listStoredModels, type StoredModelInfo } from './store/browser-models.ts';

@@ -4,7 +4,9 @@
 // Database `q3n:<name>`, object store `records`:
 //   'manifest'          manifest.json's text, stored before any record
 //   'rec:<record>'      the record's bytes as a Blob (STORAGE-FACTS.md: Blobs read fastest); <record> is a dense
-//                       tensor's name, `L<l>.E<e>` for an expert, or a tokenizer file's name
+//                       tensor's name, `L<l>.E<e>` for an expert, or a tokenizer file's name. A record over
+//                       PIECE_BYTES (the real model's int8 embed_tokens and lm_head, ~350 MB) is stored as pieces
+//                       'rec:<record>#0', '#1', ...: values stay well under the browsers' ~128 MB single-value limit
 //   'ok:<record>'       the record's SHA-256, written in the same transaction as its bytes after the download
 //                       checked them: our own index of complete, verified records (navigator.storage.estimate()
 //                       is no index: it under-reports IndexedDB after a restart)
@@ -54,6 +56,27 @@ interface Item extends RecordEntry {
 }
 
 const dbFor = (name: string): UseStore => createStore(`q3n:${name}`, 'records');
+
+/** The largest IndexedDB value a record is stored as (see the layout above). */
+export const PIECE_BYTES = 64 << 20;
+
+/** The keys a record's bytes are stored under: one, or one per piece of `piece` bytes. */
+export function recordKeys(name: string, bytes: number, piece = PIECE_BYTES): string[] {
+  return bytes <= piece ? [`rec:${name}`] : Array.from({ length: Math.ceil(bytes / piece) }, (_, i) => `rec:${name}#${i}`);
+}
+
+/** The IndexedDB entries of a verified record: its pieces as Blobs, then its 'ok:' index key. */
+export function recordEntries(name: string, sha256: string, bytes: Uint8Array, piece = PIECE_BYTES): [string, Blob | string][] {
+  const keys = recordKeys(name, bytes.length, piece);
+  return [...keys.map((k, i): [string, Blob] => [k, new Blob([bytes.subarray(i * piece, (i + 1) * piece) as Uint8Array<ArrayBuffer>])]), [`ok:${name}`, sha256]];
+}
+
+/** A stored record's bytes as one Blob, or undefined when any piece is missing. */
+async function storedBlob(db: UseStore, name: string, bytes: number): Promise<Blob | undefined> {
+  const parts = await getMany<Blob | undefined>(recordKeys(name, bytes), db);
+  if (parts.some((b) => !b)) return undefined;
+  return parts.length === 1 ? parts[0] : new Blob(parts as Blob[]);
+}
 
 /** Every record of a manifest: tokenizer files, dense tensors, experts layer by layer. */
 function items(m: Manifest): Item[] {
@@ -141,7 +164,7 @@ async function download(base: string, db: UseStore, text: string, m: Manifest, o
       const r = todo[next++];
       try {
         const bytes = await fetchRecord(base, r, opts.signal);
-        await setMany([[`rec:${r.name}`, new Blob([bytes])], [`ok:${r.name}`, r.sha256]], db);
+        await setMany(recordEntries(r.name, r.sha256, bytes), db);
       } catch (e) {
         failure ??= e;
         return;
@@ -175,12 +198,12 @@ async function fetchRecord(base: string, r: Item, signal?: AbortSignal): Promise
  * alone, stored, and reported through onWarning. readExperts (experts streamed during generation) is not checked.
  */
 export class IdbModelStore extends PackedStore {
-  private readonly byRange = new Map<string, string>(); // `${file}@${offset}` -> record name
+  private readonly byRange = new Map<string, Item>(); // `${file}@${offset}` -> the record
   protected override verifyReads = true;
 
   private constructor(private readonly db: UseStore, m: Manifest, private readonly opts: OpenOptions) {
     super(m);
-    for (const r of items(m)) this.byRange.set(`${r.file}@${r.offset}`, r.name);
+    for (const r of items(m)) this.byRange.set(`${r.file}@${r.offset}`, r);
   }
 
   /** Open a completely downloaded model; ModelLoadError says how many records are missing otherwise. */
@@ -204,9 +227,9 @@ export class IdbModelStore extends PackedStore {
   }
 
   protected async readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
-    const name = this.byRange.get(`${file}@${offset}`);
-    const blob = name && (await get<Blob>(`rec:${name}`, this.db));
-    if (!blob) throw new ModelLoadError(`${file}@${offset}: no stored record. Download the model again.`, file, name);
+    const r = this.byRange.get(`${file}@${offset}`);
+    const blob = r && (await storedBlob(this.db, r.name, r.bytes));
+    if (!blob) throw new ModelLoadError(`${file}@${offset}: no stored record. Download the model again.`, file, r?.name);
     return new Uint8Array((await blob.arrayBuffer()).slice(0, length));
   }
 
@@ -215,19 +238,22 @@ export class IdbModelStore extends PackedStore {
    * download resumes it), fetch it alone from the source (verified), store it, and warn.
    */
   protected override async damaged(r: RecordEntry, what: string, why: string): Promise<Uint8Array<ArrayBuffer>> {
-    const name = this.byRange.get(`${r.file}@${r.offset}`) ?? what;
+    const name = this.byRange.get(`${r.file}@${r.offset}`)?.name ?? what;
     const { source, onWarning = console.warn } = this.opts;
     if (!source) throw new ModelLoadError(`the stored ${name} ${why}: the stored model is damaged. Download it again.`, r.file, name);
-    await delMany([`ok:${name}`, `rec:${name}`], this.db);
+    await delMany([`ok:${name}`, ...recordKeys(name, r.bytes)], this.db);
     const bytes = await fetchRecord(source, { ...r, name });
-    await setMany([[`rec:${name}`, new Blob([bytes])], [`ok:${name}`, r.sha256]], this.db);
+    await setMany(recordEntries(name, r.sha256, bytes), this.db);
     onWarning(`The stored copy of ${name} ${why}; it was fetched again from ${source}${r.file}.`);
     return bytes;
   }
 
   /** Several experts of one layer in one IndexedDB transaction (then one arrayBuffer() each). */
   async readExperts(layer: number, experts: number[]): Promise<Uint32Array<ArrayBuffer>[]> {
-    const blobs = await getMany<Blob>(experts.map((e) => `rec:${expertRecordName(layer, e)}`), this.db);
+    const size = this.m.experts[layer]?.[0]?.bytes ?? 0;
+    const blobs = size <= PIECE_BYTES
+      ? await getMany<Blob>(experts.map((e) => `rec:${expertRecordName(layer, e)}`), this.db)
+      : await Promise.all(experts.map((e) => storedBlob(this.db, expertRecordName(layer, e), size)));
     return Promise.all(blobs.map(async (b, i) => {
       if (!b) throw new ModelLoadError(`expert (${layer}, ${experts[i]}) is not stored. Download the model again.`);
       return new Uint32Array(await b.arrayBuffer());
@@ -238,7 +264,7 @@ export class IdbModelStore extends PackedStore {
   async verifyAll(): Promise<string[]> {
     const bad: string[] = [];
     for (const r of items(this.m)) {
-      const blob = await get<Blob>(`rec:${r.name}`, this.db);
+      const blob = await storedBlob(this.db, r.name, r.bytes);
       if (!blob || (await sha256Hex(new Uint8Array(await blob.arrayBuffer()))) !== r.sha256) bad.push(r.name);
     }
     return bad;

@@ -1,11 +1,15 @@
-// The chat demo (demo/) in Chromium with a fresh profile: it loads the embedded brown-tiny in a worker, a greedy
-// reply matches the engine's (test/browser/engine.test.ts), Stop ends a long reply midway, and without WebGPU the
-// page explains why instead of breaking. Screenshots land in test-results/demo-*.png for a human to look at.
+// The chat demo (demo/) in Chromium with a fresh profile: it downloads the embedded brown-tiny into IndexedDB and
+// loads it in a worker with half its experts streaming, a greedy reply matches the engine's
+// (test/browser/engine.test.ts) and draws the expert heatmap, Stop ends a long reply midway, the stored-models panel
+// lists the model and deletes it, and without WebGPU the page explains why instead of breaking. The built site
+// (npm run build:demo) works offline after one visit: its service worker serves the page, IndexedDB the model.
+// Screenshots land in test-results/demo-*.png for a human to look at.
 import { mkdirSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
+import { ROW as HEATMAP_ROW } from '../../demo/heatmap.ts';
 import { renderMarkdown } from '../../demo/markdown.ts';
 import { browserSkipReason, CHROMIUM, CHROMIUM_ARGS, startBrowser, type BrowserSession, type TestPage } from '../helpers/browser.ts';
 
@@ -51,7 +55,8 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
   it('loads brown-tiny and shows its greedy reply with stats', async () => {
     const { page } = tp;
     await page.waitForFunction(() => window.demo.ready, undefined, { timeout: 240_000 });
-    expect(await page.textContent('#load-text')).toMatch(/ready/);
+    expect(await page.textContent('#load-text')).toMatch(/downloaded and stored in this browser: ready/);
+    expect(await page.evaluate(() => window.demo.source)).toBe('network');
     await page.fill('#temperature', '0');
     await replyDone(await send(PROMPT));
     expect(await page.textContent('#messages li.user .body')).toBe(PROMPT);
@@ -60,6 +65,42 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     const stats = await page.textContent('#stats-list');
     expect(stats).toMatch(/Decode speed\s*[\d.]+ tok\/s/);
     expect(stats).toMatch(/Reply tokens\s*\d+/);
+    expect(stats).toMatch(/Experts on GPU\s*32 of 64 per layer/); // the default budget: 50 %
+    expect(stats).toMatch(/Expert cache hits\s*[\d.]+ %/);
+    expect(stats).toMatch(/Streamed per token\s*[\d.]+ KiB of experts/);
+    expect(stats).toMatch(/GPU memory\s*[\d.]+ MiB/);
+    // The per-expert counters behind the heatmap add up to the cache's totals.
+    const counts = await page.evaluate(() => {
+      const c = window.demo.lastUsage!.expert_cache as { totals: { hits: number; misses: number }; expertUse: { hits: number[]; misses: number[] }[] };
+      const sum = (k: 'hits' | 'misses') => c.expertUse.flatMap((u) => u[k]).reduce((a, b) => a + b, 0);
+      return { hits: sum('hits'), misses: sum('misses'), totals: c.totals };
+    });
+    expect(counts.hits).toBe(counts.totals.hits);
+    expect(counts.misses).toBe(counts.totals.misses);
+    // The heatmap: every layer's router picked at least top_k = 10 experts, some found on the GPU (blue), some
+    // streamed in (orange).
+    expect(await page.isVisible('#heatmap')).toBe(true);
+    const cells = await page.evaluate((ROW) => {
+      const c = document.querySelector<HTMLCanvasElement>('#heatmap')!;
+      const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      const rows = Array.from({ length: c.height / ROW }, () => 0); // picked experts per layer
+      let blue = 0, orange = 0;
+      for (let l = 0; l < rows.length; l++) {
+        for (let e = 0; e < c.width; e++) {
+          const i = (l * ROW * c.width + e) * 4, [r, g, b] = [px[i], px[i + 1], px[i + 2]];
+          if (r > 235 && g > 235 && b > 235) continue; // pale: not picked
+          rows[l]++;
+          if (b > r) blue++;
+          else orange++;
+        }
+      }
+      return { width: c.width, rows, blue, orange };
+    }, HEATMAP_ROW);
+    expect(cells.width).toBe(64);
+    expect(cells.rows).toHaveLength(8);
+    for (const n of cells.rows) expect(n).toBeGreaterThanOrEqual(10);
+    expect(cells.blue).toBeGreaterThan(0);
+    expect(cells.orange).toBeGreaterThan(0);
     await page.screenshot({ path: `${SHOTS}/demo-chat.png` });
     await page.locator('aside').screenshot({ path: `${SHOTS}/demo-stats.png` });
   });
@@ -83,6 +124,28 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     await page.screenshot({ path: `${SHOTS}/demo-stopped.png` });
   });
 
+  it('the stored-models panel lists brown-tiny with its size, and Delete removes it', async () => {
+    const { page } = tp;
+    const item = page.locator('#stored-list li', { hasText: 'brown-tiny-q4' });
+    await item.waitFor();
+    expect(await item.textContent()).toMatch(/brown-tiny-q4\s*12\.3 MiB\s*Delete\s*complete · in use by this page/);
+    expect(await page.textContent('#quota')).toMatch(/This site uses [\d.]+ [KMG]iB of its [\d.]+ [KMG]iB quota/);
+    // The engine already asked for persistence while downloading; the button asks again. Chromium answers at once
+    // (headless: refused, as for a site the user never bookmarked), without a prompt.
+    if (await page.isEnabled('#persist')) {
+      expect(await page.textContent('#persist-state')).toBe('Not persistent (yet).');
+      await page.click('#persist');
+      await page.waitForFunction(() => document.querySelector('#persist-state')!.textContent !== 'Not persistent (yet).');
+    }
+    expect(await page.textContent('#persist-state')).toMatch(/^(Persistent: the browser will not clear it|Refused by the browser)/);
+    await page.locator('#storage').screenshot({ path: `${SHOTS}/demo-storage.png` });
+    await item.locator('button').click();
+    await page.waitForSelector('#stored-list li:has-text("No models stored")', { timeout: 30_000 });
+    expect(await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name))).not.toContainEqual(expect.stringMatching(/^q3n:/));
+    expect(await page.textContent('#load-text')).toMatch(/deleted/);
+    expect(await page.isEnabled('#send')).toBe(false);
+  });
+
   it('without WebGPU the page explains what to do', async () => {
     // Chromium on Linux without --enable-unsafe-webgpu has navigator.gpu but no adapter: the worker's
     // WebGPUNotAvailableError reaches the page, which shows the explanation instead of the chat.
@@ -100,11 +163,23 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
 describe.skipIf(skip)('the built demo (npm run build:demo) served as static files (chromium)', () => {
   let server: PreviewServer;
   let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  const errors: string[] = [];
+  let requests = 0; // requests for the site's files that reached the server
 
   beforeAll(async () => {
     await build({ configFile: 'demo/vite.config.ts', logLevel: 'warn' });
     server = await preview({ configFile: 'demo/vite.config.ts', logLevel: 'warn', preview: { host: '127.0.0.1', port: 0 } });
+    // Not counted: the browser's own update checks of the service worker script, which setOffline() does not stop
+    // (offline they would just fail).
+    server.httpServer.on('request', (req) => req.url !== '/sw.js' && requests++);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    context = await browser.newContext(); // one fresh profile for both tests: the second one revisits offline
+    page = await context.newPage();
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('response', (r) => r.status() >= 400 && errors.push(`HTTP ${r.status()} for ${r.url()}`));
   });
   afterAll(async () => {
     await browser?.close();
@@ -112,14 +187,31 @@ describe.skipIf(skip)('the built demo (npm run build:demo) served as static file
   });
 
   it('the site root redirects to the demo, which loads the model', async () => {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('response', (r) => r.status() >= 400 && errors.push(`HTTP ${r.status()} for ${r.url()}`));
     await page.goto(`http://127.0.0.1:${(server.httpServer.address() as AddressInfo).port}/`);
     await page.waitForFunction(() => window.demo?.ready, undefined, { timeout: 240_000 });
     expect(page.url()).toMatch(/\/demo\/$/);
-    expect(errors).toEqual([]);
+    expect(errors.splice(0)).toEqual([]);
+  });
+
+  // The first visit (the test above) downloaded the model; its chat was tested on the dev server, and a reply
+  // costs ~15 s on SwiftShader, so the offline visit is the one that chats.
+  it('after one visit, a reload with the network off opens the page and gets the same greedy reply', async () => {
+    await page.waitForFunction(() => window.demo.offlineReady, undefined, { timeout: 30_000 }); // the service worker took over
+    expect(await page.isVisible('#offline-ready')).toBe(true);
+
+    await context.setOffline(true);
+    requests = 0;
+    await page.reload();
+    await page.waitForFunction(() => window.demo?.ready, undefined, { timeout: 240_000 });
+    expect(await page.evaluate(() => window.demo.source)).toBe('storage');
+    expect(await page.textContent('#load-text')).toMatch(/from this browser's storage \(no download\): ready/);
+    await page.fill('#prompt', PROMPT);
+    await page.click('#send');
+    await page.waitForFunction(() => window.demo.replies > 0, undefined, { timeout: 240_000 });
+    expect(await page.textContent('#messages li.assistant .body')).toBe(REPLY);
+    expect(requests).toBe(0);
+    // The engine tries the model's manifest first; offline, that fetch fails and it loads the stored copy.
+    expect(errors.splice(0).filter((e) => !/manifest\.json|ERR_INTERNET_DISCONNECTED/.test(e))).toEqual([]);
+    await page.screenshot({ path: `${SHOTS}/demo-offline.png` });
   });
 });

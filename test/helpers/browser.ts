@@ -107,8 +107,11 @@ async function startServer(): Promise<{ http: Server; close(): Promise<void> }> 
     appType: 'mpa',
     logLevel: 'warn',
     clearScreen: false,
-    server: { middlewareMode: true, hmr: { server: http }, watch: null },
+    server: { middlewareMode: true, hmr: { server: http } },
   });
+  // Test pages must never reload because a file changed mid-test (another test writing, an editor): close the
+  // watcher (`watch: null` does not do it: Vite's config merge drops null values).
+  await vite.watcher.close();
   handler = vite.middlewares;
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);

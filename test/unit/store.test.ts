@@ -1,4 +1,5 @@
 // The packed model store: byte-for-byte equal to pack.ts, strict manifest validation, SHA-256 verification.
+import { PIECE_BYTES, recordEntries, recordKeys } from '../../src/store/browser.ts';
 import { cp, mkdir, mkdtemp, open, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,5 +180,20 @@ describe('verify', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('IndexedDB record layout (src/store/browser.ts)', () => {
+  it('stores a record over the piece size as pieces that join back to the same bytes, under ~128 MB each', async () => {
+    expect(PIECE_BYTES).toBeLessThanOrEqual(64 << 20);
+    expect(recordKeys('L0.E1', 1000, 4096)).toEqual(['rec:L0.E1']);
+    expect(recordKeys('embed', 10_000, 4096)).toEqual(['rec:embed#0', 'rec:embed#1', 'rec:embed#2']);
+    expect(recordKeys('embed', 350e6)).toHaveLength(6); // the real model's int8 embed_tokens
+    const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 31) & 255);
+    const entries = recordEntries('embed', 'abc', bytes, 4096);
+    expect(entries.map(([k]) => k)).toEqual(['rec:embed#0', 'rec:embed#1', 'rec:embed#2', 'ok:embed']);
+    const parts = entries.slice(0, 3).map(([, v]) => v as Blob);
+    expect(parts.map((b) => b.size)).toEqual([4096, 4096, 1808]);
+    expect(new Uint8Array(await new Blob(parts).arrayBuffer())).toEqual(bytes);
   });
 });

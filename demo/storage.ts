@@ -1,0 +1,66 @@
+// The "Stored models" panel: the models the engine keeps in IndexedDB (src/store/browser-models.ts), their sizes
+// and state, Delete for each, the site's quota (navigator.storage.estimate()) and persistent storage
+// (navigator.storage.persist(): the browser promises not to clear the data on its own).
+import { deleteStoredModel, listStoredModels, type StoredModelInfo } from '../src/index.ts';
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+const $ = (id: string) => document.getElementById(id)!;
+
+export interface StoragePanel {
+  /** List the stored models and the quota again (after a load or a delete). */
+  refresh(): Promise<void>;
+}
+
+/**
+ * `inUse`: the name (folder URL) of the model this page loads; deleting it first calls `release`, which must stop
+ * the engine (its worker holds the database open, and a streaming engine reads experts from it).
+ */
+export function storagePanel(inUse: string, release: () => Promise<void>): StoragePanel {
+  const persistButton = $('persist') as HTMLButtonElement;
+  const showPersisted = (yes: boolean) => {
+    $('persist-state').textContent = yes ? 'Persistent: the browser will not clear it.' : 'Not persistent (yet).';
+    persistButton.disabled = yes;
+  };
+  persistButton.addEventListener('click', async () => {
+    const granted = await navigator.storage.persist();
+    showPersisted(granted);
+    if (!granted) $('persist-state').textContent = 'Refused by the browser (Chrome grants it to sites you bookmark or install).';
+  });
+
+  async function remove(m: StoredModelInfo, li: HTMLElement) {
+    li.querySelector('button')!.disabled = true;
+    if (m.name === inUse) await release();
+    await deleteStoredModel(m.name, { onBlocked: () => (li.querySelector('.state')!.textContent = 'waiting for other tabs using it to close…') });
+    await refresh();
+  }
+
+  async function refresh() {
+    const models = await listStoredModels();
+    const list = $('stored-list');
+    list.replaceChildren();
+    for (const m of models) {
+      const li = document.createElement('li');
+      const url = new URL(m.name);
+      const state = m.complete ? 'complete' : `partial: ${Math.floor((100 * m.bytesStored) / Math.max(1, m.bytesTotal))} % of ${formatBytes(m.bytesTotal)}`;
+      li.innerHTML = '<div class="name"></div><div class="row"><span class="size"></span><button type="button">Delete</button></div><div class="state hint"></div>';
+      li.querySelector('.name')!.textContent = url.pathname.split('/').filter(Boolean).pop() ?? m.name;
+      (li.querySelector('.name') as HTMLElement).title = m.name;
+      li.querySelector('.size')!.textContent = formatBytes(m.bytesStored);
+      li.querySelector('.state')!.textContent = `${state}${m.name === inUse ? ' · in use by this page' : ''} · ${url.origin === location.origin ? url.pathname : m.name}`;
+      li.querySelector('button')!.addEventListener('click', () => void remove(m, li));
+      list.append(li);
+    }
+    if (models.length === 0) list.innerHTML = '<li class="hint">No models stored in this browser.</li>';
+    const { usage = 0, quota = 0 } = (await navigator.storage?.estimate?.()) ?? {};
+    $('quota').textContent = quota ? `This site uses ${formatBytes(usage)} of its ${formatBytes(quota)} quota (${formatBytes(quota - usage)} free).` : '';
+    showPersisted((await navigator.storage?.persisted?.()) ?? false);
+  }
+
+  return { refresh };
+}
