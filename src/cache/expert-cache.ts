@@ -55,7 +55,7 @@ export interface ExpertCacheOptions {
   ramCacheBytes?: number;
   /** Read the next layer's predicted experts into the RAM tier early (default true). */
   prefetch?: boolean;
-  /** How misses are uploaded (src/cache/upload.ts; default 'writeBuffer'). */
+  /** How misses are uploaded (src/cache/upload.ts; default 'staging-ring', faster end to end in BENCHMARKS.md). */
   upload?: ExpertUpload;
 }
 
@@ -80,7 +80,7 @@ export class ExpertCache {
     this.prefetch = opts.prefetch ?? true;
     this.predictions = layers.map(() => undefined);
     ({ gateUpWords: this.gateUpWords, downWords: this.downWords } = expertLayout(c, src.quant.experts));
-    this.uploader = createUploader(ctx, opts.upload ?? 'writeBuffer', this.gateUpWords + this.downWords);
+    this.uploader = createUploader(ctx, opts.upload ?? 'staging-ring', this.gateUpWords + this.downWords);
     this.last = layers.map(zero);
     this.use = layers.map(() => ({ hits: new Uint32Array(c.numExperts), misses: new Uint32Array(c.numExperts) }));
   }

@@ -4,7 +4,9 @@
 //  - 'staging-ring': a fixed ring of mapped MAP_WRITE buffers, one record each; a miss is copied into the next
 //    free one, unmapped, and copyBufferToBuffer'd into its slot; the buffer re-maps once the GPU has read it.
 //    No allocation per expert, and the copy into GPU-visible memory happens on our side of the IPC.
-// bench/stream.ts measures both (BENCHMARKS.md); GPU-FACTS measured writeBuffer ahead in Dawn for Node.
+// bench/stream.ts measures both (BENCHMARKS.md): on the H200, streaming at the 80B shape under 4 GiB spent 98 ms a
+// token stalled with the ring against 170 ms with writeBuffer (2.12 vs 1.76 tok/s), so the ring is the default,
+// although GPU-FACTS measured isolated 1.7 MB writeBuffer calls slightly faster. Not yet measured in Chrome.
 import { Usage, type GpuContext } from '../gpu/context.ts';
 
 export type ExpertUpload = 'writeBuffer' | 'staging-ring';

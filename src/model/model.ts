@@ -28,7 +28,7 @@ export interface ModelOptions {
   ramCacheBytes?: number;
   /** Prefetch the next layer's likely experts when streaming (default true). */
   prefetch?: boolean;
-  /** How misses reach their GPU slots when streaming (src/cache/expert-cache.ts; default 'writeBuffer'). */
+  /** How misses reach their GPU slots when streaming (src/cache/expert-cache.ts; default 'staging-ring'). */
   upload?: ExpertUpload;
 }
 

@@ -90,6 +90,8 @@ describe.skipIf(skip)('IndexedDB model store (chromium)', () => {
     const c = manifestConfig(m), quarter = Math.floor((c.numLayers * c.numExperts * expertLayout(c, m.quant.experts).words * 4) / 4);
     const streaming = await page.evaluate(([ids, bytes]) => window.storeTest.logits(ids as number[], bytes as number), [PROMPT, quarter] as const);
     expectClose('IndexedDB streaming logits', streaming.logits, want, { maxAbs: 1e-4 });
+    // Same browser, same kernels: streaming 25% of the experts changes which slot holds an expert, not the math.
+    expectClose('streaming vs fully resident, both in Chromium', streaming.logits, resident.logits, { maxAbs: 1e-5 });
     expect(streaming.stats!.totals.misses).toBeGreaterThan(0);
     console.log(`[store] streaming from IndexedDB at 25%: ${JSON.stringify({ ...streaming.stats!.totals })}`);
     expect(errors).toEqual([]);
