@@ -16,9 +16,8 @@ struct Params { rows: u32, z_stride: u32, z_offset: u32, heads: u32 }
 
 var<workgroup> partial: array<f32, WG>;
 
-fn row_inv_rms(base: u32, lid: u32) -> f32 {
-  var ss = 0.0;
-  for (var i = lid; i < D; i += WG) { let v = x[base + i]; ss += v * v; }
+// 1 / rms of a row from each thread's partial sum of squares.
+fn inv_rms(ss: f32, lid: u32) -> f32 {
   partial[lid] = ss;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -26,6 +25,12 @@ fn row_inv_rms(base: u32, lid: u32) -> f32 {
     workgroupBarrier();
   }
   return inverseSqrt(partial[0] / f32(D) + EPS);
+}
+
+fn row_inv_rms(base: u32, lid: u32) -> f32 {
+  var ss = 0.0;
+  for (var i = lid; i < D; i += WG) { let v = x[base + i]; ss += v * v; }
+  return inv_rms(ss, lid);
 }
 
 // Zero-centred ("1 + w") RMSNorm: input/post-attention/final norms, q_norm, k_norm.
@@ -48,4 +53,23 @@ fn rms_norm_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
   let zbase = p.z_offset + (row / p.heads) * p.z_stride + (row % p.heads) * D;
   let inv = row_inv_rms(base, l.x);
   for (var i = l.x; i < D; i += WG) { y[base + i] = w[i] * (x[base + i] * inv) * silu(z[zbase + i]); }
+}
+
+// Residual add fused with the next zero-centred RMSNorm (one dispatch instead of two, every layer twice):
+// h += delta, then y = RMSNorm(h)·(1 + w). Each thread re-reads only the elements it wrote itself.
+@group(0) @binding(1) var<storage, read_write> h: array<f32>;   // (rows, D) the residual stream, updated
+@group(0) @binding(4) var<storage, read> delta: array<f32>;     // (rows, D) the mixer / MoE output
+@compute @workgroup_size(WG)
+fn add_rms_norm_zc(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x + wg.y * 65535u;
+  if (row >= p.rows) { return; }
+  let base = row * D;
+  var ss = 0.0;
+  for (var i = l.x; i < D; i += WG) {
+    let v = h[base + i] + delta[base + i];
+    h[base + i] = v;
+    ss += v * v;
+  }
+  let inv = inv_rms(ss, l.x);
+  for (var i = l.x; i < D; i += WG) { y[base + i] = h[base + i] * inv * (1.0 + w[i]); }
 }

@@ -1,15 +1,15 @@
 // The Qwen3-Next forward pass on the GPU as a flat op list per step (prefill chunk or decode token),
 // encoded once and submitted once. Reading order follows execution order (REFERENCE.md §2-5):
 //   embed -> for each layer: norm -> (Gated DeltaNet | gated attention) -> +residual -> norm -> MoE -> +residual
-//   -> final norm -> lm_head.
+//   -> final norm -> lm_head. Each residual add and the norm after it are one dispatch (addRmsNormZC).
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
 // The list is built in pieces (head, layerPre, routedExperts, layerPost, tail) so that a streaming step
 // (model.ts with src/cache/expert-cache.ts) can submit up to each layer's router, read its top-k back, make those
 // experts resident, and only then encode the routed experts.
 import type { Qwen3NextConfig } from '../config.ts';
 import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
-import { rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
-import { addInPlace, siluMul } from '../gpu/kernels/elementwise.ts';
+import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
+import { siluMul } from '../gpu/kernels/elementwise.ts';
 import { matmul } from '../gpu/kernels/matmul.ts';
 import { embed } from '../gpu/kernels/embed.ts';
 import { causalConv1d } from '../gpu/kernels/conv.ts';
@@ -217,18 +217,21 @@ export class ForwardBuilder {
     this.tap(st, 'embeddings', s.h, st.T * this.w.config.hiddenSize);
   }
 
-  /** Layer l up to the routed experts: norm -> mixer -> +residual -> norm -> router top-k and the shared expert. */
+  /**
+   * Layer l up to the routed experts: norm -> mixer -> +residual & norm -> router top-k and the shared expert.
+   * Every residual add is fused with the RMSNorm after it, so the input norm of layer l > 0 was already done by
+   * layerPost(l - 1).
+   */
   layerPre(st: StepOps, l: number): void {
     const { ctx, w, scratch: s, cache } = this;
     const c = w.config, H = c.hiddenSize, T = st.T, ops = st.ops, tap = this.tap.bind(this, st);
     const layer = w.layers[l], lc = cache.layers[l];
-    ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
+    if (l === 0) ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.mixer_in`, s.xn, T * H);
     if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, st.opts);
     else this.attention(ops, layer, lc as FullLayerCache, T, st.pos0, st.updates);
     tap(`L${l}.mixer_out`, s.mix, T * H);
-    ops.push(addInPlace(ctx, s.mix, s.h, T * H));
-    ops.push(rmsNormZC(ctx, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
+    ops.push(addRmsNormZC(ctx, s.mix, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.moe_in`, s.xn, T * H);
     this.routerAndShared(ops, tap, l, layer, T);
   }
@@ -266,26 +269,30 @@ export class ForwardBuilder {
     st.ops.push({ label: 'sub-batch out', copy: { src: p.out, srcOffset: 0, dst: s.mix, dstOffset: a * H * 4, size: n * H * 4 } });
   }
 
+  /** +residual fused with the next norm: the next layer's input norm, or the final norm after the last layer. */
   layerPost(st: StepOps, l: number): void {
-    const s = this.scratch, n = st.T * this.w.config.hiddenSize;
-    this.tap(st, `L${l}.moe_out`, s.mix, n);
-    st.ops.push(addInPlace(this.ctx, s.mix, s.h, n));
-    this.tap(st, `L${l}.out`, s.h, n);
+    const { ctx, w, scratch: s } = this, c = w.config, H = c.hiddenSize;
+    this.tap(st, `L${l}.moe_out`, s.mix, st.T * H);
+    const norm = l + 1 < c.numLayers ? vec(w.layers[l + 1], 'input_norm') : w.norm.buffer;
+    st.ops.push(addRmsNormZC(ctx, s.mix, s.h, norm, s.xn, st.T, H, c.rmsNormEps));
+    this.tap(st, `L${l}.out`, s.h, st.T * H);
   }
 
-  /** Final norm and lm_head: over every row for 'all', over the last row only for generation. */
+  /** lm_head on the final-normed rows (layerPost of the last layer normed them): every row for 'all', the last for generation. */
   tail(st: StepOps): void {
-    const { ctx, w, scratch: s } = this, c = w.config, H = c.hiddenSize, T = st.T, ops = st.ops;
-    const rows = st.opts.logits === 'all' ? T : 1;
-    const last: Binding = st.opts.logits === 'all' ? s.xn : { buffer: s.xn, offset: 0, size: H * 4 };
-    if (st.opts.logits === 'last' && T > 1) {
-      ops.push({ label: 'last row', copy: { src: s.h, srcOffset: (T - 1) * H * 4, dst: s.mix, dstOffset: 0, size: H * 4 } });
-      ops.push(rmsNormZC(ctx, s.mix, w.norm.buffer, s.xn, 1, H, c.rmsNormEps));
-    } else {
-      ops.push(rmsNormZC(ctx, s.h, w.norm.buffer, s.xn, rows, H, c.rmsNormEps));
+    const { ctx, w, scratch: s } = this, H = w.config.hiddenSize, T = st.T, ops = st.ops;
+    let rows: Binding = s.xn, n = T;
+    if (st.opts.logits === 'last') {
+      n = 1;
+      rows = { buffer: s.xn, offset: 0, size: H * 4 };
+      if (T > 1) {
+        ops.push({ label: 'last row', copy: { src: s.xn, srcOffset: (T - 1) * H * 4, dst: s.mix, dstOffset: 0, size: H * 4 } });
+        rows = { buffer: s.mix, offset: 0, size: H * 4 };
+      }
     }
-    this.tap(st, 'final_hidden', s.xn, rows * H);
-    ops.push(matmul(ctx, last, w.lmHead, s.logits, rows));
+    const hn = 'usage' in rows ? rows : rows.buffer;
+    this.tap(st, 'final_hidden', hn, n * H);
+    ops.push(matmul(ctx, rows, w.lmHead, s.logits, n));
   }
 
   /** REFERENCE.md §2: fused projection -> conv+SiLU -> gates/L2 -> delta rule -> gated norm -> out_proj. */

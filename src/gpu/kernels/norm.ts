@@ -8,6 +8,12 @@ export function rmsNormZC(ctx: GpuContext, x: Binding, w: Binding, y: Binding, r
   return ctx.op(`rms_norm_zc(${rows}x${D})`, 'norm.wgsl', 'rms_norm_zc', { D, EPS: eps, WG: 64 }, [params, x, w, y], grid(rows));
 }
 
+/** h (rows, D) += delta (rows, D), then y = zero-centred RMSNorm of the new h with weight w (D): one dispatch. */
+export function addRmsNormZC(ctx: GpuContext, delta: Binding, h: Binding, w: Binding, y: Binding, rows: number, D: number, eps: number): Op {
+  const params = ctx.uniform(new Uint32Array([rows, 0, 0, 0]));
+  return ctx.op(`add_rms_norm_zc(${rows}x${D})`, 'norm.wgsl', 'add_rms_norm_zc', { D, EPS: eps, WG: 64 }, [params, h, w, y, delta], grid(rows));
+}
+
 /**
  * Gated RMSNorm of the GDN output: y (rows, D) = w · (o·rsqrt(mean(o²)+eps)) · silu(z), plain w (not 1+w).
  * Row r = (t, h) with h < heads reads its gate at zOffset + t·zStride + h·D (elements) of `z`: for the GDN,
