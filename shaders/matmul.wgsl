@@ -29,7 +29,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4f>;       // (T, K) f32, rows packed back to back
+@group(0) @binding(1) var<storage, read> x: array<vec4f>;       // (T, K) f32, rows packed back to back; SWIGLU: (T, 2K)
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;       // W (N, K) packed as quant.wgsl
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;   // (T, N)
 
@@ -37,14 +37,27 @@ fn word(i: u32) -> u32 { return w[i >> 2u][i & 3u]; }
 
 fn x_at(i: u32) -> f32 { return x[i >> 2u][i & 3u]; }
 
-// x[t, k .. k+3] (k a multiple of 4), zero past K.
-fn x_vec4(t: u32, k: u32) -> vec4f {
-  if (K % 4u == 0u && k < K) { return x[(t * K + k) >> 2u]; }
+// The shared expert's down_proj reads its SwiGLU on the fly: x rows are (2K) = [gate | up] and the input is
+// silu(gate) · up (one dispatch fewer a layer than a separate silu_mul).
+override SWIGLU: bool = false;
+
+// x[base + k .. base + k+3] (k a multiple of 4), zero past K.
+fn x_part(base: u32, k: u32) -> vec4f {
+  if (K % 4u == 0u && k < K) { return x[(base + k) >> 2u]; }
   var v = vec4f(0.0);
   for (var i = 0u; i < 4u; i++) {
-    if (k + i < K) { v[i] = x_at(t * K + k + i); }
+    if (k + i < K) { v[i] = x_at(base + k + i); }
   }
   return v;
+}
+
+// The input row t at k .. k+3.
+fn x_vec4(t: u32, k: u32) -> vec4f {
+  if (SWIGLU) {
+    let g = x_part(2u * K * t, k);
+    return g / (1.0 + exp(-g)) * x_part(2u * K * t + K, k);
+  }
+  return x_part(K * t, k);
 }
 
 fn store(i: u32, v: f32) {

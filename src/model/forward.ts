@@ -9,7 +9,6 @@
 import type { Qwen3NextConfig } from '../config.ts';
 import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
 import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
-import { siluMul } from '../gpu/kernels/elementwise.ts';
 import { matmul } from '../gpu/kernels/matmul.ts';
 import { embed } from '../gpu/kernels/embed.ts';
 import { causalConv1d } from '../gpu/kernels/conv.ts';
@@ -63,7 +62,6 @@ class Scratch {
   readonly topIdx: GPUBuffer; // (T, k) u32
   readonly topW: GPUBuffer; // (T, k)
   readonly sharedMid: GPUBuffer; // (T, 2·Is)
-  readonly sharedAct: GPUBuffer; // (T, Is)
   readonly shared: GPUBuffer; // (T, H)
   readonly logits: GPUBuffer; // (T or 1, V)
   readonly gdnChunk: GPUBuffer; // chunked-GDN intermediates (see gdnChunkedScratchBytes)
@@ -91,7 +89,6 @@ class Scratch {
     this.topIdx = f(c.numExpertsPerTok, 'top_idx');
     this.topW = f(c.numExpertsPerTok, 'top_w');
     this.sharedMid = f(2 * c.sharedExpertIntermediateSize, 'shared_mid');
-    this.sharedAct = f(c.sharedExpertIntermediateSize, 'shared_act');
     this.shared = f(c.hiddenSize, 'shared');
     this.logits = f(c.vocabSize, 'logits');
     this.gdnChunk = ctx.buffer(gdnChunkedScratchBytes(maxT, c), 'gdn_chunk');
@@ -328,15 +325,14 @@ export class ForwardBuilder {
   /** REFERENCE.md §5: router (+ shared gate logit) -> top-k, and the shared expert (routedExperts does the rest). */
   private routerAndShared(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, T: number) {
     const { ctx, w, scratch: s } = this;
-    const c = w.config, Is = c.sharedExpertIntermediateSize;
+    const c = w.config;
     ops.push(matmul(ctx, s.xn, mat(layer, 'router'), s.routerLogits, T));
     ops.push(router(ctx, s.routerLogits, s.topIdx, s.topW, T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
     tap(`L${l}.router_logits`, s.routerLogits, T * (c.numExperts + 1));
     tap(`L${l}.router_idx`, s.topIdx, T * c.numExpertsPerTok);
     tap(`L${l}.router_w`, s.topW, T * c.numExpertsPerTok);
     ops.push(matmul(ctx, s.xn, mat(layer, 'shared_gate_up'), s.sharedMid, T));
-    ops.push(siluMul(ctx, s.sharedMid, s.sharedAct, T, Is));
-    ops.push(matmul(ctx, s.sharedAct, mat(layer, 'shared_down'), s.shared, T));
+    ops.push(matmul(ctx, s.sharedMid, mat(layer, 'shared_down'), s.shared, T, { swiglu: true }));
   }
 
   async readTap(name: string): Promise<Float32Array> {

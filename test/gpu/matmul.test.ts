@@ -22,6 +22,28 @@ async function run(ctx: GpuContext, x: Float32Array, w: GpuWeight, T: number, y0
 }
 
 describe('matmul', () => {
+  // The shared expert's down_proj: x (T, 2K) = [gate | up] read as silu(gate) · up, through the GEMV (T <= 4)
+  // and the GEMM, odd and aligned K.
+  for (const format of ['f32', 'q4'] as const) {
+    for (const [N, K] of [[40, 64], [19, 70]]) {
+      it(`${format} swiglu input N=${N} K=${K} T=1,3,9`, () =>
+        withGpuErrors(async (device) => {
+          const ctx = new GpuContext(device);
+          const wf = randn(N * K, N + K, 0.5), w = uploadWeight(ctx, wf, N, K, format, 'w'), wd = seen(wf, N, K, format);
+          for (const T of [1, 3, 9]) {
+            const gu = randn(T * 2 * K, T + 40, 2);
+            const act = Float32Array.from({ length: T * K }, (_, i) => {
+              const t = Math.floor(i / K), k = i % K, g = gu[t * 2 * K + k];
+              return (g / (1 + Math.exp(-g))) * gu[t * 2 * K + K + k];
+            });
+            const y = poisoned(device, T * N * 4);
+            ctx.run([matmul(ctx, ctx.upload(gu, 'gate|up'), w, y, T, { swiglu: true })]);
+            expectClose(`${format} swiglu T=${T}`, await ctx.readF32(y, T * N), ref.linear(act, wd, T, K, N), { rel: 1e-4 });
+          }
+        }));
+    }
+  }
+
   const shapes: [number, number, number[]][] = [
     [48, 64, [1, 3, 65, 200]],
     [33, 77, [1, 3, 65, 200]],

@@ -32,6 +32,7 @@ function vec4Binding(b: Binding, bytes: number, what: string): Binding {
 
 /**
  * y (T, N) = x (T, K) · Wᵀ, or y += x·Wᵀ with `accumulate`. x, y are f32 row-major; W is any packed format.
+ * `swiglu`: x is (T, 2K) = [gate | up] and the input is silu(gate) · up (elementwise.ts siluMul, fused).
  * x's binding must have room for T·K floats rounded up to 16 bytes (ctx.buffer/ctx.upload always do).
  */
 export function matmul(
@@ -40,14 +41,14 @@ export function matmul(
   w: GpuWeight,
   y: Binding,
   T: number,
-  opts: { accumulate?: boolean; tuning?: MatmulTuning } = {},
+  opts: { accumulate?: boolean; tuning?: MatmulTuning; swiglu?: boolean } = {},
 ): Op {
   const { N, K, format } = w;
   if (T < 1 || N < 1 || K < 1) throw new RangeError(`matmul: empty shape T=${T} N=${N} K=${K}`);
   const tune = opts.tuning ?? {};
-  const base = { FORMAT: FORMAT_ID[format], N, K, ACCUMULATE: opts.accumulate ? 1 : 0 };
-  const bindings = (params: GPUBuffer) => [params, vec4Binding(x, T * K * 4, 'x'), weightBinding(w), y];
-  const label = `matmul_${format}(${T}x${K} -> ${N}${opts.accumulate ? ', +=' : ''})`;
+  const base = { FORMAT: FORMAT_ID[format], N, K, ACCUMULATE: opts.accumulate ? 1 : 0, SWIGLU: opts.swiglu ? 1 : 0 };
+  const bindings = (params: GPUBuffer) => [params, vec4Binding(x, T * K * (opts.swiglu ? 8 : 4), 'x'), weightBinding(w), y];
+  const label = `matmul_${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N}${opts.accumulate ? ', +=' : ''})`;
 
   if (T <= (tune.gemvMaxT ?? 4)) {
     // Defaults from one sweep on an H100 (2048-wide decode shapes): 128 threads, 64 lanes per row where K
