@@ -16,7 +16,12 @@ export class EngineHost {
   private readonly open = new Map<number, AsyncGenerator<ChatCompletionChunk>>();
 
   async load(opts: WireOptions, onProgress?: (p: LoadProgress) => void, onWarning?: (message: string) => void): Promise<void> {
-    this.engine = await LocalEngine.load({ ...opts, onProgress, onWarning });
+    // A proxied callback has its own MessagePort, so its calls are not ordered with load's reply: wait for the
+    // last report to land (they are ordered among themselves), or 'ready' could arrive after load resolved.
+    let last: unknown;
+    const progress = onProgress && ((p: LoadProgress) => { last = onProgress(p); });
+    this.engine = await LocalEngine.load({ ...opts, onProgress: progress, onWarning });
+    await last;
   }
 
   async complete(id: number, req: WireRequest): Promise<ChatCompletion> {

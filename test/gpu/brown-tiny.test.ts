@@ -3,7 +3,7 @@
 //   int4 weights (q4 linear + experts, q8 embed/lm_head): teacher-forced on HF's greedy replies, the int4 argmax
 //   equals HF's token wherever the f32 top-1 margin is at least MARGIN logits (brown-tiny has near-ties of
 //   0.03-0.2 logits that int4 rounding legitimately flips: REFERENCE.md §8.23); free-running greedy replies are
-//   printed for the record; held-out perplexity close to HF's 121.79. CI scores the first 256 held-out tokens
+//   printed for the record (with PPL_WINDOWS=16 or BROWN_TINY_FREE=1); held-out perplexity close to HF's 121.79. CI scores the first 256 held-out tokens
 //   with both weight sets and requires int4 within 5% of f32 on them (a guard: 256 tokens is a noisy sample,
 //   measured +3.1% there against +0.55% over 1,024 tokens; a broken quantizer is off by far more); `PPL_WINDOWS=16 npx vitest run
 //   test/gpu/brown-tiny.test.ts` (or `q3n perplexity`, see BENCHMARKS.md) checks all 16 windows of 512 against
@@ -28,6 +28,7 @@ const WINDOWS = Number(process.env.PPL_WINDOWS ?? 1);
 // CI scores the first 256 tokens only (SwiftShader is slow); the full check uses HF's 512-token windows.
 const CI_WINDOW = WINDOWS >= 16 ? WINDOW : 256;
 const HF_PERPLEXITY = 121.79316116599273; // golden.json heldout.perplexity, 16 windows
+const FREE_RUNNING = WINDOWS >= 16 || !!process.env.BROWN_TINY_FREE; // print free-running int4 greedy replies too
 
 async function load(quant: QuantConfig) {
   const ckpt = await Checkpoint.open(nodeFileSet(BROWN_TINY_DIR));
@@ -85,13 +86,16 @@ describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
         steps.forEach((s, i) => {
           if (f32Margins[p][i] >= MARGIN) expect(s.argmax, `prompt${p} step ${i} (f32 margin ${f32Margins[p][i].toFixed(2)})`).toBe(reply[i]);
         });
-        model.reset();
-        const free: number[] = [];
-        for await (const id of generate(model, input, { max_new_tokens: 16, eos_token_id: [2, 0] })) free.push(id);
-        let agree = 0;
-        while (agree < reply.length && free[agree] === reply[agree]) agree++;
-        console.log(`[brown-tiny] int4 prompt${p}: free-running greedy agrees with HF for ${agree}/${reply.length} tokens; ` +
-          `f32 margins ${f32Margins[p].map((m) => m.toFixed(2)).join(' ')}; int4 margins ${steps.map((s) => s.margin.toFixed(2)).join(' ')}`);
+        let agree = '';
+        if (FREE_RUNNING) { // only printed, never asserted: off in CI, where 48 more decode steps cost a minute
+          model.reset();
+          const free: number[] = [];
+          for await (const id of generate(model, input, { max_new_tokens: 16, eos_token_id: [2, 0] })) free.push(id);
+          let n = 0;
+          while (n < reply.length && free[n] === reply[n]) n++;
+          agree = `free-running greedy agrees with HF for ${n}/${reply.length} tokens; `;
+        }
+        console.log(`[brown-tiny] int4 prompt${p}: ${agree}f32 margins ${f32Margins[p].map((m) => m.toFixed(2)).join(' ')}; int4 margins ${steps.map((s) => s.margin.toFixed(2)).join(' ')}`);
       }
       const nll = await meanNll(model, g.get('heldout.ids')!.data, CI_WINDOW, WINDOWS);
       const ppl = Math.exp(nll);
