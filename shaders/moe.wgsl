@@ -157,8 +157,8 @@ fn load_w8(base: u32, N: u32, K: u32, n: u32, c: u32) -> V8 {
 // groups hit different banks); TEAM lanes share each dot product, each taking whole groups, whose loads are
 // independent and issued back to back (a GEMV is bound by memory latency × bytes in flight); a tree sums lanes.
 
-const TEAM = 8u;
-const ROWS = WG / TEAM;  // dot products per workgroup
+override TEAM: u32 = 8u;         // lanes per dot product (power of two <= 8; the host gives short rows fewer)
+override ROWS: u32 = WG / TEAM;  // dot products per workgroup
 
 @group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
 @group(0) @binding(4) var<storage, read> expert_idx: array<u32>;       // (T, k) router choice per pair

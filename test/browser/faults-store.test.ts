@@ -65,6 +65,16 @@ describe.skipIf(skip)('store faults (chromium)', () => {
       return tp;
     };
     let tp = await open();
+    // The stored records once the store is still: a closed page's last write can commit after the page is gone (a
+    // record it had fetched in full), and reading before it lands would make `before` one short (CI saw it: the next
+    // cut-off then fell past the last missing record). So read until two reads 300 ms apart agree.
+    const settled = async (page: Page, name: string) => {
+      for (let last = -1; ; await new Promise((r) => setTimeout(r, 300))) {
+        const ok = (await page.evaluate((n) => window.faultsTest.stored(n), name)).ok;
+        if (ok.length === last) return ok;
+        last = ok.length;
+      }
+    };
     // One session of a download: its record requests must avoid what was stored before it, and hold no record twice.
     const check = (label: string, before: string[], fetched: string[]) => [
       ...fetched.filter((r) => before.includes(r)).map((r) => `${label}: ${r} was stored and fetched again`),
@@ -79,7 +89,7 @@ describe.skipIf(skip)('store faults (chromium)', () => {
         const from = requests.get(tp.page)!.length;
         if (how === 'connection dropped') {
           const r = await tp.page.evaluate(([n, k]) => window.faultsTest.download(n as string, k as number), [name, cut] as const);
-          expect(r.ok, `trial ${trial}: the cut-off download must fail`).toBe(false);
+          expect(r.ok, `trial ${trial} (FAULTS_SEED=${SEED}): the cut-off download must fail`).toBe(false);
           await tp.page.reload();
           await tp.page.waitForFunction(() => 'faultsTest' in window);
         } else {
@@ -90,7 +100,7 @@ describe.skipIf(skip)('store faults (chromium)', () => {
         }
         const fetched = records(requests.get(tp.page)!.slice(from));
         if (how === 'page closed') tp = await open();
-        const after = (await tp.page.evaluate((n) => window.faultsTest.stored(n), name)).ok;
+        const after = await settled(tp.page, name);
         const problems = [
           ...check(`trial ${trial}`, before, fetched),
           ...after.filter((r) => !before.includes(r) && !fetched.includes(r)).map((r) => `${r} is stored but was never fetched`),

@@ -59,7 +59,7 @@ function poisonedScratch(ctx: GpuContext, T: number, s: MoeShape): MoeScratch {
 }
 
 /** Router, then the decode path and (unless decodeOnly) the prefill path on the same routing. */
-async function runGpu(ctx: GpuContext, T: number, s: MoeShape, normTopk: boolean, data: { x: Float32Array; logits: Float32Array; shared: Float32Array; gateUp: Uint32Array; down: Uint32Array; slotOf: Uint32Array }, decodeOnly = false) {
+async function runGpu(ctx: GpuContext, T: number, s: MoeShape, normTopk: boolean, data: { x: Float32Array; logits: Float32Array; shared: Float32Array; gateUp: Uint32Array; down: Uint32Array; slotOf: Uint32Array }, decodeOnly = false, team?: number) {
   const dev = ctx.device, { k, H } = s;
   const idx = poisoned(dev, T * k * 4), w = poisoned(dev, T * k * 4);
   const outDecode = poisoned(dev, T * H * 4), outPrefill = poisoned(dev, T * H * 4);
@@ -70,7 +70,7 @@ async function runGpu(ctx: GpuContext, T: number, s: MoeShape, normTopk: boolean
   const b = (out: GPUBuffer): MoeBuffers => ({ ...common, out });
   ctx.run([
     router(ctx, common.logits, idx, w, T, { E: s.E, k, normTopk }),
-    ...moeDecode(ctx, b(outDecode), T, s, poisonedScratch(ctx, T, s)),
+    ...moeDecode(ctx, b(outDecode), T, s, poisonedScratch(ctx, T, s), { team }),
     ...(decodeOnly ? [] : moePrefill(ctx, b(outPrefill), T, s, poisonedScratch(ctx, T, s))),
   ]);
   return {
@@ -125,17 +125,19 @@ describe('MoE experts (decode GEMVs and prefill GEMMs) against the CPU reference
   // matches the tiny fixture's expert shape, the asym fixture adds f32 with H = 48 and I = 20 (partial chunks),
   // and H = 80, I = 40 give several GEMM column tiles with partial groups. q8/f16 reuse load_w8 of the GEMMs,
   // so they run the decode path only (q8 with H = 160: more groups than half a GEMV team, so every lane of the
-  // team reduction counts; f16 with I = 20: a partial chunk at a row end, next to poisoned slots).
-  const cases: [number, number, number, number, number, WeightFormat, number, boolean, boolean, boolean][] = [
+  // team reduction counts; f16 with I = 20: a partial chunk at a row end, next to poisoned slots). The GEMV team
+  // (lanes per dot product) follows K: these shapes give 1, 2, 4 and 8; the last case forces 8 on short rows.
+  const cases: [number, number, number, number, number, WeightFormat, number, boolean, boolean, boolean, number?][] = [
     [64, 4, 1, 64, 16, 'f32', 64, true, false, false],
     [64, 4, 65, 64, 16, 'f32', 80, false, true, false],
     [64, 10, 7, 80, 40, 'q4', 70, false, false, false],
     [64, 10, 65, 80, 40, 'q4', 64, true, true, false],
     [16, 4, 7, 160, 40, 'q8', 19, true, false, true],
     [16, 4, 7, 48, 20, 'f16', 32, false, false, true],
+    [64, 10, 7, 80, 40, 'q4', 70, false, false, true, 8],
   ];
-  for (const [E, k, T, H, I, format, slots, normTopk, skew, decodeOnly] of cases) {
-    it(`E=${E} k=${k} T=${T} H=${H} I=${I} ${format} slots=${slots} normTopk=${normTopk}${skew ? ' skewed' : ''}${decodeOnly ? ' (decode path)' : ''}`, () =>
+  for (const [E, k, T, H, I, format, slots, normTopk, skew, decodeOnly, team] of cases) {
+    it(`E=${E} k=${k} T=${T} H=${H} I=${I} ${format} slots=${slots} normTopk=${normTopk}${skew ? ' skewed' : ''}${decodeOnly ? ' (decode path)' : ''}${team ? ` team=${team}` : ''}`, () =>
       withGpuErrors(async (device) => {
         const ctx = context(device);
         const s: MoeShape = { E, k, H, I, format };
@@ -144,7 +146,7 @@ describe('MoE experts (decode GEMVs and prefill GEMMs) against the CPU reference
         if (skew) for (let t = 0; t < T; t++) { logits[t * (E + 1) + 3] += 4; logits[t * (E + 1) + 11] += 4; }
         const packed = packExperts(Array.from({ length: E }, (_, e) => randomMlp(H, I, seed + 10 + 3 * e)), H, I, format, slots, seed);
         const want = refMoe(x, logits, shared, packed.seen, T, s, normTopk);
-        const got = await runGpu(ctx, T, s, normTopk, { x, logits, shared, ...packed }, decodeOnly);
+        const got = await runGpu(ctx, T, s, normTopk, { x, logits, shared, ...packed }, decodeOnly, team);
         expect(Array.from(got.idx)).toEqual(Array.from(want.idx));
         expectClose('w', got.w, want.w, { rel: 2e-6 });
         expectClose('decode', got.decode, want.out, { rel: 1e-5 });

@@ -8,7 +8,17 @@ import { packedWords, type WeightFormat } from '../../quant/formats.ts';
 const SHADER = 'moe.wgsl';
 const FORMAT_ID: Record<WeightFormat, number> = { f32: 0, f16: 1, q4: 2, q8: 3 };
 const WG = 256; // threads of the expert kernels
-const GEMV_ROWS = 32; // dot products per GEMV workgroup (WG / TEAM)
+
+/**
+ * GEMV lanes per dot product over K (each lane takes whole groups of 32): 8 on rows of 16+ groups (the real
+ * model's K = 2048 and 512, as measured on the H100); shorter rows give each lane about four groups, since idle or
+ * underfed lanes still cost workgroups and reduction barriers. On SwiftShader this made brown-tiny's MoE GEMVs
+ * (K = 256 and 32) ~4x faster.
+ */
+const gemvTeam = (K: number) => {
+  const groups = ceilDiv(K, 32);
+  return groups >= 16 ? 8 : 2 ** Math.ceil(Math.log2(ceilDiv(groups, 4)));
+};
 const BLOCK = 64; // tokens per counting-sort block
 const TM = 32; // list entries per GEMM tile
 const TN = 64; // weight rows per GEMM tile
@@ -91,13 +101,17 @@ function combine(ctx: GpuContext, b: MoeBuffers, y: Binding, T: number, s: MoeSh
   return ctx.op(`moe.combine(${T}x${s.H})`, SHADER, 'moe_combine', c, [params(ctx, T), y, b.w, b.logits, b.shared, b.out], grid(ceilDiv(T * s.H, WG)));
 }
 
-/** Decode path (few tokens): gate/up GEMVs into h, down GEMVs into y, combine. Weights are read once per pair. */
-export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch): Op[] {
+/**
+ * Decode path (few tokens): gate/up GEMVs into h, down GEMVs into y, combine. Weights are read once per pair.
+ * `team` overrides gemvTeam for both GEMVs (tests).
+ */
+export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, tuning: { team?: number } = {}): Op[] {
   checkT(T, scratch);
   const pairs = T * s.k, P = params(ctx, T);
+  const guTeam = tuning.team ?? gemvTeam(s.H), dnTeam = tuning.team ?? gemvTeam(s.I);
   return [
-    ctx.op(`moe.gate_up_gemv(${T}x${s.k})`, SHADER, 'moe_gate_up_gemv', gateUpConstants(s), [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, GEMV_ROWS / 2))),
-    ctx.op(`moe.down_gemv(${T}x${s.k})`, SHADER, 'moe_down_gemv', { ...downConstants(s), TOPK: s.k }, [P, scratch.h, b.down, b.slotOf, b.idx, scratch.y], grid(pairs * ceilDiv(s.H, GEMV_ROWS))),
+    ctx.op(`moe.gate_up_gemv(${T}x${s.k})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))),
+    ctx.op(`moe.down_gemv(${T}x${s.k})`, SHADER, 'moe_down_gemv', { ...downConstants(s), TOPK: s.k, TEAM: dnTeam }, [P, scratch.h, b.down, b.slotOf, b.idx, scratch.y], grid(pairs * ceilDiv(s.H, WG / dnTeam))),
     combine(ctx, b, scratch.y, T, s),
   ];
 }
