@@ -7,7 +7,7 @@ import { GpuContext, type Op, type Step, type Binding } from '../src/gpu/context
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
 import { grid } from '../src/gpu/kernels/grid.ts';
 import { matmul } from '../src/gpu/kernels/matmul.ts';
-import { gdnChunked, gdnRecurrent } from '../src/gpu/kernels/gdn.ts';
+import { gdnChunked, gdnRecurrent, gdnStep } from '../src/gpu/kernels/gdn.ts';
 import { attention, type AttnDims } from '../src/gpu/kernels/attention.ts';
 import { router, moeDecode, createMoeScratch } from '../src/gpu/kernels/moe.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
@@ -94,6 +94,8 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   const gdnFlop = s.T * s.Hv * (4 * 64 * (s.dk + s.dv) + 6 * s.dk * s.dv); // ~ per token: intra-chunk + state terms
   fl(`GDN chunked prefill T=${s.T} (~FLOP estimate)`, await time(gdnChunked(ctx, q, kk, y, g, beta, state, o, s.T, gcfg), 2), gdnFlop);
   bw('GDN recurrent step T=1 (state read+write)', await time(gdnRecurrent(ctx, q, kk, y, g, beta, state, o, 1, gcfg)), 2 * s.Hv * s.dk * s.dv * 4);
+  const proj = filled(P * 4, 0xbc7fffff), hv = filled(s.Hv * 4, 0xbc7fffff);
+  bw('GDN fused step (prep + recurrent) T=1', await time([gdnStep(ctx, y, proj, P, hv, hv, state, o, 1, gcfg)]), 2 * s.Hv * s.dk * s.dv * 4);
 
   // Attention: prefill at T, decode against each context length (K+V cache read).
   for (const T of [s.T, 1]) {

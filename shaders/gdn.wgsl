@@ -77,54 +77,104 @@ fn gdn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: v
 @group(0) @binding(6) var<storage, read_write> state: array<f32>;       // (HV, DK, DV)
 @group(0) @binding(7) var<storage, read_write> o: array<f32>;           // (T, HV, DV)
 
-// One workgroup per (value head, CB state columns): thread (ra, c) owns column b = b0 + c, rows a ≡ ra mod WG/CB.
-// Adjacent threads take adjacent columns, so state rows are read coalesced. Column dot products over DK are
-// reduced across the WG/CB row groups in workgroup memory. Each thread only re-reads the state entries it
-// wrote itself, so tokens can loop inside the kernel (decode: T = 1).
-@compute @workgroup_size(WG)
-fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+var<workgroup> qs: array<f32, DK>;   // q̂ of the token's key head
+var<workgroup> ks: array<f32, DK>;   // k̂ of the token's key head
+
+// Workgroup (h, column block) of both entry points below: thread (ra, c) owns column b = b0 + c, rows
+// a ≡ ra mod WG/CB. Adjacent threads take adjacent columns, so state rows are read coalesced.
+struct Cols { h: u32, kh: u32, b: u32, c: u32, ra: u32, live: bool }
+
+fn cols_of(flat: u32, lid: u32) -> Cols {
   let blocks = (DV + CB - 1u) / CB;
-  let flat = wg.x + wg.y * 65535u;
-  if (flat >= HV * blocks) { return; }
   let h = flat / blocks;
-  let kh = h / (HV / HK);
-  let c = l.x % CB;
-  let b = (flat % blocks) * CB + c;
-  let ra = l.x / CB;
+  let b = (flat % blocks) * CB + lid % CB;
+  return Cols(h, h / (HV / HK), b, lid % CB, lid / CB, b < DV);
+}
+
+// One token of the delta rule for this thread's column, with q̂, k̂ in qs, ks. Column dot products over DK are
+// reduced across the WG/CB row groups in workgroup memory. Each thread only re-reads the state entries it wrote
+// itself, so tokens can loop inside a kernel.
+fn delta_step(t: u32, w: Cols, decay: f32, beta_t: f32, lid: u32) {
   let RG = WG / CB;
-  let live = b < DV;
-  let s0 = h * DK * DV + b;
+  let s0 = w.h * DK * DV + w.b;
+  var part = 0.0;                  // this row group's share of (Sᵀk̂)[b]
+  if (w.live) { for (var a = w.ra; a < DK; a += RG) { part += state[s0 + a * DV] * ks[a]; } }
+  red[lid] = part;
+  workgroupBarrier();
+  var sk = 0.0;
+  for (var r = 0u; r < RG; r++) { sk += red[r * CB + w.c]; }
+  var v = 0.0;
+  if (w.live) { v = y[t * CONV + 2u * HK * DK + w.h * DV + w.b]; }
+  let e = beta_t * (v - decay * sk);   // S'ᵀk̂ = e^g Sᵀk̂
+  workgroupBarrier();              // everyone has read red
 
+  var out = 0.0;
+  if (w.live) {
+    for (var a = w.ra; a < DK; a += RG) {
+      let s = decay * state[s0 + a * DV] + ks[a] * e;
+      state[s0 + a * DV] = s;
+      out += s * qs[a];
+    }
+  }
+  red[lid] = out;
+  workgroupBarrier();
+  if (w.ra == 0u && w.live) {
+    var acc = 0.0;
+    for (var r = 0u; r < RG; r++) { acc += red[r * CB + w.c]; }
+    o[(t * HV + w.h) * DV + w.b] = acc;
+  }
+  workgroupBarrier();              // before the next token overwrites red, qs, ks
+}
+
+// From q̂, k̂, g, beta made by gdn_prep (prefill taps, tests).
+@compute @workgroup_size(WG)
+fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * 65535u;
+  if (flat >= HV * ((DV + CB - 1u) / CB)) { return; }
+  let w = cols_of(flat, lid);
   for (var t = 0u; t < p.T; t++) {
-    let qk = (t * HK + kh) * DK;
-    let decay = exp(g[t * HV + h]);
-
-    var part = 0.0;                  // this row group's share of (Sᵀk̂)[b]
-    if (live) { for (var a = ra; a < DK; a += RG) { part += state[s0 + a * DV] * key[qk + a]; } }
-    red[l.x] = part;
+    let qk = (t * HK + w.kh) * DK;
+    for (var a = lid; a < DK; a += WG) { qs[a] = query[qk + a]; ks[a] = key[qk + a]; }
     workgroupBarrier();
+    delta_step(t, w, exp(g[t * HV + w.h]), beta[t * HV + w.h], lid);
+  }
+}
+
+// ---- gdn_step: gdn_prep fused into gdn_recurrent (decode: one dispatch instead of two). Each workgroup
+// normalises its key head's q and k from the conv output itself and computes its head's g and beta.
+
+@group(0) @binding(2) var<storage, read> step_proj: array<f32>;         // (T, P) b at column b_off + h, a at a_off + h
+@group(0) @binding(3) var<storage, read> step_a_log: array<f32>;        // (HV)
+@group(0) @binding(4) var<storage, read> step_dt_bias: array<f32>;      // (HV)
+// binding 5 unused; state and o at 6 and 7 as in gdn_recurrent
+
+var<workgroup> red_k: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn gdn_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * 65535u;
+  if (flat >= HV * ((DV + CB - 1u) / CB)) { return; }
+  let w = cols_of(flat, lid);
+  for (var t = 0u; t < p.T; t++) {
+    let qsrc = t * CONV + w.kh * DK;
+    let ksrc = qsrc + HK * DK;
+    var sq = 0.0;
     var sk = 0.0;
-    for (var r = 0u; r < RG; r++) { sk += red[r * CB + c]; }
-    var v = 0.0;
-    if (live) { v = y[t * CONV + 2u * HK * DK + h * DV + b]; }
-    let e = beta[t * HV + h] * (v - decay * sk);   // S'ᵀk̂ = e^g Sᵀk̂
-    workgroupBarrier();              // everyone has read red
-
-    var out = 0.0;
-    if (live) {
-      for (var a = ra; a < DK; a += RG) {
-        let s = decay * state[s0 + a * DV] + key[qk + a] * e;
-        state[s0 + a * DV] = s;
-        out += s * query[qk + a];
-      }
-    }
-    red[l.x] = out;
+    for (var a = lid; a < DK; a += WG) { let q = y[qsrc + a]; let k = y[ksrc + a]; sq += q * q; sk += k * k; }
+    red[lid] = sq;
+    red_k[lid] = sk;
     workgroupBarrier();
-    if (ra == 0u && live) {
-      var acc = 0.0;
-      for (var r = 0u; r < RG; r++) { acc += red[r * CB + c]; }
-      o[(t * HV + h) * DV + b] = acc;
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (lid < s) { red[lid] += red[lid + s]; red_k[lid] += red_k[lid + s]; }
+      workgroupBarrier();
     }
-    workgroupBarrier();              // before the next token overwrites red
+    let inv_q = inverseSqrt(red[0] + L2_EPS) * inverseSqrt(f32(DK));
+    let inv_k = inverseSqrt(red_k[0] + L2_EPS);
+    for (var a = lid; a < DK; a += WG) { qs[a] = y[qsrc + a] * inv_q; ks[a] = y[ksrc + a] * inv_k; }
+    workgroupBarrier();              // qs, ks written; red read by everyone
+    let a_t = step_proj[t * p.P + p.a_off + w.h];
+    let b_t = step_proj[t * p.P + p.b_off + w.h];
+    let g_t = -exp(step_a_log[w.h]) * softplus(a_t + step_dt_bias[w.h]);
+    delta_step(t, w, exp(g_t), sigmoid(b_t), lid);
   }
 }

@@ -186,8 +186,8 @@ fn dot_xs(w: V8, g: u32, c: u32) -> f32 {
   return dot(w.lo, vec4f(xs[k], xs[k + 1u], xs[k + 2u], xs[k + 3u])) + dot(w.hi, vec4f(xs[k + 4u], xs[k + 5u], xs[k + 6u], xs[k + 7u]));
 }
 
-// Leaves dot(w[n, :], act[a_base .. a_base+K)) in red[team · TEAM] for each team (row n of team lid / TEAM).
-fn gemv_rows(lid: u32, a_base: u32, K: u32, w_base: u32, N: u32, n: u32, n_ok: bool) {
+// xs <- act[a_base .. a_base+K), zero-padded to whole groups (then a barrier).
+fn stage_row(lid: u32, a_base: u32, K: u32) {
   let G = (K + 31u) / 32u;
   for (var i = lid; i < G * 32u; i += WG) {
     var v = 0.0;
@@ -195,7 +195,11 @@ fn gemv_rows(lid: u32, a_base: u32, K: u32, w_base: u32, N: u32, n: u32, n_ok: b
     xs[i + i / 32u] = v;
   }
   workgroupBarrier();
-  let lane = lid % TEAM;
+}
+
+// This lane's share of dot(w[n, :], xs): the groups g ≡ lane (mod TEAM).
+fn lane_dot(lane: u32, K: u32, w_base: u32, N: u32, n: u32, n_ok: bool) -> f32 {
+  let G = (K + 31u) / 32u;
   var acc = 0.0;
   if (n_ok) {
     for (var g = lane; g < G; g += TEAM) {
@@ -203,6 +207,12 @@ fn gemv_rows(lid: u32, a_base: u32, K: u32, w_base: u32, N: u32, n: u32, n_ok: b
       acc += dot_xs(w[0], g, 0u) + dot_xs(w[1], g, 1u) + dot_xs(w[2], g, 2u) + dot_xs(w[3], g, 3u);
     }
   }
+  return acc;
+}
+
+// Sums each team's lanes: the total of team r lands in red[r · TEAM].
+fn team_sum(lid: u32, acc: f32) {
+  let lane = lid % TEAM;
   red[lid] = acc;
   workgroupBarrier();
   for (var s = TEAM / 2u; s > 0u; s >>= 1u) {
@@ -224,21 +234,38 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
   let team = lid / TEAM;
   let unit = u0 + team % units;
   let n = select(unit, I + unit, team >= units);
-  gemv_rows(lid, (pair / TOPK) * H, H, slot_of[expert_idx[pair]] * GU_WORDS, 2u * I, n, unit < I);
+  stage_row(lid, (pair / TOPK) * H, H);
+  team_sum(lid, lane_dot(lid % TEAM, H, slot_of[expert_idx[pair]] * GU_WORDS, 2u * I, n, unit < I));
   if (lid < units && u0 + lid < I) { res[pair * I + u0 + lid] = silu(red[lid * TEAM]) * red[(lid + units) * TEAM]; }
 }
 
-// y (T, k, H): y[pair, n] = down_n · h[pair].
+// out (T, H) = Σ_j w[t,j]·(down_{e_j} · h[t,j]) + sigmoid(logits[t,E])·shared[t]: the down GEMVs of a token's k
+// experts and the combine in one dispatch. Each lane sums w_j times its share of each expert's dot product, so
+// one team reduction serves all k experts.
+@group(0) @binding(6) var<storage, read> dc_top_w: array<f32>;     // (T, k)
+@group(0) @binding(7) var<storage, read> dc_logits: array<f32>;    // (T, E+1): router | shared gate
+@group(0) @binding(8) var<storage, read> dc_shared: array<f32>;    // (T, H) shared expert output
+
 @compute @workgroup_size(WG)
-fn moe_down_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let col_tiles = (H + ROWS - 1u) / ROWS;
   let flat = wg.x + wg.y * FOLD;
-  let pair = flat / col_tiles;
-  if (pair >= p.T * TOPK) { return; }
+  let t = flat / col_tiles;
+  if (t >= p.T) { return; }
   let n0 = (flat % col_tiles) * ROWS;
   let n = n0 + lid / TEAM;
-  gemv_rows(lid, pair * I, I, slot_of[expert_idx[pair]] * DN_WORDS, H, n, n < H);
-  if (lid < ROWS && n0 + lid < H) { res[pair * H + n0 + lid] = red[lid * TEAM]; }
+  var acc = 0.0;
+  for (var j = 0u; j < TOPK; j++) {
+    let pair = t * TOPK + j;
+    stage_row(lid, pair * I, I);
+    acc += dc_top_w[pair] * lane_dot(lid % TEAM, I, slot_of[expert_idx[pair]] * DN_WORDS, H, n, n < H);
+    workgroupBarrier();              // every lane is done with xs before the next expert's row is staged
+  }
+  team_sum(lid, acc);
+  if (lid < ROWS && n0 + lid < H) {
+    let i = t * H + n0 + lid;
+    res[i] = red[lid * TEAM] + sigmoid(dc_logits[t * (E + 1u) + E]) * dc_shared[i];
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

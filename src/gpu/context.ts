@@ -64,17 +64,17 @@ export class GpuContext {
     return p;
   }
 
-  /** Bind group 0 with binding i = bindings[i]. */
-  bind(pipeline: GPUComputePipeline, bindings: Binding[], label?: string): GPUBindGroup {
+  /** Bind group 0 with binding i = bindings[i]; a hole (undefined) is a binding number the entry point leaves unused. */
+  bind(pipeline: GPUComputePipeline, bindings: (Binding | undefined)[], label?: string): GPUBindGroup {
     return this.device.createBindGroup({
       label,
       layout: pipeline.getBindGroupLayout(0),
-      entries: bindings.map((b, binding) => ({ binding, resource: 'usage' in b ? { buffer: b } : { buffer: b.buffer, offset: b.offset, size: b.size } })),
+      entries: bindings.flatMap((b, binding) => (b === undefined ? [] : [{ binding, resource: 'usage' in b ? { buffer: b } : { buffer: b.buffer, offset: b.offset, size: b.size } }])),
     });
   }
 
   /** Convenience: pipeline + bind group + grid as one Op. */
-  op(label: string, shader: string, entry: string, constants: Constants, bindings: Binding[], workgroups: [number, number?, number?]): Op {
+  op(label: string, shader: string, entry: string, constants: Constants, bindings: (Binding | undefined)[], workgroups: [number, number?, number?]): Op {
     const pipeline = this.pipeline(shader, entry, constants);
     return { label, pipeline, bindGroup: this.bind(pipeline, bindings, label), workgroups };
   }

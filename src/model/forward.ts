@@ -12,7 +12,7 @@ import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
 import { matmul } from '../gpu/kernels/matmul.ts';
 import { embed } from '../gpu/kernels/embed.ts';
 import { causalConv1d } from '../gpu/kernels/conv.ts';
-import { gdnPrep, gdnChunked, gdnRecurrent } from '../gpu/kernels/gdn.ts';
+import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../gpu/kernels/gdn.ts';
 import { attnPrep, attention, decodeSplitLen, type AttnDims, type PositionUpdate } from '../gpu/kernels/attention.ts';
 import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, type MoeScratch } from '../gpu/kernels/moe.ts';
 import { gdnChunkedScratchBytes } from '../gpu/kernels/gdn.ts';
@@ -299,13 +299,18 @@ export class ForwardBuilder {
     const P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
     ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T));
     ops.push(causalConv1d(ctx, s.proj, P, vec(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
-    ops.push(gdnPrep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), s.q, s.k, s.g, s.beta, T, c));
-    tap(`L${l}.gdn.g`, s.g, T * c.linearNumValueHeads);
-    tap(`L${l}.gdn.beta`, s.beta, T * c.linearNumValueHeads);
     const recurrent = (opts.gdn ?? (T === 1 ? 'recurrent' : 'chunked')) === 'recurrent';
-    ops.push(...(recurrent
-      ? gdnRecurrent(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c)
-      : gdnChunked(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c, s.gdnChunk)));
+    const tapGates = opts.taps?.some((n) => n === `L${l}.gdn.g` || n === `L${l}.gdn.beta`);
+    if (recurrent && !tapGates) {
+      ops.push(gdnStep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), lc.recurrent, s.core, T, c)); // prep fused in
+    } else {
+      ops.push(gdnPrep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), s.q, s.k, s.g, s.beta, T, c));
+      tap(`L${l}.gdn.g`, s.g, T * c.linearNumValueHeads);
+      tap(`L${l}.gdn.beta`, s.beta, T * c.linearNumValueHeads);
+      ops.push(...(recurrent
+        ? gdnRecurrent(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c)
+        : gdnChunked(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c, s.gdnChunk)));
+    }
     tap(`L${l}.gdn.core_out`, s.core, T * c.valueDim);
     ops.push(rmsNormGated(ctx, s.core, s.proj, P, vec(layer, 'gated_norm'), s.normed, T * c.linearNumValueHeads, c.linearValueHeadDim, c.rmsNormEps, c.linearNumValueHeads, c.convDim));
     ops.push(matmul(ctx, s.normed, mat(layer, 'out_proj'), s.mix, T));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { type GdnShape, gdnPrep, gdnRecurrent, gdnChunked, gdnChunkedScratchBytes } from '../../src/gpu/kernels/gdn.ts';
+import { type GdnShape, gdnPrep, gdnRecurrent, gdnStep, gdnChunked, gdnChunkedScratchBytes } from '../../src/gpu/kernels/gdn.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';
@@ -142,6 +142,36 @@ describe('GDN delta rule: chunked and recurrent vs the CPU recurrence', () => {
       expectClose('o', o, oRef, { rel: 2e-5 });
       expectClose('state', second.S, S, { rel: 2e-5 });
     }));
+});
+
+// gdn_step (decode) takes the raw conv output and proj's b, a columns and does prep + the delta rule itself.
+describe('GDN fused decode step (prep + recurrent) vs the CPU prep and recurrence', () => {
+  const cases: GdnDims[] = [{ T: 1, Hk: 2, Hv: 6, dk: 16, dv: 24 }, { T: 3, Hk: 2, Hv: 6, dk: 16, dv: 24 }, { T: 2, Hk: 1, Hv: 2, dk: 128, dv: 128 }];
+  for (const d of cases) {
+    it(`T=${d.T} Hk=${d.Hk} Hv=${d.Hv} dk=${d.dk} dv=${d.dv}, nonzero initial state`, () =>
+      withGpuErrors(async (device) => {
+        const ctx = context(device);
+        const { T, Hk, Hv, dk, dv } = d, C = convDimOf(d), kd = Hk * dk, P = C + Hv * dv + 2 * Hv, seed = 100 + T * 7 + dk;
+        const y = randn(T * C, seed), proj = randn(T * P, seed + 1, 2), aLog = randu(Hv, seed + 2, -2, 1), dtBias = randn(Hv, seed + 3);
+        const S0 = randn(Hv * dk * dv, seed + 4, 0.5);
+        const qRaw = new Float32Array(T * kd), kRaw = new Float32Array(T * kd), v = new Float32Array(T * Hv * dv), g = new Float32Array(T * Hv), beta = new Float32Array(T * Hv);
+        for (let t = 0; t < T; t++) {
+          qRaw.set(y.subarray(t * C, t * C + kd), t * kd);
+          kRaw.set(y.subarray(t * C + kd, t * C + 2 * kd), t * kd);
+          v.set(y.subarray(t * C + 2 * kd, (t + 1) * C), t * Hv * dv);
+          for (let h = 0; h < Hv; h++) {
+            g[t * Hv + h] = -Math.exp(aLog[h]) * ref.softplus(proj[t * P + P - Hv + h] + dtBias[h]);
+            beta[t * Hv + h] = ref.sigmoid(proj[t * P + P - 2 * Hv + h]);
+          }
+        }
+        const S = S0.slice();
+        const oRef = ref.gatedDeltaRecurrent(expandHeads(qHat(qRaw, dk), T, Hk, Hv, dk), expandHeads(ref.l2Norm(kRaw, dk), T, Hk, Hv, dk), v, g, beta, S, T, Hv, dk, dv);
+        const state = ctx.upload(S0, 'state'), o = poisoned(device, T * Hv * dv * 4);
+        ctx.run([gdnStep(ctx, ctx.upload(y, 'y'), ctx.upload(proj, 'proj'), P, ctx.upload(aLog, 'A_log'), ctx.upload(dtBias, 'dt_bias'), state, o, T, shape(d))]);
+        expectClose('o', await ctx.readF32(o, T * Hv * dv), oRef, { rel: 2e-5 });
+        expectClose('state', await ctx.readF32(state, Hv * dk * dv), S, { rel: 2e-5 });
+      }));
+  }
 });
 
 // HF fixture taps: q, k (T, Hv, dk) after conv+SiLU and GQA expansion, before l2/scale; v, g, beta; core_out and

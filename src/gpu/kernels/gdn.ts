@@ -42,6 +42,17 @@ export function gdnRecurrent(ctx: GpuContext, q: Binding, k: Binding, y: Binding
   return [ctx.op(`gdn_recurrent(T=${T})`, 'gdn.wgsl', 'gdn_recurrent', { ...c, WG, CB }, [params, y, q, k, g, beta, state, o], grid(c.HV * ceilDiv(c.DV, CB)))];
 }
 
+/**
+ * gdnPrep and gdnRecurrent in one dispatch (decode): each workgroup normalises its key head's q, k from y and
+ * computes its head's g, beta from proj's b, a columns (no q̂/k̂/g/beta buffers; prefill taps use the pair).
+ */
+export function gdnStep(ctx: GpuContext, y: Binding, proj: Binding, P: number, aLog: Binding, dtBias: Binding, state: Binding, o: Binding, T: number, cfg: GdnShape): Op {
+  const c = shapeConstants(T, cfg);
+  const CB = 32, WG = 256;
+  const params = ctx.uniform(new Uint32Array([T, P, P - 2 * c.HV, P - c.HV]));
+  return ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB)));
+}
+
 const align256 = (n: number) => Math.ceil(n / 256) * 256;
 
 /** Scratch regions of the chunked prefill: k_cumdecay (T, Hv, dk), u (T, Hv, dv), attn (T, Hv, 64). */

@@ -102,8 +102,8 @@ function combine(ctx: GpuContext, b: MoeBuffers, y: Binding, T: number, s: MoeSh
 }
 
 /**
- * Decode path (few tokens): gate/up GEMVs into h, down GEMVs into y, combine. Weights are read once per pair.
- * `team` overrides gemvTeam for both GEMVs (tests).
+ * Decode path (few tokens): gate/up GEMVs into h, then the down GEMVs fused with the combine (two dispatches).
+ * Weights are read once per pair. `team` overrides gemvTeam for both GEMVs (tests).
  */
 export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, tuning: { team?: number } = {}): Op[] {
   checkT(T, scratch);
@@ -111,8 +111,8 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const guTeam = tuning.team ?? gemvTeam(s.H), dnTeam = tuning.team ?? gemvTeam(s.I);
   return [
     ctx.op(`moe.gate_up_gemv(${T}x${s.k})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))),
-    ctx.op(`moe.down_gemv(${T}x${s.k})`, SHADER, 'moe_down_gemv', { ...downConstants(s), TOPK: s.k, TEAM: dnTeam }, [P, scratch.h, b.down, b.slotOf, b.idx, scratch.y], grid(pairs * ceilDiv(s.H, WG / dnTeam))),
-    combine(ctx, b, scratch.y, T, s),
+    ctx.op(`moe.down_combine_gemv(${T}x${s.k})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, TEAM: dnTeam },
+      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, WG / dnTeam))),
   ];
 }
 
