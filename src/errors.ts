@@ -49,5 +49,8 @@ export class ContextLengthError extends Qwen3NextError {
 /** The GPU device was lost (driver reset, tab backgrounded too long, device.destroy()). */
 export class DeviceLostError extends Qwen3NextError {}
 
-/** A WebGPU validation or out-of-memory error surfaced from a kernel: a bug in this runtime, not the user's input. */
+/**
+ * WebGPU refused the model at load: out of GPU memory, or a shape past this device's limits (the message says
+ * which, and what to change). Elsewhere it would be a bug in this runtime.
+ */
 export class GPUValidationError extends Qwen3NextError {}

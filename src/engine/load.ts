@@ -2,7 +2,8 @@
 // tokenizer from the store's own files, and the weights on the GPU with byte-level progress.
 import { ModelLoadError, WebGPUNotAvailableError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { Qwen3NextGpuModel } from '../model/model.ts';
+import { checkKernelShapes, Qwen3NextGpuModel } from '../model/model.ts';
+import { parseConfig } from '../config.ts';
 import type { WeightSource } from '../model/pack.ts';
 import { storeSource, type ModelStore } from '../store/store.ts';
 import { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
@@ -21,6 +22,7 @@ async function openUrl(url: string, opts: EngineOptions): Promise<ModelStore> {
   try {
     return await downloadModel(abs, {
       onWarning: opts.onWarning,
+      accept: (m) => checkKernelShapes(parseConfig(m.config)), // a shape the GPU cannot run is refused before the download
       onProgress: (p) => opts.onProgress?.({
         phase: 'download', loaded: p.bytesDone, total: p.bytesTotal,
         text: `Downloading: ${mib(p.bytesDone)} of ${mib(p.bytesTotal)} MiB (${p.recordsDone}/${p.recordsTotal} records)` +
@@ -112,6 +114,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
   let streaming = false;
   try {
     const m = await store.manifest();
+    checkKernelShapes(parseConfig(m.config)); // before the tokenizer and any weight is read
     const tokenizer = await readTokenizer(store);
     const total = [...m.dense, ...m.experts.flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);

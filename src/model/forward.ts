@@ -63,7 +63,8 @@ class Scratch {
   readonly topW: GPUBuffer; // (T, k)
   readonly sharedMid: GPUBuffer; // (T, 2·Is)
   readonly shared: GPUBuffer; // (T, H)
-  readonly logits: GPUBuffer; // (T or 1, V)
+  readonly logits: GPUBuffer; // (1, V) the last row's logits (generation)
+  private allRows?: GPUBuffer; // (maxT, V) every row's logits, made on the first 'all' step (tests, perplexity)
   readonly gdnChunk: GPUBuffer; // chunked-GDN intermediates (see gdnChunkedScratchBytes)
   readonly moe: MoeScratch;
 
@@ -90,9 +91,14 @@ class Scratch {
     this.topW = f(c.numExpertsPerTok, 'top_w');
     this.sharedMid = f(2 * c.sharedExpertIntermediateSize, 'shared_mid');
     this.shared = f(c.hiddenSize, 'shared');
-    this.logits = f(c.vocabSize, 'logits');
+    this.logits = ctx.buffer(c.vocabSize * 4, 'logits');
     this.gdnChunk = ctx.buffer(gdnChunkedScratchBytes(maxT, c), 'gdn_chunk');
     this.moe = createMoeScratch(ctx, maxT, moeShape(c, expertFormat));
+  }
+
+  /** (maxT, V) logits for 'all' steps: only a model that scores every row pays for them (155 MB at the 80B shape). */
+  allLogits(ctx: GpuContext, V: number): GPUBuffer {
+    return (this.allRows ??= ctx.buffer(this.maxT * V * 4, 'logits (all rows)'));
   }
 }
 
@@ -289,7 +295,7 @@ export class ForwardBuilder {
     }
     const hn = 'usage' in rows ? rows : rows.buffer;
     this.tap(st, 'final_hidden', hn, n * H);
-    ops.push(matmul(ctx, rows, w.lmHead, s.logits, n));
+    ops.push(matmul(ctx, rows, w.lmHead, st.opts.logits === 'all' ? s.allLogits(ctx, w.config.vocabSize) : s.logits, n));
   }
 
   /** REFERENCE.md §2: fused projection -> conv+SiLU -> gates/L2 -> delta rule -> gated norm -> out_proj. */

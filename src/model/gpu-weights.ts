@@ -86,3 +86,12 @@ export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertS
     invFreq: ctx.upload(ropeInvFreq(c.ropeTheta, c.rotaryDim), 'rope.inv_freq'),
   };
 }
+
+/** Frees every weight buffer (a load that failed half way: GPU memory should not wait for the garbage collector). */
+export function destroyGpuWeights(w: GpuWeights): void {
+  for (const b of [w.embed.buffer, w.norm.buffer, w.lmHead.buffer, w.invFreq]) b.destroy();
+  for (const l of w.layers) {
+    for (const m of l.weights.values()) m.buffer.destroy();
+    for (const b of [l.experts.gateUp, l.experts.down, l.experts.slotOf]) b.destroy();
+  }
+}

@@ -4,12 +4,16 @@
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { ExpertCache, type ExpertCacheStats, type ExpertUpload } from '../cache/expert-cache.ts';
 import { planSubBatches } from '../cache/policy.ts';
-import { ContextLengthError } from '../errors.ts';
+import type { Qwen3NextConfig } from '../config.ts';
+import { ConfigError, ContextLengthError, GPUValidationError } from '../errors.ts';
+import { checkAttnShape } from '../gpu/kernels/attention.ts';
+import { checkConvWidth } from '../gpu/kernels/conv.ts';
+import { checkGdnShape } from '../gpu/kernels/gdn.ts';
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
-import { sample, type SampleParams } from '../gpu/kernels/sample.ts';
+import { checkVocab, sample, type SampleParams } from '../gpu/kernels/sample.ts';
 import { Qwen3NextGpuCache } from './cache.ts';
 import { ForwardBuilder, type StepOptions } from './forward.ts';
-import { loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
+import { destroyGpuWeights, loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
 import { checkpointSource, expertLayout, QUANT_F32, type QuantConfig, type WeightSource } from './pack.ts';
 
 export interface ModelOptions {
@@ -47,6 +51,21 @@ export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): nu
   return Math.min(E, Math.max(fit, c.numExpertsPerTok + 2));
 }
 
+/**
+ * The head shapes and sizes the GPU kernels support, checked before any weight is read or uploaded (the CPU
+ * reference runs any valid config; the kernels fix some sizes at compile time).
+ */
+export function checkKernelShapes(c: Qwen3NextConfig): void {
+  try {
+    checkAttnShape({ Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim });
+    checkGdnShape(c);
+    checkConvWidth(c.convKernel);
+    checkVocab(c.vocabSize);
+  } catch (e) {
+    throw new ConfigError(`config.json: this runtime's GPU kernels cannot run this model (${(e as Error).message}). Only the CPU reference (src/reference) supports this shape.`, 'config.json');
+  }
+}
+
 export class Qwen3NextGpuModel {
   readonly cache: Qwen3NextGpuCache;
   readonly forwardBuilder: ForwardBuilder;
@@ -67,9 +86,35 @@ export class Qwen3NextGpuModel {
     return Qwen3NextGpuModel.load(ctx, checkpointSource(ckpt, opts.quant ?? QUANT_F32), opts);
   }
 
+  /**
+   * Weights onto the GPU, then the op lists of a decode token and of a full prefill step built once, all inside
+   * error scopes: WebGPU reports a buffer it cannot allocate or a kernel past the device's limits (workgroup memory,
+   * binding size) only to a scope, and the model would otherwise load and then compute garbage.
+   */
   static async load(ctx: GpuContext, src: WeightSource, opts: Omit<ModelOptions, 'quant'> = {}): Promise<Qwen3NextGpuModel> {
-    const weights = await loadGpuWeights(ctx, src, expertSlotsFor(src, opts.expertCacheBytes));
-    return Qwen3NextGpuModel.fromWeights(ctx, weights, src, opts);
+    checkKernelShapes(src.config);
+    const device = ctx.device;
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    let weights: GpuWeights | undefined, model: Qwen3NextGpuModel | undefined, failure: unknown;
+    try {
+      weights = await loadGpuWeights(ctx, src, expertSlotsFor(src, opts.expertCacheBytes));
+      model = Qwen3NextGpuModel.fromWeights(ctx, weights, src, opts);
+      if (model.experts) model.forwardBuilder.build(1, { logits: 'last' });
+      else model.forwardBuilder.decodeOps({ logits: 'last' }); // kept: the first token replays it
+      model.forwardBuilder.build(model.maxTokensPerStep, { logits: 'last' });
+    } catch (e) {
+      failure = e;
+    }
+    const invalid = await device.popErrorScope(), oom = await device.popErrorScope();
+    if (oom || invalid) {
+      model?.cache.destroy();
+      if (weights) destroyGpuWeights(weights);
+      if (oom) throw new GPUValidationError(`The GPU ran out of memory loading the model (${oom.message}). Give it a smaller expertCacheBytes (experts then stream from storage), a smaller maxContext, or close other GPU-heavy tabs.`);
+      throw new GPUValidationError(`This device cannot run the model's kernels at this shape (${invalid!.message}). Try a smaller maxTokensPerStep or maxContext; a model wider than this runtime's kernels support needs a device with larger limits.`);
+    }
+    if (failure !== undefined) throw failure;
+    return model!;
   }
 
   /** Around weights already on the GPU (benchmarks fill them at random); `src` feeds the expert cache when streaming. */
@@ -105,7 +150,7 @@ export class Qwen3NextGpuModel {
       this.ctx.device.queue.writeBuffer(s.ids, 0, chunk);
       await this.step(T, { ...opts, logits: all ? 'all' : 'last' });
       this.cache.position += T;
-      if (all) out.set(await this.ctx.readF32(s.logits, T * V), start * V);
+      if (all) out.set(await this.ctx.readF32(s.allLogits(this.ctx, V), T * V), start * V);
       else if (start + T === n) out.set(await this.ctx.readF32(s.logits, V));
     }
     return out;

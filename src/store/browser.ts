@@ -41,6 +41,8 @@ export interface DownloadOptions {
   concurrency?: number;
   /** Told when a stored record read at load was damaged and fetched again (default: console.warn). */
   onWarning?: (message: string) => void;
+  /** Called with the parsed manifest before anything is stored: throw to refuse the model (the engine checks its shapes). */
+  accept?: (m: Manifest) => void;
 }
 
 export interface OpenOptions {
@@ -128,6 +130,7 @@ export async function downloadModel(url: string, opts: DownloadOptions = {}): Pr
   if (!res.ok) throw new ModelLoadError(`${base}${MANIFEST}: HTTP ${res.status}. Check the model URL.`, MANIFEST);
   const text = await res.text();
   const m = parseManifest(text);
+  opts.accept?.(m);
   await withDownloadLock(name, opts.signal, () => download(base, dbFor(name), text, m, opts));
   return IdbModelStore.open(name, { source: base, onWarning: opts.onWarning });
 }

@@ -1,9 +1,9 @@
 // Issue #8, engine faults in Chromium with brown-tiny-q4 kept in IndexedDB (`cache: true`). One profile, in order,
 // each step starting from the state the one before left, so that SwiftShader's ~30 s of pipeline building for a new
-// device is paid once (a test page hook counts pipeline builds and can destroy the device at one of them):
+// device is paid once (a test page hook counts bind groups and can destroy the device at one of them):
 //  (b) a record flipped in IndexedDB: the load detects it by its SHA-256, fetches that record alone (counted here:
 //      every request the page and its workers make), warns through onWarning, and the stored copy is whole again.
-//  (d) the engine's own GPU device destroyed mid-request (at the first request's 10th pipeline build): the request
+//  (d) the engine's own GPU device destroyed mid-request (at the first request's 10th bind group): the request
 //      rejects with DeviceLostError; the next request makes a new device, reloads from IndexedDB with no request at
 //      all, and gives the greedy reply of the undamaged model (so (b)'s repair is right, too). Then the new device
 //      destroyed after the first content piece: that request rejects with DeviceLostError too.
@@ -59,7 +59,7 @@ describe.skipIf(skip)('engine faults (chromium)', () => {
   });
 
   it('(d) a lost device fails the request with DeviceLostError; the next one reloads from IndexedDB and answers', async () => {
-    const lost = await tp.page.evaluate((p) => window.faultsTest.reply(p, 16, { atPipeline: 10 }), PROMPT);
+    const lost = await tp.page.evaluate((p) => window.faultsTest.reply(p, 16, { atBindGroup: 10 }), PROMPT);
     expect(lost.error?.name).toBe('DeviceLostError');
     expect(lost.error?.message).toMatch(/^The GPU device was lost \(.*\) during this request\. The next request reloads the model onto a new device\.$/);
     const mark = requests.length;
@@ -70,7 +70,7 @@ describe.skipIf(skip)('engine faults (chromium)', () => {
     expect(since(mark), 'nothing fetched: reloaded from IndexedDB').toEqual([]);
     const midReply = await tp.page.evaluate((p) => window.faultsTest.reply(p, 16, { afterPieces: 1 }), PROMPT);
     expect(midReply).toMatchObject({ pieces: 1, error: { name: 'DeviceLostError' } });
-    console.log(`[faults] device lost at pipeline build 10: "${lost.error!.message}"; the next request answered "${again.text}" on a new device with 0 requests; lost after the first piece ("${midReply.text}"): ${midReply.error!.name}`);
+    console.log(`[faults] device lost at bind group 10: "${lost.error!.message}"; the next request answered "${again.text}" on a new device with 0 requests; lost after the first piece ("${midReply.text}"): ${midReply.error!.name}`);
     expect(tp.errors).toEqual([]);
   });
 

@@ -11,7 +11,8 @@ import { HttpStore } from '../../src/engine/http-store.ts';
 import { readTokenizer } from '../../src/engine/load.ts';
 import { ReplyText } from '../../src/engine/reply.ts';
 import { createEngine } from '../../src/engine/engine.ts';
-import { ContextLengthError, ModelLoadError, Qwen3NextError, WebGPUNotAvailableError } from '../../src/errors.ts';
+import { ConfigError, ContextLengthError, ModelLoadError, Qwen3NextError, WebGPUNotAvailableError } from '../../src/errors.ts';
+import type { ModelStore } from '../../src/store/store.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
 import { transferHandlers } from 'comlink';
 
@@ -51,6 +52,28 @@ describe('createEngine without WebGPU', () => {
     const e = await createEngine({ model: 'http://127.0.0.1:9/never-fetched/' }).catch((e) => e);
     expect(e).toBeInstanceOf(WebGPUNotAvailableError);
     expect(e.message).toMatch(/navigator\.gpu is missing.*secure context.*requestNodeDevice/);
+  });
+});
+
+describe('createEngine with a model shape the GPU kernels do not support', () => {
+  it('throws ConfigError from the manifest alone: no tokenizer file, no weight is read', async () => {
+    const inner = await NodeFileStore.open(MODEL);
+    const reads: string[] = [];
+    const store: ModelStore = {
+      manifest: async () => {
+        const m = await inner.manifest();
+        return { ...m, config: { ...m.config, head_dim: 40 } };
+      },
+      readDense: (name) => (reads.push(name), inner.readDense(name)),
+      readExpert: (l, e) => (reads.push(`L${l}.E${e}`), inner.readExpert(l, e)),
+      readFile: (name) => (reads.push(name), inner.readFile(name)),
+      close: () => inner.close(),
+    };
+    const e = await createEngine({ model: store, device: {} as GPUDevice }).catch((e) => e); // never touched
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.message).toMatch(/^config\.json: this runtime's GPU kernels cannot run this model \(attention: head_dim 40 must be a multiple of 16, at most 256\)/);
+    expect(reads).toEqual([]);
+    await inner.close();
   });
 });
 

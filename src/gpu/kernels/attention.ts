@@ -38,10 +38,15 @@ const MAX_SPLITS = 256;
 const SPLIT_BELOW_GROUPS = 128;
 const SPLIT_FROM_KEYS = 1024;
 
-function check(T: number, pos0: number, d: AttnDims) {
+/** The head shapes the attention kernels support (throws, naming the field). */
+export function checkAttnShape(d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D' | 'R'>) {
   if (d.Hq % d.Hkv) throw new Error(`attention: Hq ${d.Hq} is not a multiple of Hkv ${d.Hkv}`);
   if (d.D % 16 || d.D > 256) throw new Error(`attention: head_dim ${d.D} must be a multiple of 16, at most 256`);
   if (d.R % 2 || d.R > d.D) throw new Error(`attention: rotary dims ${d.R} must be even and at most ${d.D}`);
+}
+
+function check(T: number, pos0: number, d: AttnDims) {
+  checkAttnShape(d);
   if (T < 1 || pos0 + T > d.maxT) throw new Error(`attention: positions ${pos0}..${pos0 + T - 1} do not fit a cache of ${d.maxT}`);
 }
 

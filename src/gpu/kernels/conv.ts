@@ -5,6 +5,11 @@ import { grid } from './grid.ts';
 const WG = 256; // channels per workgroup
 const TB = 16; // tokens per thread
 
+/** conv.wgsl keeps K taps in registers (KMAX 8). */
+export function checkConvWidth(K: number) {
+  if (K < 2 || K > 8) throw new Error(`causalConv1d: kernel width ${K} outside 2..8`);
+}
+
 /**
  * y (T, convDim) = silu(causal depthwise conv of proj[:, 0:convDim]) continuing from `state`, then `state`
  * updated to the last K-1 inputs (it still holds old columns when T < K-1). Works for T = 1 (decode).
@@ -14,7 +19,7 @@ const TB = 16; // tokens per thread
  *   y:     (T, convDim) f32
  */
 export function causalConv1d(ctx: GpuContext, proj: Binding, P: number, w: Binding, state: Binding, y: Binding, T: number, convDim: number, K: number): Op {
-  if (K < 2 || K > 8) throw new Error(`causalConv1d: kernel width ${K} outside 2..8`);
+  checkConvWidth(K);
   if (P < convDim) throw new Error(`causalConv1d: row stride ${P} < convDim ${convDim}`);
   const params = ctx.uniform(new Uint32Array([T, P, 0, 0]));
   const groups = ceilDiv(convDim, WG) * ceilDiv(T, TB);

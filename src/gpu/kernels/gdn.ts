@@ -13,6 +13,13 @@ export type GdnShape = Pick<Qwen3NextConfig, 'linearNumKeyHeads' | 'linearNumVal
 
 const CHUNK = 64; // gdn_chunk.wgsl's C
 
+/** The head shapes the GDN kernels support (throws, naming the field). */
+export function checkGdnShape(c: GdnShape) {
+  const HK = c.linearNumKeyHeads, HV = c.linearNumValueHeads, DK = c.linearKeyHeadDim, DV = c.linearValueHeadDim;
+  if (HV % HK !== 0) throw new Error(`GDN: Hv ${HV} is not a multiple of Hk ${HK}`);
+  if (DK % 4 !== 0 || DV % 4 !== 0) throw new Error(`gdnChunked: dk ${DK} and dv ${DV} must be multiples of 4`);
+}
+
 function shapeConstants(T: number, c: GdnShape) {
   if (T < 1) throw new Error('GDN kernels need T >= 1');
   const HK = c.linearNumKeyHeads, HV = c.linearNumValueHeads, DK = c.linearKeyHeadDim, DV = c.linearValueHeadDim;
@@ -85,7 +92,7 @@ function scratchFor(ctx: GpuContext, bytes: number): GPUBuffer {
  */
 export function gdnChunked(ctx: GpuContext, q: Binding, k: Binding, y: Binding, g: Binding, beta: Binding, state: Binding, o: Binding, T: number, cfg: GdnShape, scratch?: GPUBuffer): Op[] {
   const c = shapeConstants(T, cfg);
-  if (c.DK % 4 !== 0 || c.DV % 4 !== 0) throw new Error(`gdnChunked: dk ${c.DK} and dv ${c.DV} must be multiples of 4`);
+  checkGdnShape(cfg);
   const s = scratchLayout(T, c);
   scratch ??= scratchFor(ctx, s.bytes);
   if (scratch.size < s.bytes) throw new Error(`gdnChunked: scratch of ${scratch.size} B < ${s.bytes} B`);

@@ -25,8 +25,13 @@ interface Scratch {
 // One scratch per (context, V): sampling ops of one context run in order, so they can share it.
 const scratches = new WeakMap<GpuContext, Map<number, Scratch>>();
 
-function scratch(ctx: GpuContext, V: number): Scratch {
+/** The vocabulary sizes the sampler supports. */
+export function checkVocab(V: number) {
   if (V < 1 || V > MAX_BLOCKS * BLOCK) throw new RangeError(`sample: V=${V} outside 1..${MAX_BLOCKS * BLOCK}`);
+}
+
+function scratch(ctx: GpuContext, V: number): Scratch {
+  checkVocab(V);
   let perV = scratches.get(ctx);
   if (!perV) scratches.set(ctx, (perV = new Map()));
   let sc = perV.get(V);

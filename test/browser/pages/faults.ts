@@ -1,8 +1,8 @@
 // Browser side of test/browser/faults-*.test.ts: the IndexedDB store and the engine under faults. Downloads run
 // with `fetch` wrapped, so the page itself counts every record request (by file and range) and can fail them all
 // after the first N, as a dropped connection does; the engine runs in this thread (createEngine) or in a worker.
-// GPUAdapter.requestDevice and GPUDevice.createComputePipeline are wrapped so the test can destroy the engine's own
-// device at a chosen pipeline build of a request: no hook in the runtime.
+// GPUAdapter.requestDevice and GPUDevice.createBindGroup are wrapped so the test can destroy the engine's own
+// device at a chosen bind group of a request: no hook in the runtime.
 import { createStore, get, keys, set } from 'idb-keyval';
 import { createEngine, createWorkerEngine, type Engine } from '../../../src/index.ts';
 import { downloadModel, IdbModelStore } from '../../../src/store/browser.ts';
@@ -17,11 +17,11 @@ GPUAdapter.prototype.requestDevice = async function (this: GPUAdapter, desc?: GP
   devices.push(device);
   return device;
 };
-const pipelines = { built: 0, destroyAt: Infinity };
-const createComputePipeline = GPUDevice.prototype.createComputePipeline;
-GPUDevice.prototype.createComputePipeline = function (this: GPUDevice, desc: GPUComputePipelineDescriptor) {
-  if (++pipelines.built === pipelines.destroyAt) this.destroy();
-  return createComputePipeline.call(this, desc);
+const bindGroups = { made: 0, destroyAt: Infinity };
+const createBindGroup = GPUDevice.prototype.createBindGroup;
+GPUDevice.prototype.createBindGroup = function (this: GPUDevice, desc: GPUBindGroupDescriptor) {
+  if (++bindGroups.made === bindGroups.destroyAt) this.destroy();
+  return createBindGroup.call(this, desc);
 };
 
 /**
@@ -114,11 +114,11 @@ const faultsTest = {
 
   /**
    * The greedy reply, or the error the request ended with. The engine's device is destroyed at the request's
-   * `destroy.atPipeline`-th pipeline build (while it builds them for its first forward), or after
+   * `destroy.atBindGroup`-th bind group (while it builds its first forward's op list), or after
    * `destroy.afterPieces` content pieces.
    */
-  async reply(content: string, maxTokens: number, destroy: { atPipeline?: number; afterPieces?: number } = {}) {
-    Object.assign(pipelines, { built: 0, destroyAt: destroy.atPipeline ?? Infinity });
+  async reply(content: string, maxTokens: number, destroy: { atBindGroup?: number; afterPieces?: number } = {}) {
+    Object.assign(bindGroups, { made: 0, destroyAt: destroy.atBindGroup ?? Infinity });
     let text = '', pieces = 0;
     try {
       const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream: true });
@@ -130,7 +130,7 @@ const faultsTest = {
     } catch (e) {
       return { text, pieces, devices: devices.length, error: failure(e) };
     } finally {
-      pipelines.destroyAt = Infinity;
+      bindGroups.destroyAt = Infinity;
     }
   },
 
