@@ -65,6 +65,21 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
     }
     const dm = median(ms);
     rows.push({ name: `decode at ${C} context`, median: dm, perSecond: 1000 / dm, detail: `median of ${o.decodeTokens} tokens` });
+    // The engine's loop: the step feeding token n queued (its input sampled on the GPU) before token n is read.
+    model.reset();
+    model.cache.position = C;
+    const ahead: number[] = [];
+    let pending = await model.submitToken(1, GREEDY);
+    for (let i = 0; i < o.decodeTokens + 2; i++) {
+      const t = performance.now();
+      const queued = await model.submitToken(undefined, GREEDY);
+      await pending.read();
+      pending = queued;
+      if (i >= 2) ahead.push(performance.now() - t);
+    }
+    pending.discard();
+    const am = median(ahead);
+    rows.push({ name: `decode at ${C} context, one step ahead (engine)`, median: am, perSecond: 1000 / am, detail: `median of ${o.decodeTokens} tokens` });
   }
 
   // Where a decode token's time goes, at the middle context: the CPU's share (encoding ~900 dispatches of the

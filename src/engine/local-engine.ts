@@ -11,7 +11,7 @@
 import { ContextLengthError, DeviceLostError, Qwen3NextError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { seededRandom } from '../model/generate.ts';
-import type { Qwen3NextGpuModel } from '../model/model.ts';
+import type { PendingToken, Qwen3NextGpuModel } from '../model/model.ts';
 import { DecodeStream } from '../tokenizer/stream.ts';
 import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { Conversation } from './conversation.ts';
@@ -157,23 +157,45 @@ export class LocalEngine implements Engine {
       await this.conversation.prefill(prompt.slice(cached, -1));
       this.conversation.snapshot();
       const history = prompt.slice();
-      let next = await this.model.nextToken([prompt[prompt.length - 1]], sampling(), history);
-      this.conversation.consumed(prompt[prompt.length - 1]);
-      const t1 = now();
-      yield chunk({ role: 'assistant' });
-      while (true) {
-        if (this.lost !== undefined) throw new Error('the device was lost'); // the catch below makes it a DeviceLostError
-        if (abort.signal.aborted) { finish = 'abort'; break; }
-        reply.push(next);
-        history.push(next);
-        if (this.eos.has(next)) { finish = 'stop'; break; }
-        text.push(decoder.step(next));
-        if (text.stopped) { finish = 'stop'; break; }
-        const d = text.delta(false);
-        if (d.content || d.reasoning_content) yield chunk(d);
-        if (reply.length === maxTokens) break;
-        next = await this.model.nextToken([next], sampling(), history);
-        this.conversation.consumed(reply[reply.length - 1]);
+      // Decode runs one step ahead when it can: the step that feeds token n is queued (its input sampled on the
+      // GPU) before token n is read back, so the CPU encodes it while the GPU runs the step before. A repetition
+      // penalty needs each id on the CPU first, so it runs in lockstep. When the reply ends, the step ahead has
+      // fed the last token: the conversation records it (the next turn's prompt usually repeats it).
+      const ahead = (req.repetition_penalty ?? 1) === 1;
+      const last = prompt[prompt.length - 1];
+      let pending = await this.model.submitToken(last, sampling(), history);
+      this.conversation.consumed(last);
+      let queued: PendingToken | undefined;
+      let t1 = 0;
+      try {
+        while (true) {
+          // Queue the step that feeds the token being read, unless the reply cannot get that far.
+          queued = ahead && reply.length + 2 <= maxTokens ? await this.model.submitToken(undefined, sampling()) : undefined;
+          const next = await pending.read();
+          if (queued) this.conversation.consumed(next);
+          if (reply.length === 0) {
+            t1 = now();
+            yield chunk({ role: 'assistant' });
+          }
+          if (this.lost !== undefined) throw new Error('the device was lost'); // the catch below makes it a DeviceLostError
+          if (abort.signal.aborted) { finish = 'abort'; break; }
+          reply.push(next);
+          history.push(next);
+          if (this.eos.has(next)) { finish = 'stop'; break; }
+          text.push(decoder.step(next));
+          if (text.stopped) { finish = 'stop'; break; }
+          const d = text.delta(false);
+          if (d.content || d.reasoning_content) yield chunk(d);
+          if (reply.length === maxTokens) break;
+          if (!queued) {
+            queued = await this.model.submitToken(next, sampling(), history);
+            this.conversation.consumed(next);
+          }
+          pending = queued;
+          queued = undefined;
+        }
+      } finally {
+        queued?.discard(); // the reply ended with a step ahead: its state stays, its sample is dropped
       }
       if (!text.stopped) text.push(decoder.flush());
       const t2 = now();

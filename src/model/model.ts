@@ -51,6 +51,12 @@ export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): nu
   return Math.min(E, Math.max(fit, c.numExpertsPerTok + 2));
 }
 
+/** A decode step submitted by submitToken: read() waits for its sampled id; discard() drops it unread. */
+export interface PendingToken {
+  read(): Promise<number>;
+  discard(): void;
+}
+
 /**
  * The head shapes and sizes the GPU kernels support, checked before any weight is read or uploaded (the CPU
  * reference runs any valid config; the kernels fix some sizes at compile time).
@@ -69,7 +75,7 @@ export function checkKernelShapes(c: Qwen3NextConfig): void {
 export class Qwen3NextGpuModel {
   readonly cache: Qwen3NextGpuCache;
   readonly forwardBuilder: ForwardBuilder;
-  private readonly token: GPUBuffer; // (1) u32 the sampled id
+  private readonly idleSlots: GPUBuffer[] = []; // (1) u32 MAP_READ: sampled ids on their way back, reused
   private history?: GPUBuffer; // (n) u32 ids for the repetition penalty
   private routing?: GPUBuffer; // (2, maxT, k) u32 MAP_READ: a streaming layer's idx and the next layer's guess
   /** See RoutingTrace: set by benchmarks, never by the runtime. */
@@ -78,7 +84,6 @@ export class Qwen3NextGpuModel {
   private constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, maxContext: number, readonly maxTokensPerStep: number, readonly experts?: ExpertCache) {
     this.cache = new Qwen3NextGpuCache(ctx, weights.config, maxContext);
     this.forwardBuilder = new ForwardBuilder(ctx, weights, this.cache, maxTokensPerStep);
-    this.token = ctx.buffer(4, 'next_token');
   }
 
   /** From a Hugging Face checkpoint, quantized while loading. */
@@ -102,7 +107,7 @@ export class Qwen3NextGpuModel {
       model = Qwen3NextGpuModel.fromWeights(ctx, weights, src, opts);
       if (model.experts) model.forwardBuilder.build(1, { logits: 'last' });
       else model.forwardBuilder.decodeOps({ logits: 'last' }); // kept: the first token replays it
-      model.forwardBuilder.build(model.maxTokensPerStep, { logits: 'last' });
+      model.forwardBuilder.build(Math.min(model.maxTokensPerStep, model.cache.maxT), { logits: 'last' });
     } catch (e) {
       failure = e;
     }
@@ -161,18 +166,68 @@ export class Qwen3NextGpuModel {
    * `history` (prompt + generated ids) feeds the repetition penalty.
    */
   async nextToken(ids: ArrayLike<number>, sampling: SampleParams, history: number[] = []): Promise<number> {
-    const s = this.forwardBuilder.scratch, V = this.config.vocabSize;
     if (ids.length > 1) await this.forward(Array.prototype.slice.call(ids, 0, -1) as number[]);
+    return (await this.submitToken(ids[ids.length - 1], sampling, history)).read();
+  }
+
+  /**
+   * Run one token and sample the next on the GPU, without waiting for it. The sampled id lands in scratch.ids,
+   * where the next submitToken(undefined, ...) embeds it with no round trip, and in a readback slot that read()
+   * maps: so a decode loop can queue token n+1 before it reads token n, and the CPU encodes one step while the GPU
+   * runs the other. `id` undefined means the id the previous step sampled (still unknown to the CPU). A repetition
+   * penalty needs every id on the CPU (`history`), so a penalised step needs `id`. Streaming steps run layer by
+   * layer and resolve after their last submit.
+   */
+  async submitToken(id: number | undefined, sampling: SampleParams, history: number[] = []): Promise<PendingToken> {
+    const s = this.forwardBuilder.scratch, V = this.config.vocabSize;
     this.checkContext(1);
-    this.ctx.device.queue.writeBuffer(s.ids, 0, Uint32Array.of(ids[ids.length - 1]));
     const penalty = sampling.repetitionPenalty !== undefined && sampling.repetitionPenalty !== 1 && history.length > 0;
+    if (id !== undefined) {
+      if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is outside the vocabulary (${V})`);
+      this.ctx.device.queue.writeBuffer(s.ids, 0, Uint32Array.of(id));
+    } else if (penalty) {
+      throw new Error('submitToken: a repetition penalty needs the fed id on the CPU');
+    }
     if (penalty) {
       if (!this.history || this.history.size < history.length * 4) this.history = this.ctx.buffer(Math.max(1024, history.length * 8), 'history');
       this.ctx.device.queue.writeBuffer(this.history, 0, Uint32Array.from(history));
     }
-    await this.step(1, { logits: 'last' }, sample(this.ctx, s.logits, this.token, V, penalty ? { ...sampling, previous: { ids: this.history!, count: history.length } } : sampling));
+    const slot = this.idleSlots.pop() ?? this.ctx.device.createBuffer({ size: 4, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'sampled id' });
+    const picked = { buffer: s.ids, offset: 0, size: 4 };
+    const after: Step[] = [
+      ...sample(this.ctx, s.logits, picked, V, penalty ? { ...sampling, previous: { ids: this.history!, count: history.length } } : sampling),
+      { label: 'read sampled id', copy: { src: s.ids, srcOffset: 0, dst: slot, dstOffset: 0, size: 4 } },
+    ];
+    try {
+      await this.step(1, { logits: 'last' }, after);
+    } catch (e) {
+      this.idleSlots.push(slot);
+      throw e;
+    }
     this.cache.position += 1;
-    return new Uint32Array(await this.ctx.read(this.token, 4))[0];
+    // Map now, before any later step is submitted: a map waits for the work queued before it, so one requested
+    // after step n+1's submit would also wait for step n+1 and undo the overlap.
+    const mapped = slot.mapAsync(1 /* GPUMapMode.READ */);
+    mapped.catch(() => {}); // a lost device: read() still rejects; an unread token must not be an unhandled rejection
+    let taken = false;
+    const take = () => {
+      if (taken) throw new Error('submitToken: a pending token is read or discarded once');
+      taken = true;
+    };
+    return {
+      read: async () => {
+        take();
+        await mapped;
+        const value = new Uint32Array(slot.getMappedRange())[0];
+        slot.unmap();
+        this.idleSlots.push(slot);
+        return value;
+      },
+      discard: () => {
+        take();
+        mapped.then(() => (slot.unmap(), this.idleSlots.push(slot)), () => {}); // a lost device drops the slot
+      },
+    };
   }
 
   /** One step of T tokens (ids in scratch.ids), then `after`: one submit when resident, layer by layer when streaming. */

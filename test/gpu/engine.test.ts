@@ -117,9 +117,10 @@ describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
       const messages = [user(PROMPT), { role: 'assistant', content: REPLY }, user('What did the jury say?')];
       const second = await engine.chat.completions.create({ messages, max_tokens: 6 });
       log('turn 2', second);
-      // The last request (in the abort test) was turn 1 again, so its prompt and reply are in the state, all but the reply's last token (<|im_end|>, sampled, never run).
-      expect(second.usage.cached_prompt_tokens).toBe(first.usage.prompt_tokens + first.usage.completion_tokens - 1);
-      // The new tokens: <|im_end|>, then "\n<|im_start|>user\nWhat did the jury say?<|im_end|>\n<|im_start|>assistant\n".
+      // The last request (in the abort test) was turn 1 again, so its prompt and reply are in the state, the reply's
+      // last token (<|im_end|>) too: decode runs a step ahead, and that step fed it.
+      expect(second.usage.cached_prompt_tokens).toBe(first.usage.prompt_tokens + first.usage.completion_tokens);
+      // The new tokens: "\n<|im_start|>user\nWhat did the jury say?<|im_end|>\n<|im_start|>assistant\n".
       expect(second.usage.prompt_tokens - second.usage.cached_prompt_tokens).toBeLessThanOrEqual(25);
       expect(second.choices[0].message.content.length).toBeGreaterThan(0);
     }));
