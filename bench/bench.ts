@@ -85,6 +85,14 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
     for (const b of [w.buffer, x, y]) b.destroy();
   }
 
+  // Decode's in_proj GEMV with the conv + SiLU of its conv channels (one dispatch instead of two).
+  {
+    const convDim = 2 * s.Hk * s.dk + s.Hv * s.dv, w = weight('q4', P, s.H), x = filled(s.H * 4), y = ctx.buffer(P * 4, 'y');
+    const conv = { channels: convDim, K: 4, w: filled(convDim * 4 * 4, 0x3e7fffff), state: filled(convDim * 3 * 4), y: ctx.buffer(convDim * 4, 'conv y') };
+    bw(`GEMV q4 GDN in_proj ${P}x${s.H} + conv epilogue, T=1`, await time([matmul(ctx, x, w, y, 1, { conv })]), packedWords('q4', P, s.H) * 4);
+    for (const b of [w.buffer, x, y, conv.w, conv.state, conv.y]) b.destroy();
+  }
+
   // Gated DeltaNet core: chunked prefill at T and the recurrent decode step.
   const gcfg = { linearNumKeyHeads: s.Hk, linearNumValueHeads: s.Hv, linearKeyHeadDim: s.dk, linearValueHeadDim: s.dv };
   const q = filled(s.T * s.Hk * s.dk * 4, 0x3c7fffff), kk = filled(s.T * s.Hk * s.dk * 4, 0x3c7fffff);

@@ -3,6 +3,7 @@
 //         units i, i+TPR, ...: consecutive lanes, consecutive addresses), a workgroup sum adds the lanes.
 //   gemm: prefill. 64x64 output tiles, k-tiles of 32 (= one quant group), x and dequantised W staged in
 //         workgroup memory, 4x4 outputs per thread.
+#include "common.wgsl"
 #include "quant.wgsl"
 
 override FORMAT: u32;   // 0 f32, 1 f16, 2 q4, 3 q8
@@ -120,14 +121,23 @@ fn unit_dot(wd: vec4u, sm: vec2f, xc: ptr<function, array<vec4f, 8>>, sx: f32) -
   }
 }
 
-@compute @workgroup_size(TPR * TEAMS)
-fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+// Where workgroup `flat` starts: its first row and first token.
+fn gemv_origin(flat: u32) -> vec2u {
   let rows = TEAMS * RPT;                 // rows per workgroup
   let row_blocks = (N + rows - 1u) / rows;
-  let flat = wg.x + wg.y * 65535u;
-  if (flat >= row_blocks * p.token_blocks) { return; }   // uniform per workgroup
-  let n0 = (flat % row_blocks) * rows;
-  let t0 = (flat / row_blocks) * TB;
+  return vec2u((flat % row_blocks) * rows, (flat / row_blocks) * TB);
+}
+
+override OUTS: u32 = TB * RPT * TEAMS;     // outputs per workgroup
+
+// The workgroup's dot products, left as per-lane partials in `lanes` (then a barrier); false for a workgroup past
+// the grid (uniform per workgroup).
+fn gemv_lanes(flat: u32, lid: u32) -> bool {
+  let rows = TEAMS * RPT;
+  if (flat >= (N + rows - 1u) / rows * p.token_blocks) { return false; }
+  let origin = gemv_origin(flat);
+  let n0 = origin.x;
+  let t0 = origin.y;
   let team = lid / TPR;
   let lane = lid % TPR;
 
@@ -157,13 +167,61 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   for (var tt = 0u; tt < TB; tt++) {
     for (var r = 0u; r < RPT; r++) { lanes[lane * outs + (tt * RPT + r) * TEAMS + team] = acc[tt * RPT + r]; }
   }
+  // output o = (tt·RPT + r)·TEAMS + team
+  for (var tt = 0u; tt < TB; tt++) {
+    for (var r = 0u; r < RPT; r++) { lanes[lane * OUTS + (tt * RPT + r) * TEAMS + team] = acc[tt * RPT + r]; }
+  }
   workgroupBarrier();
-  for (var o = lid; o < outs; o += TPR * TEAMS) {
-    var s = 0.0;
-    for (var l = 0u; l < TPR; l++) { s += lanes[l * outs + o]; }
-    let n = n0 + (o % TEAMS) * RPT + (o / TEAMS) % RPT;
-    let t = t0 + o / (TEAMS * RPT);
-    if (n < N && t < p.T) { store(t * N + n, s); }
+  return true;
+}
+
+// Output o of the workgroup: (row, token, the sum of its team's lanes).
+struct Out { n: u32, t: u32, s: f32 }
+
+fn gemv_out(flat: u32, o: u32) -> Out {
+  var s = 0.0;
+  for (var l = 0u; l < TPR; l++) { s += lanes[l * OUTS + o]; }
+  let origin = gemv_origin(flat);
+  return Out(origin.x + (o % TEAMS) * RPT + (o / TEAMS) % RPT, origin.y + o / (TEAMS * RPT), s);
+}
+
+@compute @workgroup_size(TPR * TEAMS)
+fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * 65535u;
+  if (!gemv_lanes(flat, lid)) { return; }
+  for (var o = lid; o < OUTS; o += TPR * TEAMS) {
+    let r = gemv_out(flat, o);
+    if (r.n < N && r.t < p.T) { store(r.t * N + r.n, r.s); }
+  }
+}
+
+// ---- gemv_conv: decode's GDN in_proj with the causal conv1d + SiLU (conv.wgsl) of its first CONV_CH outputs
+// applied by the thread that stores each one (T = 1 only: a channel's state then has one reader and writer).
+
+override CONV_CH: u32 = 0u;   // conv channels (the first outputs of each row)
+override CONV_K: u32 = 4u;    // conv kernel width
+
+@group(0) @binding(4) var<storage, read> conv_w: array<f32>;              // (CONV_CH, CONV_K) HF conv1d.weight
+@group(0) @binding(5) var<storage, read_write> conv_state: array<f32>;    // (CONV_CH, CONV_K-1) previous inputs, oldest first
+@group(0) @binding(6) var<storage, read_write> conv_y: array<f32>;        // (1, CONV_CH) silu(conv)
+
+@compute @workgroup_size(TPR * TEAMS)
+fn gemv_conv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let flat = wg.x + wg.y * 65535u;
+  if (!gemv_lanes(flat, lid)) { return; }
+  for (var o = lid; o < OUTS; o += TPR * TEAMS) {
+    let r = gemv_out(flat, o);
+    if (r.n >= N || r.t >= p.T) { continue; }
+    store(r.n, r.s);
+    if (r.n < CONV_CH) {
+      let c = r.n;
+      let st = c * (CONV_K - 1u);
+      var acc = conv_w[c * CONV_K + CONV_K - 1u] * r.s;   // tap K-1: the current token, as conv.wgsl sums
+      for (var j = 0u; j + 1u < CONV_K; j++) { acc += conv_w[c * CONV_K + j] * conv_state[st + j]; }
+      conv_y[c] = silu(acc);
+      for (var j = 0u; j + 2u < CONV_K; j++) { conv_state[st + j] = conv_state[st + j + 1u]; }
+      conv_state[st + CONV_K - 2u] = r.s;
+    }
   }
 }
 

@@ -303,10 +303,15 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s } = this;
     const c = w.config;
     const P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
-    ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T));
-    ops.push(causalConv1d(ctx, s.proj, P, vec(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
     const recurrent = (opts.gdn ?? (T === 1 ? 'recurrent' : 'chunked')) === 'recurrent';
     const tapGates = opts.taps?.some((n) => n === `L${l}.gdn.g` || n === `L${l}.gdn.beta`);
+    if (T === 1 && recurrent && !tapGates) { // decode: the conv runs in in_proj's GEMV, the prep in the step
+      const conv = { channels: c.convDim, K: c.convKernel, w: vec(layer, 'conv'), state: lc.conv, y: s.conv };
+      ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T, { conv }));
+    } else {
+      ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T));
+      ops.push(causalConv1d(ctx, s.proj, P, vec(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
+    }
     if (recurrent && !tapGates) {
       ops.push(gdnStep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), lc.recurrent, s.core, T, c)); // prep fused in
     } else {

@@ -13,7 +13,8 @@ import { withGpuErrors } from '../helpers/gpu.ts';
 describe('benchmark suites (tiny shapes)', () => {
   it('kernels: every ceiling and kernel with finite timings', { timeout: 300_000 }, async () => {
     const rows = await runBench('tiny', 1);
-    expect(rows.length).toBeGreaterThanOrEqual(17);
+    expect(rows.length).toBeGreaterThanOrEqual(19);
+    for (const fused of ['+ conv epilogue, T=1', 'GDN fused step (prep + recurrent) T=1']) expect(rows.some((r) => r.name.includes(fused)), fused).toBe(true);
     for (const r of rows) expect(Number.isFinite(r.ms) && r.ms > 0, `${r.name}: ${r.ms} ms`).toBe(true);
     expect(markdown(rows).split('\n')).toHaveLength(rows.length + 2);
   });

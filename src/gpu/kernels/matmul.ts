@@ -3,6 +3,7 @@ import { type GpuContext, type Op, type Binding } from '../context.ts';
 import { type GpuWeight, weightBinding } from '../weights.ts';
 import { type WeightFormat } from '../../quant/formats.ts';
 import { grid } from './grid.ts';
+import { checkConvWidth } from './conv.ts';
 
 export const FORMAT_ID: Record<WeightFormat, number> = { f32: 0, f16: 1, q4: 2, q8: 3 };
 
@@ -12,6 +13,18 @@ export interface MatmulTuning {
   threadsPerRow?: number; // GEMV lanes per row team (power of two)
   teams?: number; // GEMV row teams per workgroup (threadsPerRow · teams <= 256)
   rowsPerThread?: number; // GEMV rows per team (<= 8; times the token block <= 16)
+}
+
+/**
+ * Decode's causal conv1d + SiLU (conv.ts) on the first `channels` outputs of a one-token GEMV, by the thread that
+ * stores each: y (1, channels) and the conv state (channels, K-1) updated, as causalConv1d does for T = 1.
+ */
+export interface ConvEpilogue {
+  channels: number;
+  K: number; // kernel width (conv.ts checkConvWidth)
+  w: Binding; // (channels, K) f32
+  state: Binding; // (channels, K-1) f32, read and written
+  y: Binding; // (1, channels) f32
 }
 
 /** Weights per 16-byte unit: the GEMV lanes stride over units of a row. */
@@ -41,7 +54,7 @@ export function matmul(
   w: GpuWeight,
   y: Binding,
   T: number,
-  opts: { accumulate?: boolean; tuning?: MatmulTuning; swiglu?: boolean } = {},
+  opts: { accumulate?: boolean; tuning?: MatmulTuning; swiglu?: boolean; conv?: ConvEpilogue } = {},
 ): Op {
   const { N, K, format } = w;
   if (T < 1 || N < 1 || K < 1) throw new RangeError(`matmul: empty shape T=${T} N=${N} K=${K}`);
@@ -50,6 +63,7 @@ export function matmul(
   const bindings = (params: GPUBuffer) => [params, vec4Binding(x, T * K * (opts.swiglu ? 8 : 4), 'x'), weightBinding(w), y];
   const label = `matmul_${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N}${opts.accumulate ? ', +=' : ''})`;
 
+  if (opts.conv && (T !== 1 || opts.accumulate || opts.swiglu || opts.conv.channels > N)) throw new RangeError(`matmul: the conv epilogue is for one token, a plain output, at most ${N} channels`);
   if (T <= (tune.gemvMaxT ?? 4)) {
     // Defaults from one sweep on an H100 (2048-wide decode shapes): 128 threads, 64 lanes per row where K
     // allows, 8 rows per team so each x chunk in registers serves 8 rows (x reads, not W, bound q4 at 1 row),
@@ -64,6 +78,12 @@ export function matmul(
     const tokenBlocks = Math.ceil(T / TB);
     const params = ctx.uniform(new Uint32Array([T, tokenBlocks, 0, 0]));
     const groups = Math.ceil(N / (TEAMS * RPT)) * tokenBlocks;
+    if (opts.conv) {
+      const c = opts.conv;
+      checkConvWidth(c.K);
+      return ctx.op(`${label} gemv + conv(${c.channels})`, 'matmul.wgsl', 'gemv_conv', { ...base, TPR, TEAMS, RPT, TB, CONV_CH: c.channels, CONV_K: c.K },
+        [...bindings(params), c.w, c.state, c.y], grid(groups));
+    }
     return ctx.op(`${label} gemv`, 'matmul.wgsl', 'gemv', { ...base, TPR, TEAMS, RPT, TB }, bindings(params), grid(groups));
   }
   const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
