@@ -1,11 +1,13 @@
-// Sparse MoE kernels (shaders/moe.wgsl, REFERENCE.md §5): router top-k, the routed experts for decode
-// (GEMVs per (token, j) pair) and prefill (counting sort by expert + per-expert GEMMs), and the combine with
-// the sigmoid-gated shared expert. Nothing is read back: every dispatch size follows from T on the CPU.
+// Sparse MoE kernels (REFERENCE.md §5): router top-k and the prefill counting sort by expert
+// (shaders/moe_route.wgsl), the routed experts for decode (GEMVs per (token, j) pair) and prefill (per-expert
+// GEMMs), and the combine with the sigmoid-gated shared expert (shaders/moe.wgsl). Nothing is read back: every
+// dispatch size follows from T on the CPU.
 import { type GpuContext, type Op, type Binding, ceilDiv } from '../context.ts';
 import { grid } from './grid.ts';
 import { packedWords, type WeightFormat } from '../../quant/formats.ts';
 
 const SHADER = 'moe.wgsl';
+const ROUTE = 'moe_route.wgsl';
 const FORMAT_ID: Record<WeightFormat, number> = { f32: 0, f16: 1, q4: 2, q8: 3 };
 const WG = 256; // threads of the expert kernels
 
@@ -92,7 +94,7 @@ const downConstants = (s: MoeShape) => ({ ...formatConstants(s), DN_WORDS: packe
 /** idx/w (T, k) = top-k of softmax(logits[:, :E]) by descending probability, renormalised when normTopk. */
 export function router(ctx: GpuContext, logits: Binding, idx: Binding, w: Binding, T: number, s: RouterShape): Op {
   const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0 };
-  return ctx.op(`moe.router(${T}x${s.E} top${s.k})`, SHADER, 'router_topk', c, [params(ctx, T), idx, w, logits], grid(T));
+  return ctx.op(`moe.router(${T}x${s.E} top${s.k})`, ROUTE, 'router_topk', c, [params(ctx, T), idx, w, logits], grid(T));
 }
 
 /** out = Σ_j w_j·y_j + sigmoid(logits[:, E])·shared, from per-pair expert outputs y (T, k, H). */
@@ -121,11 +123,11 @@ export function moePrefill(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShap
   checkT(T, scratch);
   const tiles = maxTiles(T, s.k, s.E), P = params(ctx, T, tiles), c = { E: s.E, TOPK: s.k };
   return [
-    ctx.op(`moe.count(${T})`, SHADER, 'moe_count', c, [P, b.idx, scratch.blocks, scratch.rank], grid(ceilDiv(T, BLOCK))),
-    ctx.op(`moe.scan(${T})`, SHADER, 'moe_scan', { E: s.E }, [P, scratch.tiles, scratch.blocks, scratch.base], [1]),
-    ctx.op(`moe.scatter(${T})`, SHADER, 'moe_scatter', c, [P, b.idx, scratch.base, scratch.rank, scratch.sorted], grid(ceilDiv(T * s.k, WG))),
-    ctx.op(`moe.gate_up_gemm(${T})`, SHADER, 'moe_gate_up_gemm', gateUpConstants(s), [P, b.x, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted], grid(tiles * ceilDiv(s.I, TN / 2))),
-    ctx.op(`moe.down_gemm(${T})`, SHADER, 'moe_down_gemm', downConstants(s), [P, scratch.h, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted], grid(tiles * ceilDiv(s.H, TN))),
+    ctx.op(`moe.count(${T})`, ROUTE, 'moe_count', c, [P, b.idx, scratch.blocks, scratch.rank], grid(ceilDiv(T, BLOCK))),
+    ctx.op(`moe.scan(${T})`, ROUTE, 'moe_scan', { E: s.E, TM }, [P, scratch.tiles, scratch.blocks, scratch.base], [1]),
+    ctx.op(`moe.scatter(${T})`, ROUTE, 'moe_scatter', c, [P, b.idx, scratch.base, scratch.rank, scratch.sorted], grid(ceilDiv(T * s.k, WG))),
+    ctx.op(`moe.gate_up_gemm(${T})`, SHADER, 'moe_gate_up_gemm', { ...gateUpConstants(s), TM }, [P, b.x, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted], grid(tiles * ceilDiv(s.I, TN / 2))),
+    ctx.op(`moe.down_gemm(${T})`, SHADER, 'moe_down_gemm', { ...downConstants(s), TM }, [P, scratch.h, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted], grid(tiles * ceilDiv(s.H, TN))),
     combine(ctx, b, scratch.y, T, s),
   ];
 }
