@@ -50,7 +50,12 @@ export class ContextLengthError extends Qwen3NextError {
 export class DeviceLostError extends Qwen3NextError {}
 
 /**
- * WebGPU refused the model at load: out of GPU memory, or a shape past this device's limits (the message says
- * which, and what to change). Elsewhere it would be a bug in this runtime.
+ * The GPU device cannot hold or run this model as configured: it ran out of memory loading it, or a kernel at this
+ * shape passes one of the device's limits (workgroup memory, binding size). Thrown at load; the message names the
+ * limit and what to lower. (Not named after WebGPU's own GPUValidationError, which it would shadow.)
  */
-export class GPUValidationError extends Qwen3NextError {}
+export class DeviceLimitError extends Qwen3NextError {
+  constructor(message: string, readonly reason: 'out-of-memory' | 'limits') {
+    super(message);
+  }
+}

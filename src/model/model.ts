@@ -5,7 +5,7 @@ import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { ExpertCache, type ExpertCacheStats, type ExpertUpload } from '../cache/expert-cache.ts';
 import { planSubBatches } from '../cache/policy.ts';
 import type { Qwen3NextConfig } from '../config.ts';
-import { ConfigError, ContextLengthError, GPUValidationError } from '../errors.ts';
+import { ConfigError, ContextLengthError, DeviceLimitError } from '../errors.ts';
 import { checkAttnShape } from '../gpu/kernels/attention.ts';
 import { checkConvWidth } from '../gpu/kernels/conv.ts';
 import { checkGdnShape } from '../gpu/kernels/gdn.ts';
@@ -115,8 +115,8 @@ export class Qwen3NextGpuModel {
     if (oom || invalid) {
       model?.cache.destroy();
       if (weights) destroyGpuWeights(weights);
-      if (oom) throw new GPUValidationError(`The GPU ran out of memory loading the model (${oom.message}). Give it a smaller expertCacheBytes (experts then stream from storage), a smaller maxContext, or close other GPU-heavy tabs.`);
-      throw new GPUValidationError(`This device cannot run the model's kernels at this shape (${invalid!.message}). Try a smaller maxTokensPerStep or maxContext; a model wider than this runtime's kernels support needs a device with larger limits.`);
+      if (oom) throw new DeviceLimitError(`The GPU ran out of memory loading the model (${oom.message}). Give it a smaller expertCacheBytes (experts then stream from storage), a smaller maxContext, or close other GPU-heavy tabs.`, 'out-of-memory');
+      throw new DeviceLimitError(`This device cannot run the model's kernels at this shape (${invalid!.message}). Try a smaller maxTokensPerStep or maxContext; a model wider than this runtime's kernels support needs a device with larger limits.`, 'limits');
     }
     if (failure !== undefined) throw failure;
     return model!;

@@ -1,13 +1,13 @@
 // Model shapes the GPU kernels cannot run fail at load with a typed error that names the limit, instead of loading
 // and then computing garbage. Sizes fixed in the kernels (head_dim, conv width, ...) are refused from config.json
 // with ConfigError before any record is read; a shape past this device's limits (here hidden_size wide enough that
-// the MoE GEMV's staged input row needs more workgroup memory than the device gives) fails with GPUValidationError,
+// the MoE GEMV's staged input row needs more workgroup memory than the device gives) fails with DeviceLimitError,
 // which WebGPU reports only to an error scope. Weights are zeros from a synthetic source: only the shapes matter.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.ts';
-import { ConfigError, GPUValidationError } from '../../src/errors.ts';
+import { ConfigError, DeviceLimitError } from '../../src/errors.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
 import { expertLayout, QUANT_F32, type TensorPlan, type WeightSource } from '../../src/model/pack.ts';
@@ -47,14 +47,15 @@ describe('load-time kernel limits', () => {
       }));
   }
 
-  it('hidden_size past the workgroup memory of the MoE GEMV: GPUValidationError at load, with the limit in the message', () =>
+  it('hidden_size past the workgroup memory of the MoE GEMV: DeviceLimitError at load, with the limit in the message', () =>
     withGpuErrors(async (device) => {
       const limit = device.limits.maxComputeWorkgroupStorageSize;
       // moe.wgsl stages a row as ceil(H / 32) groups of 33 floats, next to a 256-float reduction array.
       const H = 32 * (Math.ceil(limit / 4 / 33) + 1);
       const load = Qwen3NextGpuModel.load(new GpuContext(device), zeroSource({ hidden_size: H }), { maxContext: 16, maxTokensPerStep: 4 });
       const err = await load.then(() => undefined, (e: unknown) => e);
-      expect(err, `H = ${H} must not load with ${limit} bytes of workgroup memory`).toBeInstanceOf(GPUValidationError);
+      expect(err, `H = ${H} must not load with ${limit} bytes of workgroup memory`).toBeInstanceOf(DeviceLimitError);
+      expect((err as DeviceLimitError).reason).toBe('limits');
       const message = (err as Error).message;
       console.log(`[load-limits] H = ${H}, workgroup memory ${limit} B: ${message.slice(0, 300)}`);
       expect(message).toMatch(/cannot run the model's kernels at this shape/);
