@@ -14,8 +14,10 @@ struct Params { T: u32, max_tiles: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
 // ---------------------------------------------------------------------------------------------------------
-// Router: one workgroup per token. Softmax over the E logits in f32, then k rounds of a parallel argmax
-// (ties go to the lower index, like torch.topk on CPU), so the k experts come out sorted by probability.
+// Router: one workgroup per token. Softmax over the E logits in f32, then each expert counts its own rank against
+// all E (a higher probability, or an equal one at a lower index, ranks first: torch.topk's order on CPU) and the
+// k of rank < k write themselves at their rank, sorted by probability: one barrier, where k rounds of argmax
+// reductions took ~8 each. Counting stops at rank k, so only the leaders scan all E.
 
 const RWG = 64u;
 
@@ -25,7 +27,6 @@ const RWG = 64u;
 
 var<workgroup> prob: array<f32, E>;
 var<workgroup> best_v: array<f32, RWG>;
-var<workgroup> best_i: array<u32, RWG>;
 var<workgroup> top_v: array<f32, TOPK>;
 
 // Tree reduction of best_v[0..RWG) into best_v[0]: max when `is_max`, else sum.
@@ -60,30 +61,20 @@ fn router_topk(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
   let total = router_reduce(lid, false);
   for (var e = lid; e < E; e += RWG) { prob[e] = prob[e] / total; }
 
-  for (var j = 0u; j < TOPK; j++) {
-    // Each thread scans its experts in ascending order (strict > keeps the lower index), then a tree
-    // reduction that prefers the lower index on equal values. Taken experts were set to -1.
-    var bv = -1.0;
-    var bi = E;
-    for (var e = lid; e < E; e += RWG) { if (prob[e] > bv) { bv = prob[e]; bi = e; } }
-    best_v[lid] = bv;
-    best_i[lid] = bi;
-    workgroupBarrier();
-    for (var s = RWG / 2u; s > 0u; s >>= 1u) {
-      if (lid < s) {
-        let ov = best_v[lid + s];
-        let oi = best_i[lid + s];
-        if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) { best_v[lid] = ov; best_i[lid] = oi; }
-      }
-      workgroupBarrier();
+  workgroupBarrier();               // every probability written
+  for (var e = lid; e < E; e += RWG) {
+    let v = prob[e];
+    var r = 0u;
+    for (var o = 0u; o < E && r < TOPK; o++) {
+      let u = prob[o];
+      if (u > v || (u == v && o < e)) { r++; }
     }
-    if (lid == 0u) {
-      top_idx_out[t * TOPK + j] = best_i[0];
-      top_v[j] = best_v[0];
-      prob[best_i[0]] = -1.0;
+    if (r < TOPK) {
+      top_idx_out[t * TOPK + r] = e;
+      top_v[r] = v;
     }
-    workgroupBarrier();
   }
+  workgroupBarrier();
 
   if (lid == 0u) {
     var sum = 0.0;
