@@ -1,7 +1,9 @@
 // The Qwen3-Next forward pass on the GPU as a flat op list per step (prefill chunk or decode token),
 // encoded once and submitted once. Reading order follows execution order (REFERENCE.md §2-5):
 //   embed -> for each layer: norm -> (Gated DeltaNet | gated attention) -> +residual -> norm -> MoE -> +residual
-//   -> final norm -> lm_head. Each residual add and the norm after it are one dispatch (addRmsNormZC).
+//   -> final norm -> lm_head. Each residual add and the norm after it are one dispatch (addRmsNormZC). A decode
+//   token fuses more: the GDN conv runs in in_proj's GEMV, the GDN prep in its recurrent step, and the MoE down
+//   GEMVs do the combine (12 dispatches a GDN layer, 13 an attention layer).
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
 // The list is built in pieces (head, layerPre, routedExperts, layerPost, tail) so that a streaming step
 // (model.ts with src/cache/expert-cache.ts) can submit up to each layer's router, read its top-k back, make those
