@@ -12,7 +12,8 @@ import type { GpuContext } from '../src/gpu/context.ts';
 import type { ExpertUpload } from '../src/cache/upload.ts';
 import { Qwen3NextGpuModel } from '../src/model/model.ts';
 import { QUANT_INT4, expertLayout } from '../src/model/pack.ts';
-import { emptyExperts, loadGpuWeights } from '../src/model/gpu-weights.ts';
+import { emptyExperts, loadGpuWeights, sharedExpertViews, type GpuWeights } from '../src/model/gpu-weights.ts';
+import { packedWords } from '../src/quant/formats.ts';
 import { NodeFileStore } from '../src/store/node.ts';
 import { storeSource } from '../src/store/store.ts';
 import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
@@ -99,7 +100,20 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
   const rows: StreamRow[] = [];
   const maxContext = o.promptTokens + o.decodeTokens + 8;
   const opts = { maxContext, maxTokensPerStep: o.promptTokens, ramCacheBytes: o.ramCacheBytes };
-  const withSlots = (slots: number) => ({ ...dense, layers: dense.layers.map((l, i) => ({ ...l, experts: emptyExperts(ctx, c, QUANT_INT4.experts, i, slots) })) });
+  // Each run's own expert slots; a shared expert kept in an expert slot (gpu-weights.ts sharedExpertFits) moves
+  // into the new buffers' extra slot, and the dense shared weights become views of it, as loadGpuWeights leaves them.
+  const withSlots = (slots: number): GpuWeights => ({ ...dense, layers: dense.layers.map((l, i) => {
+    const experts = emptyExperts(ctx, c, QUANT_INT4.experts, i, slots, l.experts.sharedSlot !== undefined);
+    if (experts.sharedSlot === undefined) return { ...l, experts };
+    const weights = new Map(l.weights), enc = ctx.device.createCommandEncoder();
+    for (const [name, view] of sharedExpertViews(c, experts)) {
+      const old = l.weights.get(name)!;
+      enc.copyBufferToBuffer(old.buffer, old.offset, view.buffer, view.offset, packedWords(view.format, view.N, view.K) * 4);
+      weights.set(name, view);
+    }
+    ctx.device.queue.submit([enc.finish()]);
+    return { ...l, weights, experts };
+  }) });
 
   // The dense weights are loaded once from the store and shared by every run; each run gets its own expert slots,
   // KV cache and scratch. Slots per layer: whatever the cap leaves after all the rest (measured on a probe model).

@@ -10,7 +10,7 @@ import { type GpuContext } from '../src/gpu/context.ts';
 import { grid } from '../src/gpu/kernels/grid.ts';
 import type { GpuWeight } from '../src/gpu/weights.ts';
 import { densePlan, expertLayout, type QuantConfig } from '../src/model/pack.ts';
-import type { GpuExperts, GpuLayer, GpuWeights } from '../src/model/gpu-weights.ts';
+import { emptyExperts, sharedExpertFits, sharedExpertViews, type GpuLayer, type GpuWeights } from '../src/model/gpu-weights.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
 import { ropeInvFreq } from '../src/reference/ops.ts';
 import { FORMAT, VERSION, denseShardName, expertFileName, type Manifest, type RecordEntry } from '../src/store/manifest.ts';
@@ -27,26 +27,28 @@ export function fillWords(ctx: GpuContext, buf: GPUBuffer, words: number, mask: 
   ctx.run([ctx.op('fill', 'probe.wgsl', 'fill', {}, [params, buf], grid(Math.ceil(words / 256)))]);
 }
 
-/** GpuWeights of `c` filled on the GPU; `slots` < E leaves the expert slots empty for a streaming cache to fill. */
+/**
+ * GpuWeights of `c` filled on the GPU; `slots` < E leaves the routed slots' contents to a streaming cache. Laid out
+ * as loadGpuWeights lays them out: the shared expert in one more expert slot where it fits (sharedExpertFits).
+ */
 export function randomGpuWeights(ctx: GpuContext, c: Qwen3NextConfig, quant: QuantConfig, slots = c.numExperts): GpuWeights {
+  const shared = sharedExpertFits(c, quant);
   const byName = new Map<string, GpuWeight>();
   for (const t of densePlan(c, quant)) {
+    if (shared && /^L\d+\.shared_(gate_up|down)$/.test(t.name)) continue;
     const words = packedWords(t.format, t.N, t.K), buffer = ctx.buffer(words * 4, t.name);
     fillWords(ctx, buffer, words, maskFor(t.format));
     byName.set(t.name, { buffer, offset: 0, format: t.format, N: t.N, K: t.K });
   }
-  const { gateUpWords, downWords } = expertLayout(c, quant.experts);
+  const { gateUpWords, downWords } = expertLayout(c, quant.experts), n = slots + (shared ? 1 : 0);
   const layers: GpuLayer[] = c.layerTypes.map((type, i) => {
     const weights = new Map<string, GpuWeight>();
     for (const [name, w] of byName) if (name.startsWith(`L${i}.`)) weights.set(name.slice(`L${i}.`.length), w);
-    const gateUp = ctx.buffer(slots * gateUpWords * 4, `L${i}.experts.gate_up`), down = ctx.buffer(slots * downWords * 4, `L${i}.experts.down`);
-    const resident = slots === c.numExperts;
-    if (resident) {
-      fillWords(ctx, gateUp, slots * gateUpWords, PACKED_MASK);
-      fillWords(ctx, down, slots * downWords, PACKED_MASK);
-    }
-    const slotOf = ctx.upload(Uint32Array.from({ length: c.numExperts }, (_, e) => (resident ? e : 0)), `L${i}.experts.slot_of`);
-    const experts: GpuExperts = { gateUp, down, slotOf, slots, format: quant.experts };
+    const experts = emptyExperts(ctx, c, quant.experts, i, slots, shared);
+    fillWords(ctx, experts.gateUp, n * gateUpWords, PACKED_MASK); // routed slots of a streaming model are refilled on demand
+    fillWords(ctx, experts.down, n * downWords, PACKED_MASK);
+    if (slots === c.numExperts) ctx.device.queue.writeBuffer(experts.slotOf, 0, Uint32Array.from({ length: c.numExperts }, (_, e) => e));
+    if (shared) for (const [name, view] of sharedExpertViews(c, experts)) weights.set(name, view);
     return { type, weights, experts };
   });
   return {

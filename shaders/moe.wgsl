@@ -82,6 +82,17 @@ override TEAM: u32 = 8u;         // lanes per dot product (power of two <= 8; th
 override ROWS: u32 = WG / TEAM;  // dot products per workgroup
 
 @group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
+
+// Decode can run the shared expert as one more pair of each token (where its shape and format are an expert's):
+// its weights sit in slot SHARED_SLOT of the slot buffers and its combine weight is sigmoid(logits[t, E]).
+override SHARED_SLOT: u32 = 0xffffffffu;                              // none: the shared expert runs on its own
+override KK: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
+
+// The slot of token t's pair j.
+fn pair_slot(t: u32, j: u32) -> u32 {
+  if (j < TOPK) { return slot_of[expert_idx[t * TOPK + j]]; }
+  return SHARED_SLOT;
+}
 @group(0) @binding(4) var<storage, read> expert_idx: array<u32>;       // (T, k) router choice per pair
 @group(0) @binding(5) var<storage, read_write> res: array<f32>;        // GEMV/GEMM output rows
 
@@ -142,30 +153,30 @@ fn team_sum(lid: u32, acc: f32) {
   }
 }
 
-// h (T, k, I): h[pair, u] = silu(gate_u · x_t) · (up_u · x_t). The first half of the teams take gate rows, the
-// second half the matching up rows.
+// h (T, KK, I): h[pair, u] = silu(gate_u · x_t) · (up_u · x_t), pair = t·KK + j. The first half of the teams take
+// gate rows, the second half the matching up rows.
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let units = ROWS / 2u;
   let col_tiles = (I + units - 1u) / units;
   let flat = wg.x + wg.y * FOLD;
   let pair = flat / col_tiles;
-  if (pair >= p.T * TOPK) { return; }
+  if (pair >= p.T * KK) { return; }
   let u0 = (flat % col_tiles) * units;
   let team = lid / TEAM;
   let unit = u0 + team % units;
   let n = select(unit, I + unit, team >= units);
-  stage_row(lid, (pair / TOPK) * H, H);
-  team_sum(lid, lane_dot(lid % TEAM, H, slot_of[expert_idx[pair]] * GU_WORDS, 2u * I, n, unit < I));
+  stage_row(lid, (pair / KK) * H, H);
+  team_sum(lid, lane_dot(lid % TEAM, H, pair_slot(pair / KK, pair % KK) * GU_WORDS, 2u * I, n, unit < I));
   if (lid < units && u0 + lid < I) { res[pair * I + u0 + lid] = silu(red[lid * TEAM]) * red[(lid + units) * TEAM]; }
 }
 
 // out (T, H) = Σ_j w[t,j]·(down_{e_j} · h[t,j]) + sigmoid(logits[t,E])·shared[t]: the down GEMVs of a token's k
-// experts and the combine in one dispatch. Each lane sums w_j times its share of each expert's dot product, so
-// one team reduction serves all k experts.
+// experts and the combine in one dispatch (with SHARED_SLOT, the shared expert is pair k and its output is summed
+// here too). Each lane sums w_j times its share of each expert's dot product, so one team reduction serves all.
 @group(0) @binding(6) var<storage, read> dc_top_w: array<f32>;     // (T, k)
 @group(0) @binding(7) var<storage, read> dc_logits: array<f32>;    // (T, E+1): router | shared gate
-@group(0) @binding(8) var<storage, read> dc_shared: array<f32>;    // (T, H) shared expert output
+@group(0) @binding(8) var<storage, read> dc_shared: array<f32>;    // (T, H) shared expert output (unread with SHARED_SLOT)
 
 @compute @workgroup_size(WG)
 fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -175,17 +186,18 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
   if (t >= p.T) { return; }
   let n0 = (flat % col_tiles) * ROWS;
   let n = n0 + lid / TEAM;
+  let gate = sigmoid(dc_logits[t * (E + 1u) + E]);
   var acc = 0.0;
-  for (var j = 0u; j < TOPK; j++) {
-    let pair = t * TOPK + j;
-    stage_row(lid, pair * I, I);
-    acc += dc_top_w[pair] * lane_dot(lid % TEAM, I, slot_of[expert_idx[pair]] * DN_WORDS, H, n, n < H);
+  for (var j = 0u; j < KK; j++) {
+    stage_row(lid, (t * KK + j) * I, I);
+    let w = select(gate, dc_top_w[t * TOPK + min(j, TOPK - 1u)], j < TOPK);
+    acc += w * lane_dot(lid % TEAM, I, pair_slot(t, j) * DN_WORDS, H, n, n < H);
     workgroupBarrier();              // every lane is done with xs before the next expert's row is staged
   }
   team_sum(lid, acc);
   if (lid < ROWS && n0 + lid < H) {
     let i = t * H + n0 + lid;
-    res[i] = red[lid * TEAM] + sigmoid(dc_logits[t * (E + 1u) + E]) * dc_shared[i];
+    if (SHARED_SLOT != 0xffffffffu) { res[i] = red[lid * TEAM]; } else { res[i] = red[lid * TEAM] + gate * dc_shared[i]; }
   }
 }
 

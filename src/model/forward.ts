@@ -2,8 +2,9 @@
 // encoded once and submitted once. Reading order follows execution order (REFERENCE.md §2-5):
 //   embed -> for each layer: norm -> (Gated DeltaNet | gated attention) -> +residual -> norm -> MoE -> +residual
 //   -> final norm -> lm_head. Each residual add and the norm after it are one dispatch (addRmsNormZC). A decode
-//   token fuses more: the GDN conv runs in in_proj's GEMV, the GDN prep in its recurrent step, and the MoE down
-//   GEMVs do the combine (12 dispatches a GDN layer, 13 an attention layer).
+//   token fuses more: the GDN conv runs in in_proj's GEMV, the GDN prep in its recurrent step, the MoE down GEMVs
+//   do the combine, and a shared expert with an expert's shape runs as one more expert pair (gpu-weights.ts
+//   sharedExpertFits): 10 dispatches a GDN layer, 11 an attention layer at the 80B shape.
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
 // The list is built in pieces (head, layerPre, routedExperts, layerPost, tail) so that a streaming step
 // (model.ts with src/cache/expert-cache.ts) can submit up to each layer's router, read its top-k back, make those
@@ -16,7 +17,7 @@ import { embed } from '../gpu/kernels/embed.ts';
 import { causalConv1d } from '../gpu/kernels/conv.ts';
 import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../gpu/kernels/gdn.ts';
 import { attnPrep, attention, decodeSplitLen, type AttnDims, type PositionUpdate } from '../gpu/kernels/attention.ts';
-import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, type MoeScratch } from '../gpu/kernels/moe.ts';
+import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, takesDecodePath, type MoeScratch } from '../gpu/kernels/moe.ts';
 import { gdnChunkedScratchBytes } from '../gpu/kernels/gdn.ts';
 import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
 import type { GpuWeight } from '../gpu/weights.ts';
@@ -238,7 +239,7 @@ export class ForwardBuilder {
     tap(`L${l}.mixer_out`, s.mix, T * H);
     ops.push(addRmsNormZC(ctx, s.mix, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.moe_in`, s.xn, T * H);
-    this.routerAndShared(ops, tap, l, layer, T);
+    this.routerAndShared(ops, tap, l, layer, st);
   }
 
   /** Prefetch guess: layer l's router top-k on the current MoE input (of layer l - 1) into streamScratch.predIdx. */
@@ -254,7 +255,9 @@ export class ForwardBuilder {
    */
   routedExperts(st: StepOps, l: number, range?: { start: number; end: number }): void {
     const { ctx, w, scratch: s } = this, c = w.config, e = w.layers[l].experts;
-    const moe = st.opts.moe === 'per-token' ? moeDecode : st.opts.moe === 'grouped' ? moePrefill : moeExperts;
+    const sharedSlot = this.sharedAsPair(st, l) ? e.sharedSlot : undefined;
+    const moe: typeof moeExperts = sharedSlot !== undefined ? (...a) => moeDecode(...a, { sharedSlot })
+      : st.opts.moe === 'per-token' ? moeDecode : st.opts.moe === 'grouped' ? moePrefill : moeExperts;
     if (!range || (range.start === 0 && range.end === st.T)) {
       const b = { x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, shared: s.shared, out: s.mix };
       st.ops.push(...moe(ctx, b, st.T, moeShape(c, e.format), s.moe));
@@ -340,8 +343,14 @@ export class ForwardBuilder {
     ops.push(matmul(ctx, s.core, mat(layer, 'o_proj'), s.mix, T));
   }
 
+  /** Whether layer l's shared expert runs as one more pair in the routed experts' GEMVs (a decode-path step). */
+  private sharedAsPair(st: StepOps, l: number): boolean {
+    return this.w.layers[l].experts.sharedSlot !== undefined && takesDecodePath(st.T, st.opts.moe);
+  }
+
   /** REFERENCE.md §5: router (+ shared gate logit) -> top-k, and the shared expert (routedExperts does the rest). */
-  private routerAndShared(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, T: number) {
+  private routerAndShared(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, st: StepOps) {
+    const T = st.T;
     const { ctx, w, scratch: s } = this;
     const c = w.config;
     ops.push(matmul(ctx, s.xn, mat(layer, 'router'), s.routerLogits, T));
@@ -349,6 +358,7 @@ export class ForwardBuilder {
     tap(`L${l}.router_logits`, s.routerLogits, T * (c.numExperts + 1));
     tap(`L${l}.router_idx`, s.topIdx, T * c.numExpertsPerTok);
     tap(`L${l}.router_w`, s.topW, T * c.numExpertsPerTok);
+    if (this.sharedAsPair(st, l)) return; // routedExperts runs it with the routed ones
     ops.push(matmul(ctx, s.xn, mat(layer, 'shared_gate_up'), s.sharedMid, T));
     ops.push(matmul(ctx, s.sharedMid, mat(layer, 'shared_down'), s.shared, T, { swiglu: true }));
   }

@@ -12,8 +12,10 @@ export interface GpuExperts {
   gateUp: GPUBuffer; // slots × packed (2I, H), rows [gate_proj ; up_proj]
   down: GPUBuffer; // slots × packed (H, I)
   slotOf: GPUBuffer; // (E) u32: expert -> slot
-  slots: number; // records the slot buffers hold: E when fully resident, fewer when src/cache streams them
+  slots: number; // routed-expert records the slot buffers hold: E when fully resident, fewer when src/cache streams them
   format: WeightFormat;
+  /** The slot after them holds the shared expert (sharedExpertFits): decode runs it as one more pair a token. */
+  sharedSlot?: number;
 }
 
 export interface GpuLayer {
@@ -33,48 +35,79 @@ export interface GpuWeights {
 }
 
 /**
- * Fully resident (slots = E): upload every expert, slot e holds expert e. Streaming (slots < E): empty slot
- * buffers and an all-zero slot table, filled on demand by src/cache/expert-cache.ts.
+ * Whether the shared expert can sit in one more expert slot and run in decode's expert GEMVs as an 11th pair
+ * (two dispatches a layer fewer): its shape and format are an expert's (Is = I, as in Qwen3-Next-80B), and a
+ * slot's bytes keep the 256-byte alignment of a binding offset, so the dense shared_gate_up / shared_down that
+ * prefill uses are views of that slot, not copies.
  */
-async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number, slots: number): Promise<GpuExperts> {
-  const c = src.config, format = src.quant.experts, E = c.numExperts;
-  const { gateUpWords, downWords } = expertLayout(c, format);
-  if (slots < E) return emptyExperts(ctx, c, format, layer, slots);
-  const gateUp = ctx.buffer(slots * gateUpWords * 4, `L${layer}.experts.gate_up`);
-  const down = ctx.buffer(slots * downWords * 4, `L${layer}.experts.down`);
-  for (let e = 0; e < E; e++) {
-    const rec = await src.expert(layer, e);
-    ctx.device.queue.writeBuffer(gateUp, e * gateUpWords * 4, rec, 0, gateUpWords);
-    ctx.device.queue.writeBuffer(down, e * downWords * 4, rec, gateUpWords, downWords);
-  }
-  const slotOf = ctx.upload(Uint32Array.from({ length: E }, (_, e) => e), `L${layer}.experts.slot_of`);
-  return { gateUp, down, slotOf, slots, format };
+export function sharedExpertFits(c: Qwen3NextConfig, quant: QuantConfig): boolean {
+  const { gateUpWords, downWords } = expertLayout(c, quant.experts);
+  return c.sharedExpertIntermediateSize === c.moeIntermediateSize && quant.linear === quant.experts && (gateUpWords * 4) % 256 === 0 && (downWords * 4) % 256 === 0;
 }
 
-/** A streaming layer's empty slot buffers and an all-zero slot table, for src/cache/expert-cache.ts to fill. */
-export function emptyExperts(ctx: GpuContext, c: Qwen3NextConfig, format: WeightFormat, layer: number, slots: number): GpuExperts {
+/**
+ * Fully resident (slots = E): upload every expert, slot e holds expert e. Streaming (slots < E): empty slot
+ * buffers and an all-zero slot table, filled on demand by src/cache/expert-cache.ts. `shared`: one more slot.
+ */
+async function loadExperts(ctx: GpuContext, src: WeightSource, layer: number, slots: number, shared: boolean): Promise<GpuExperts> {
+  const c = src.config, format = src.quant.experts, E = c.numExperts;
+  const x = emptyExperts(ctx, c, format, layer, slots, shared);
+  if (slots < E) return x;
   const { gateUpWords, downWords } = expertLayout(c, format);
+  for (let e = 0; e < E; e++) {
+    const rec = await src.expert(layer, e);
+    ctx.device.queue.writeBuffer(x.gateUp, e * gateUpWords * 4, rec, 0, gateUpWords);
+    ctx.device.queue.writeBuffer(x.down, e * downWords * 4, rec, gateUpWords, downWords);
+  }
+  ctx.device.queue.writeBuffer(x.slotOf, 0, Uint32Array.from({ length: E }, (_, e) => e));
+  return x;
+}
+
+/** A layer's slot buffers (plus the shared expert's slot when `shared`) and an all-zero slot table. */
+export function emptyExperts(ctx: GpuContext, c: Qwen3NextConfig, format: WeightFormat, layer: number, slots: number, shared = false): GpuExperts {
+  const { gateUpWords, downWords } = expertLayout(c, format), n = slots + (shared ? 1 : 0);
   return {
-    gateUp: ctx.buffer(slots * gateUpWords * 4, `L${layer}.experts.gate_up`),
-    down: ctx.buffer(slots * downWords * 4, `L${layer}.experts.down`),
+    gateUp: ctx.buffer(n * gateUpWords * 4, `L${layer}.experts.gate_up`),
+    down: ctx.buffer(n * downWords * 4, `L${layer}.experts.down`),
     slotOf: ctx.upload(new Uint32Array(c.numExperts), `L${layer}.experts.slot_of`),
     slots,
     format,
+    ...(shared ? { sharedSlot: slots } : {}),
   };
+}
+
+/** The dense shared_gate_up / shared_down of a layer whose shared expert has a slot: views of that slot. */
+export function sharedExpertViews(c: Qwen3NextConfig, x: GpuExperts): [string, GpuWeight][] {
+  const { gateUpWords, downWords } = expertLayout(c, x.format), H = c.hiddenSize, Is = c.sharedExpertIntermediateSize, s = x.sharedSlot!;
+  return [
+    ['shared_gate_up', { buffer: x.gateUp, offset: s * gateUpWords * 4, format: x.format, N: 2 * Is, K: H }],
+    ['shared_down', { buffer: x.down, offset: s * downWords * 4, format: x.format, N: H, K: Is }],
+  ];
 }
 
 /** `expertSlots`: GPU slots per layer for routed experts (default numExperts: fully resident). */
 export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertSlots?: number): Promise<GpuWeights> {
   const c = src.config, slots = Math.min(expertSlots ?? c.numExperts, c.numExperts);
+  const shared = sharedExpertFits(c, src.quant), isShared = (name: string) => /^L\d+\.shared_(gate_up|down)$/.test(name);
+  const plan = densePlan(c, src.quant);
   const byName = new Map<string, GpuWeight>();
-  for (const t of densePlan(c, src.quant)) {
+  for (const t of plan) {
+    if (shared && isShared(t.name)) continue; // into the layer's extra expert slot, below
     byName.set(t.name, { buffer: ctx.upload(await src.dense(t), t.name), offset: 0, format: t.format, N: t.N, K: t.K });
   }
   const layers: GpuLayer[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const weights = new Map<string, GpuWeight>();
     for (const [name, w] of byName) if (name.startsWith(`L${i}.`)) weights.set(name.slice(`L${i}.`.length), w);
-    layers.push({ type: c.layerTypes[i], weights, experts: await loadExperts(ctx, src, i, slots) });
+    const experts = await loadExperts(ctx, src, i, slots, shared);
+    if (shared) {
+      for (const [name, view] of sharedExpertViews(c, experts)) {
+        const words = await src.dense(plan.find((t) => t.name === `L${i}.${name}`)!);
+        ctx.device.queue.writeBuffer(view.buffer, view.offset, words);
+        weights.set(name, view);
+      }
+    }
+    layers.push({ type: c.layerTypes[i], weights, experts });
   }
   return {
     config: c,

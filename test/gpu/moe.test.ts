@@ -157,6 +157,32 @@ describe('MoE experts (decode GEMVs and prefill GEMMs) against the CPU reference
   }
 });
 
+// Where the shared expert has an expert's shape (Is = I, as in the 80B model) it can sit in an expert slot and
+// run in decode's GEMVs as one more pair a token, its output summed with weight sigmoid(logits[:, E]); the dense
+// shared output buffer is poisoned here, so reading it would show.
+describe('MoE decode with the shared expert as one more pair', () => {
+  for (const [T, format, team] of [[1, 'q4', undefined], [5, 'q4', undefined], [3, 'f32', 8]] as const) {
+    it(`E=64 k=10 T=${T} H=80 I=40 ${format}${team ? ` team=${team}` : ''}`, () =>
+      withGpuErrors(async (device) => {
+        const ctx = context(device);
+        const E = 64, k = 10, H = 80, I = 40, s: MoeShape = { E, k, H, I, format };
+        const x = randn(T * H, 900 + T), logits = randn(T * (E + 1), 901 + T);
+        const packed = packExperts(Array.from({ length: E + 1 }, (_, e) => randomMlp(H, I, 1000 + 3 * e)), H, I, format, E + 6, 902 + T);
+        const sh = packed.seen[E], sharedOut = new Float32Array(T * H);
+        for (let t = 0; t < T; t++) sharedOut.set(ref.swiglu(x.subarray(t * H, (t + 1) * H), sh.gate, sh.up, sh.down, 1, H, I), t * H);
+        const want = refMoe(x, logits, sharedOut, packed.seen.slice(0, E), T, s, true);
+        const idx = poisoned(device, T * k * 4), w = poisoned(device, T * k * 4), out = poisoned(device, T * H * 4);
+        const b: MoeBuffers = {
+          x: ctx.upload(x, 'x'), logits: ctx.upload(logits, 'logits'), idx, w, slotOf: ctx.upload(packed.slotOf, 'slotOf'),
+          gateUp: ctx.upload(packed.gateUp, 'gateUp'), down: ctx.upload(packed.down, 'down'), shared: poisoned(device, T * H * 4), out,
+        };
+        ctx.run([router(ctx, b.logits, idx, w, T, { E, k, normTopk: true }), ...moeDecode(ctx, b, T, s, poisonedScratch(ctx, T, s), { team, sharedSlot: packed.slotOf[E] })]);
+        expect(Array.from(new Uint32Array(await ctx.read(idx, T * k * 4)))).toEqual(Array.from(want.idx));
+        expectClose('decode with the shared pair', await ctx.readF32(out, T * H), want.out, { rel: 1e-5 });
+      }));
+  }
+});
+
 describe('MoE block against the HF fixtures (f32 weights)', () => {
   for (const name of ['tiny', 'asym'] as PresetName[]) {
     const preset = locatePreset(name);

@@ -58,7 +58,7 @@ export interface MoeBuffers {
  */
 export interface MoeScratch {
   maxT: number;
-  h: GPUBuffer; // (maxT·k, I) f32: expert hidden rows (decode: pair order t·k + j; prefill: grouped by expert)
+  h: GPUBuffer; // (maxT·(k+1), I) f32: expert hidden rows (decode: pair order t·KK + j; prefill: grouped by expert)
   y: GPUBuffer; // (maxT, k, H) f32: each pair's expert output before the weighted sum
   blocks: GPUBuffer; // (ceil(maxT/64), E) u32: pairs of each expert in each block of 64 tokens
   base: GPUBuffer; // (ceil(maxT/64), E) u32: list position of each block's first pair of each expert
@@ -74,7 +74,7 @@ export function createMoeScratch(ctx: GpuContext, maxT: number, s: MoeShape): Mo
   const pairs = maxT * s.k;
   return {
     maxT,
-    h: ctx.buffer(pairs * s.I * 4, 'moe.h'),
+    h: ctx.buffer((pairs + maxT) * s.I * 4, 'moe.h'), // + the shared expert's row a token when it runs as a pair
     y: ctx.buffer(pairs * s.H * 4, 'moe.y'),
     blocks: ctx.buffer(ceilDiv(maxT, BLOCK) * s.E * 4, 'moe.blocks'),
     base: ctx.buffer(ceilDiv(maxT, BLOCK) * s.E * 4, 'moe.base'),
@@ -105,15 +105,19 @@ function combine(ctx: GpuContext, b: MoeBuffers, y: Binding, T: number, s: MoeSh
 
 /**
  * Decode path (few tokens): gate/up GEMVs into h, then the down GEMVs fused with the combine (two dispatches).
- * Weights are read once per pair. `team` overrides gemvTeam for both GEMVs (tests).
+ * Weights are read once per pair. `sharedSlot`: the shared expert's weights sit in that slot (gpu-weights.ts
+ * sharedExpertSlot) and run as one more pair of each token, its output summed with weight sigmoid(logits[:, E])
+ * (b.shared is then not read). `team` overrides gemvTeam for both GEMVs (tests).
  */
-export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, tuning: { team?: number } = {}): Op[] {
+export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, opts: { team?: number; sharedSlot?: number } = {}): Op[] {
   checkT(T, scratch);
-  const pairs = T * s.k, P = params(ctx, T);
-  const guTeam = tuning.team ?? gemvTeam(s.H), dnTeam = tuning.team ?? gemvTeam(s.I);
+  const kk = s.k + (opts.sharedSlot === undefined ? 0 : 1), pairs = T * kk, P = params(ctx, T);
+  const guTeam = opts.team ?? gemvTeam(s.H), dnTeam = opts.team ?? gemvTeam(s.I);
+  const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
+  const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
   return [
-    ctx.op(`moe.gate_up_gemv(${T}x${s.k})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))),
-    ctx.op(`moe.down_combine_gemv(${T}x${s.k})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, TEAM: dnTeam },
+    ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam, ...shared }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))),
+    ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, TEAM: dnTeam, ...shared },
       [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, WG / dnTeam))),
   ];
 }
@@ -140,6 +144,11 @@ export function moePrefill(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShap
 export const DECODE_MAX_T = 256;
 export function moeExperts(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch): Op[] {
   return T <= DECODE_MAX_T ? moeDecode(ctx, b, T, s, scratch) : moePrefill(ctx, b, T, s, scratch);
+}
+
+/** Whether a step of T tokens runs the decode path (moeDecode), by the step's MoE option or by T. */
+export function takesDecodePath(T: number, moe?: 'grouped' | 'per-token'): boolean {
+  return moe === 'per-token' || (moe !== 'grouped' && T <= DECODE_MAX_T);
 }
 
 function checkT(T: number, scratch: MoeScratch) {
