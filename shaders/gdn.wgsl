@@ -84,10 +84,11 @@ var<workgroup> ks: array<f32, DK>;   // k̂ of the token's key head
 // a ≡ ra mod WG/CB. Adjacent threads take adjacent columns, so state rows are read coalesced.
 struct Cols { h: u32, kh: u32, b: u32, c: u32, ra: u32, live: bool }
 
+override COL_BLOCKS: u32 = (DV + CB - 1u) / CB;   // column blocks a value head: HV · COL_BLOCKS workgroups
+
 fn cols_of(flat: u32, lid: u32) -> Cols {
-  let blocks = (DV + CB - 1u) / CB;
-  let h = flat / blocks;
-  let b = (flat % blocks) * CB + lid % CB;
+  let h = flat / COL_BLOCKS;
+  let b = (flat % COL_BLOCKS) * CB + lid % CB;
   return Cols(h, h / (HV / HK), b, lid % CB, lid / CB, b < DV);
 }
 
@@ -130,7 +131,7 @@ fn delta_step(t: u32, w: Cols, decay: f32, beta_t: f32, lid: u32) {
 @compute @workgroup_size(WG)
 fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = wg.x + wg.y * 65535u;
-  if (flat >= HV * ((DV + CB - 1u) / CB)) { return; }
+  if (flat >= HV * COL_BLOCKS) { return; }
   let w = cols_of(flat, lid);
   for (var t = 0u; t < p.T; t++) {
     let qk = (t * HK + w.kh) * DK;
@@ -153,7 +154,7 @@ var<workgroup> red_k: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn gdn_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = wg.x + wg.y * 65535u;
-  if (flat >= HV * ((DV + CB - 1u) / CB)) { return; }
+  if (flat >= HV * COL_BLOCKS) { return; }
   let w = cols_of(flat, lid);
   for (var t = 0u; t < p.T; t++) {
     let qsrc = t * CONV + w.kh * DK;
