@@ -31,33 +31,12 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   const gpuErrors: string[] = []; // a kernel that fails validation does nothing, fast: never report its timing
   device.addEventListener('uncapturederror', (e) => gpuErrors.push((e as GPUUncapturedErrorEvent).error.message));
 
-  const filled = (bytes: number, mask = 0x3f7fffff, label = 'bench'): GPUBuffer => {
-    const buf = ctx.buffer(bytes, label), n = Math.ceil(bytes / 4);
-    ctx.run([ctx.op(`fill ${label}`, 'probe.wgsl', 'fill', {}, [ctx.uniform(new Uint32Array([n, mask, 12345, 0])), buf], grid(Math.ceil(n / 256)))]);
-    return buf;
-  };
-  /** Median ms of one repetition of `steps`, encoded `inner` times per submit. */
-  const time = async (steps: Step[], inner = 10): Promise<number> => {
-    const all = Array.from({ length: inner }, () => steps).flat();
-    ctx.run(all);
-    await device.queue.onSubmittedWorkDone();
-    const ms: number[] = [];
-    for (let r = 0; r < reps; r++) {
-      const t0 = performance.now();
-      ctx.run(all);
-      await device.queue.onSubmittedWorkDone();
-      ms.push((performance.now() - t0) / inner);
-    }
-    return median(ms);
-  };
+  const filled = (bytes: number, mask = 0x3f7fffff, label = 'bench') => filledBuffer(ctx, bytes, mask, label);
+  const time = (steps: Step[], inner = 10) => timeSteps(ctx, steps, reps, inner);
 
   // Ceilings.
-  const readBytes = s.readMiB << 20;
-  const big = filled(readBytes, 0xffffffff, 'read');
   const sink = ctx.buffer(1 << 20, 'sink');
-  const readOp = ctx.op('read_sum', 'probe.wgsl', 'read_sum', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, 0])), sink, big], [Math.min(65535, 132 * 16)]);
-  const readMs = await time([readOp], 5);
-  const readBw = readBytes / readMs / 1e6; // GB/s
+  const { ms: readMs, GBs: readBw } = await readCeiling(ctx, s.readMiB, reps);
   rows.push({ name: `ceiling: streaming read ${s.readMiB} MiB`, ms: readMs, work: `${s.readMiB} MiB`, achieved: `${readBw.toFixed(0)} GB/s`, ratio: '1.00 (ceiling)' });
   const fmaGroups = 132 * 64, fmaIters = shapeName === 'real' ? 4096 : 64;
   const fmaOp = ctx.op('fma', 'probe.wgsl', 'fma_loop', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, fmaIters])), sink], [fmaGroups]);
@@ -134,6 +113,37 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   device.destroy();
   if (gpuErrors.length) throw new Error(`GPU errors during the benchmark:\n${gpuErrors.join('\n')}`);
   return rows;
+}
+
+export function filledBuffer(ctx: GpuContext, bytes: number, mask = 0x3f7fffff, label = 'bench'): GPUBuffer {
+  const buf = ctx.buffer(bytes, label), n = Math.ceil(bytes / 4);
+  ctx.run([ctx.op(`fill ${label}`, 'probe.wgsl', 'fill', {}, [ctx.uniform(new Uint32Array([n, mask, 12345, 0])), buf], grid(Math.ceil(n / 256)))]);
+  return buf;
+}
+
+/** Median ms of one repetition of `steps`, encoded `inner` times per submit. */
+export async function timeSteps(ctx: GpuContext, steps: Step[], reps: number, inner = 10): Promise<number> {
+  const all = Array.from({ length: inner }, () => steps).flat();
+  ctx.run(all);
+  await ctx.device.queue.onSubmittedWorkDone();
+  const ms: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    ctx.run(all);
+    await ctx.device.queue.onSubmittedWorkDone();
+    ms.push((performance.now() - t0) / inner);
+  }
+  return median(ms);
+}
+
+/** The streaming-read ceiling: a grid-stride sum over `MiB` of vec4<u32>, median ms and GB/s. */
+export async function readCeiling(ctx: GpuContext, MiB: number, reps = 7): Promise<{ ms: number; GBs: number }> {
+  const bytes = MiB << 20, big = filledBuffer(ctx, bytes, 0xffffffff, 'read'), sink = ctx.buffer(1 << 20, 'sink');
+  const op = ctx.op('read_sum', 'probe.wgsl', 'read_sum', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, 0])), sink, big], [Math.min(65535, 132 * 16)]);
+  const ms = await timeSteps(ctx, [op], reps, 5);
+  big.destroy();
+  sink.destroy();
+  return { ms, GBs: bytes / ms / 1e6 };
 }
 
 export function markdown(rows: Row[]): string {

@@ -9,6 +9,8 @@ import { QUANT_INT4 } from '../src/model/pack.ts';
 import { Qwen3NextGpuModel } from '../src/model/model.ts';
 import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
 import { randomGpuWeights } from './weights.ts';
+import { profileOps, type TokenProfile } from './profile.ts';
+import { sample } from '../src/gpu/kernels/sample.ts';
 
 export interface E2EOptions {
   layers: number;
@@ -18,6 +20,8 @@ export interface E2EOptions {
   contexts: number[];
   decodeTokens: number;
   reps: number;
+  /** Per-kernel GPU time of a decode token at each context (bench/profile.ts), with the read ceiling for floors. */
+  profile?: { readGBs: number; reps: number };
 }
 
 export interface E2EResult {
@@ -30,7 +34,7 @@ export interface E2EResult {
 export const GREEDY = { temperature: 0, topK: 0, topP: 1, random: 0 };
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ rows: E2EResult[]; gpuBytes: number; loadMs: number }> {
+export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ rows: E2EResult[]; gpuBytes: number; loadMs: number; profiles: { context: number; profile: TokenProfile }[] }> {
   const c = parseConfig(syntheticConfig(o.layers, o.small));
   const t0 = performance.now(), before = ctx.allocatedBytes;
   const weights = randomGpuWeights(ctx, c, QUANT_INT4);
@@ -100,5 +104,13 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   const chained = (performance.now() - t) / n;
   rows.push({ name: `decode at ${C}: CPU encode + submit only`, median: encode / n, perSecond: (1000 * n) / encode, detail: `mean of ${n}, ${fb.decodeOps({ logits: 'last' }).length} dispatches a token` });
   rows.push({ name: `decode at ${C}: back to back, no readback`, median: chained, perSecond: 1000 / chained, detail: `mean of ${n}` });
-  return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs };
+
+  const profiles: { context: number; profile: TokenProfile }[] = [];
+  for (const context of o.profile ? o.contexts : []) {
+    model.reset();
+    model.cache.position = context;
+    const s = fb.scratch, ops = [...fb.decodeOps({ logits: 'last' }), ...sample(ctx, s.logits, { buffer: s.ids, offset: 0, size: 4 }, c.vocabSize, GREEDY)];
+    profiles.push({ context, profile: await profileOps(ctx, ops, o.profile!.reps, o.profile!.readGBs) });
+  }
+  return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs, profiles };
 }

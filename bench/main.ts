@@ -3,7 +3,8 @@
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
-import { runBench, markdown } from './bench.ts';
+import { runBench, markdown, readCeiling } from './bench.ts';
+import { profileMarkdown } from './profile.ts';
 import { runEndToEnd } from './e2e.ts';
 import { runStreaming, type StreamOptions } from './stream.ts';
 
@@ -21,13 +22,17 @@ const errors: string[] = [];
 ctx.device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
 const GiB = 2 ** 30;
 
-if (suites.has('e2e')) {
-  const { rows, gpuBytes, loadMs } = await runEndToEnd(ctx, real
-    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3 }
-    : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1 });
+if (suites.has('e2e') || suites.has('profile')) {
+  const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
+  if (read) console.log(`\nread ceiling (same process): ${read.GBs.toFixed(0)} GB/s`);
+  const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
+  const { rows, gpuBytes, loadMs, profiles } = await runEndToEnd(ctx, real
+    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3, profile }
+    : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1, profile });
   console.log(`\nend to end, resident: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
   for (const r of rows) console.log(`| ${r.name} (${r.detail}) | ${r.median.toFixed(2)} | ${r.perSecond.toFixed(1)} |`);
+  for (const { context, profile: p } of profiles) console.log(`\ndecode token at ${context} context, per kernel (timestamp queries):\n${profileMarkdown(p)}`);
 }
 
 if (suites.has('stream')) {

@@ -10,6 +10,8 @@ export interface Op {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   workgroups: [number, number?, number?];
+  /** The fewest bytes the dispatch must read and write (weights, state, KV), where known: the profiler's floor. */
+  bytes?: number;
 }
 
 /** A buffer-to-buffer copy between dispatches (it ends the compute pass, so keep them rare: taps, last-row picks). */

@@ -18,7 +18,11 @@ export async function nodeGPU(): Promise<GPU> {
   // SwiftShader's Vulkan zero-initialisation of workgroup memory makes pipeline compiles grow with the size of
   // workgroup arrays (seconds per GEMM pipeline). Dawn then zero-initialises in the shader instead: same
   // semantics, compiles in milliseconds.
-  const options = software || process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD ? ['disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension'] : [];
+  // Timestamp queries unquantised: Dawn rounds them to ~65 us by default (a browser's guard against timing
+  // attacks, which a Node process does not need), too coarse for the per-kernel profile (bench/profile.ts).
+  const disabled = ['timestamp_quantization'];
+  if (software || process.env.VK_ICD_FILENAMES === SWIFTSHADER_ICD) disabled.push('use_vulkan_zero_initialize_workgroup_memory_extension');
+  const options = [`disable-dawn-features=${disabled.join(',')}`];
   let mod: typeof import('webgpu');
   try {
     mod = await import('webgpu');

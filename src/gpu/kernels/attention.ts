@@ -131,11 +131,14 @@ export function attention(
   const CW = Math.min(64, D);
   const splitOp = ctx.op(`attn_split(T=${T}, ${len} keys/split)`, 'attention.wgsl', 'attn_split', constants,
     [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit));
+  const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;
+  splitOp.bytes = kvBytes(Tk);
   updates?.push((p) => {
     check(T, p, dims);
     const n = Math.ceil((p + T) / len);
     ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, len, n]));
     splitOp.workgroups = grid(tiles * n);
+    splitOp.bytes = kvBytes(p + T);
   });
   return [
     splitOp,

@@ -57,7 +57,8 @@ export function gdnStep(ctx: GpuContext, y: Binding, proj: Binding, P: number, a
   const c = shapeConstants(T, cfg);
   const CB = 32, WG = 256;
   const params = ctx.uniform(new Uint32Array([T, P, P - 2 * c.HV, P - c.HV]));
-  return ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB)));
+  const bytes = 2 * c.HV * c.DK * c.DV * 4; // the state, read and written
+  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB))) };
 }
 
 const align256 = (n: number) => Math.ceil(n / 256) * 256;

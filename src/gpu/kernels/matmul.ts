@@ -1,6 +1,6 @@
 // y = x·Wᵀ for packed weights (shaders/matmul.wgsl): a GEMV for decode-sized T, a tiled GEMM for prefill.
 import { type GpuContext, type Op, type Binding } from '../context.ts';
-import { type GpuWeight, weightBinding } from '../weights.ts';
+import { type GpuWeight, weightBinding, weightBytes } from '../weights.ts';
 import { type WeightFormat } from '../../quant/formats.ts';
 import { grid } from './grid.ts';
 import { checkConvWidth } from './conv.ts';
@@ -30,6 +30,8 @@ export interface ConvEpilogue {
 /** Weights per 16-byte unit: the GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
 const GEMM_TILE = 64;
+
+const withBytes = (bytes: number, op: Op): Op => ({ ...op, bytes });
 
 const pow2ceil = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
@@ -78,13 +80,14 @@ export function matmul(
     const tokenBlocks = Math.ceil(T / TB);
     const params = ctx.uniform(new Uint32Array([T, tokenBlocks, 0, 0]));
     const groups = Math.ceil(N / (TEAMS * RPT)) * tokenBlocks;
+    const bytes = weightBytes(format, N, K) + 4 * T * (K + N);
     if (opts.conv) {
       const c = opts.conv;
       checkConvWidth(c.K);
-      return ctx.op(`${label} gemv + conv(${c.channels})`, 'matmul.wgsl', 'gemv_conv', { ...base, TPR, TEAMS, RPT, TB, CONV_CH: c.channels, CONV_K: c.K },
-        [...bindings(params), c.w, c.state, c.y], grid(groups));
+      return withBytes(bytes, ctx.op(`${label} gemv + conv(${c.channels})`, 'matmul.wgsl', 'gemv_conv', { ...base, TPR, TEAMS, RPT, TB, CONV_CH: c.channels, CONV_K: c.K },
+        [...bindings(params), c.w, c.state, c.y], grid(groups)));
     }
-    return ctx.op(`${label} gemv`, 'matmul.wgsl', 'gemv', { ...base, TPR, TEAMS, RPT, TB }, bindings(params), grid(groups));
+    return withBytes(bytes, ctx.op(`${label} gemv`, 'matmul.wgsl', 'gemv', { ...base, TPR, TEAMS, RPT, TB }, bindings(params), grid(groups)));
   }
   const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
   if (tilesN > 65535 || tilesT > 65535) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);

@@ -115,10 +115,11 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const guTeam = opts.team ?? gemvTeam(s.H), dnTeam = opts.team ?? gemvTeam(s.I);
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
   const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
+  const gu = packedWords(s.format, 2 * s.I, s.H) * 4, dn = packedWords(s.format, s.H, s.I) * 4;
   return [
-    ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam, ...shared }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))),
-    ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, TEAM: dnTeam, ...shared },
-      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, WG / dnTeam))),
+    { bytes: pairs * gu, ...ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam, ...shared }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))) },
+    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, TEAM: dnTeam, ...shared },
+      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, WG / dnTeam))) },
   ];
 }
 
