@@ -5,13 +5,13 @@
 // `--shapes tiny` runs the same suite at toy sizes: a guard on SwiftShader for relative regressions only.
 import { GpuContext, type Op, type Step, type Binding } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
-import { grid } from '../src/gpu/kernels/grid.ts';
-import { matmul } from '../src/gpu/kernels/matmul.ts';
-import { gdnChunked, gdnRecurrent, gdnStep } from '../src/gpu/kernels/gdn.ts';
-import { attention, type AttnDims } from '../src/gpu/kernels/attention.ts';
-import { router, moeDecode, createMoeScratch } from '../src/gpu/kernels/moe.ts';
+import { grid } from '../src/kernels/grid.ts';
+import { matmul } from '../src/kernels/matmul.ts';
+import { gdnChunked, gdnRecurrent, gdnStep } from '../src/kernels/gdn.ts';
+import { attention, type AttnDims } from '../src/kernels/attention.ts';
+import { router, moeDecode, createMoeScratch } from '../src/kernels/moe.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
-import type { GpuWeight } from '../src/gpu/weights.ts';
+import type { GpuWeight } from '../src/gpu/packed-weight.ts';
 
 export interface Row { name: string; ms: number; work: string; achieved: string; ratio: string }
 

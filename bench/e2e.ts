@@ -5,12 +5,12 @@
 // on their values, so the KV cache is not prefilled for it (a 32K prefill would cost more device time than the run).
 import { parseConfig } from '../src/config.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
-import { QUANT_INT4 } from '../src/model/pack.ts';
+import { QUANT_INT4 } from '../src/format/pack.ts';
 import { Qwen3NextGpuModel } from '../src/model/model.ts';
 import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
 import { randomGpuWeights } from './weights.ts';
 import { profileOps, type TokenProfile } from './profile.ts';
-import { sample } from '../src/gpu/kernels/sample.ts';
+import { sample } from '../src/kernels/sample.ts';
 
 export interface E2EOptions {
   layers: number;

@@ -11,7 +11,7 @@ import { parseConfig } from '../src/config.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
 import type { ExpertUpload } from '../src/cache/upload.ts';
 import { Qwen3NextGpuModel } from '../src/model/model.ts';
-import { QUANT_INT4, expertLayout } from '../src/model/pack.ts';
+import { QUANT_INT4, expertLayout } from '../src/format/pack.ts';
 import { emptyExperts, loadGpuWeights, sharedExpertViews, type GpuWeights } from '../src/model/gpu-weights.ts';
 import { packedWords } from '../src/quant/formats.ts';
 import { NodeFileStore } from '../src/store/node.ts';

@@ -7,12 +7,12 @@ import { link, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Qwen3NextConfig } from '../src/config.ts';
 import { type GpuContext } from '../src/gpu/context.ts';
-import { grid } from '../src/gpu/kernels/grid.ts';
-import type { GpuWeight } from '../src/gpu/weights.ts';
-import { densePlan, expertLayout, type QuantConfig } from '../src/model/pack.ts';
+import { grid } from '../src/kernels/grid.ts';
+import type { GpuWeight } from '../src/gpu/packed-weight.ts';
+import { densePlan, expertLayout, type QuantConfig } from '../src/format/pack.ts';
 import { emptyExperts, sharedExpertFits, sharedExpertViews, type GpuLayer, type GpuWeights } from '../src/model/gpu-weights.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
-import { ropeInvFreq } from '../src/reference/ops.ts';
+import { ropeInvFreq } from '../src/model/rope.ts';
 import { FORMAT, VERSION, denseShardName, expertFileName, type Manifest, type RecordEntry } from '../src/store/manifest.ts';
 import { NodeStoreWriter } from '../src/store/node.ts';
 

@@ -54,6 +54,9 @@ const MUTATIONS = [
     `      const t = Math.floor(i / Hq), h = i % Hq;
       q.set(qg.subarray(t * 2 * Hq * D + h * D, t * 2 * Hq * D + h * D + D), i * D);
       gate.set(qg.subarray(t * 2 * Hq * D + Hq * D + h * D, t * 2 * Hq * D + Hq * D + h * D + D), i * D);`],
+  ['GDN in_proj_qkvz: z read where v is', 'src/reference/model.ts',
+    'm.set(row.subarray(2 * dk, 2 * dk + r * dv), 2 * keyDim + g * r * dv);',
+    'm.set(row.subarray(2 * dk + r * dv, group), 2 * keyDim + g * r * dv);'],
   ['gated RMSNorm uses 1+w', 'src/reference/ops.ts',
     'y[r * D + i] = w[i] * (o[r * D + i] * inv) * silu(z[r * D + i]);',
     'y[r * D + i] = (1 + w[i]) * (o[r * D + i] * inv) * silu(z[r * D + i]);'],

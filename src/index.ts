@@ -1,6 +1,6 @@
 // qwen3-next-webgpu: Qwen3-Next on WebGPU. The package entry for web pages: an OpenAI-style chat engine in this
 // thread (createEngine) or in a Web Worker (createWorkerEngine with the worker entry, src/worker.ts).
-export { createEngine, type Completions, type Engine, type EngineOptions } from './engine/engine.ts';
+export { createEngine } from './engine/engine.ts';
 export { createWorkerEngine, type WorkerEngineOptions } from './engine/worker-engine.ts';
 export { HttpStore } from './engine/http-store.ts';
 export type * from './engine/types.ts';

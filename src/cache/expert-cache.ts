@@ -7,8 +7,8 @@
 // the queue after every earlier submit, so a slot can be overwritten once the MoE that read it was submitted).
 import type { GpuContext } from '../gpu/context.ts';
 import type { GpuExperts } from '../model/gpu-weights.ts';
-import type { WeightSource } from '../model/pack.ts';
-import { expertLayout } from '../model/pack.ts';
+import type { WeightSource } from '../format/pack.ts';
+import { expertLayout } from '../format/pack.ts';
 import { RamTier, SlotTable } from './policy.ts';
 import { createUploader, type ExpertUpload, type Uploader } from './upload.ts';
 

@@ -7,7 +7,7 @@ import { nodeFileSet } from '../checkpoint/node-files.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { requestNodeDevice } from '../gpu/node-device.ts';
 import { Qwen3NextGpuModel } from '../model/model.ts';
-import { QUANT_F32, QUANT_INT4 } from '../model/pack.ts';
+import { QUANT_F32, QUANT_INT4 } from '../format/pack.ts';
 import { NodeFileStore } from '../store/node.ts';
 import { storeSource } from '../store/store.ts';
 import { UsageError, type Args } from './args.ts';

@@ -2,7 +2,7 @@
 // ids.length). A request whose prompt starts with `ids` prefills only the rest (the next turn of a chat: the
 // previous prompt + reply, then the new message). Each turn also snapshots the state right after its prompt's
 // prefill, so a request that edits or regenerates the last reply resumes from there; anything else starts over.
-import type { CacheSnapshot } from '../model/cache.ts';
+import type { CacheSnapshot } from '../model/dynamic-cache.ts';
 import type { Qwen3NextGpuModel } from '../model/model.ts';
 
 export class Conversation {

@@ -4,12 +4,12 @@ import { ModelLoadError, WebGPUNotAvailableError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { checkKernelShapes, Qwen3NextGpuModel } from '../model/model.ts';
 import { parseConfig } from '../config.ts';
-import type { WeightSource } from '../model/pack.ts';
+import type { WeightSource } from '../format/pack.ts';
 import { storeSource, type ModelStore } from '../store/store.ts';
 import { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
-import type { EngineOptions } from './engine.ts';
 import { downloadModel, IdbModelStore } from '../store/browser.ts';
 import { HttpStore } from './http-store.ts';
+import type { EngineOptions } from './types.ts';
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(1);
 

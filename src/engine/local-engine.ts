@@ -15,10 +15,9 @@ import type { PendingToken, Qwen3NextGpuModel } from '../model/model.ts';
 import { DecodeStream } from '../tokenizer/stream.ts';
 import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { Conversation } from './conversation.ts';
-import type { Completions, Engine, EngineOptions } from './engine.ts';
 import { loadEngineParts, reloadEngineParts, type Loaded } from './load.ts';
 import { ReplyText } from './reply.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, CompletionUsage, FinishReason } from './types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completions, CompletionUsage, Engine, EngineOptions, FinishReason } from './types.ts';
 
 const DEFAULT_MAX_TOKENS = 256;
 const now = () => globalThis.performance.now();

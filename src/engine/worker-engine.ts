@@ -2,10 +2,9 @@
 // encodes GPU work and reads results back. Calls go through comlink; a stream's chunks come back through a
 // proxied callback and are queued into an AsyncIterable here; an AbortSignal becomes an abort(id) message.
 import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
-import type { Completions, Engine, EngineOptions } from './engine.ts';
 import { registerErrorTransfer } from './error-transfer.ts';
 import type { EngineHost } from './worker-host.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from './types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completions, Engine, EngineOptions } from './types.ts';
 
 export type WorkerEngineOptions = Omit<EngineOptions, 'model' | 'device'> & { model: string };
 

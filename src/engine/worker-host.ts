@@ -2,10 +2,9 @@
 // AbortSignal (signals do not cross postMessage); a streamed request is opened (checked, so ContextLengthError
 // reaches the caller of create) and then pumped into a callback proxied from the page.
 import { expose } from 'comlink';
-import type { EngineOptions } from './engine.ts';
 import { registerErrorTransfer } from './error-transfer.ts';
 import { LocalEngine } from './local-engine.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, LoadProgress } from './types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EngineOptions, LoadProgress } from './types.ts';
 
 export type WireRequest = Omit<ChatCompletionRequest, 'signal'>;
 export type WireOptions = Omit<EngineOptions, 'model' | 'device' | 'onProgress' | 'onWarning'> & { model: string };

@@ -11,19 +11,19 @@
 // experts resident, and only then encode the routed experts.
 import type { Qwen3NextConfig } from '../config.ts';
 import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
-import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../gpu/kernels/norm.ts';
-import { matmul } from '../gpu/kernels/matmul.ts';
-import { embed } from '../gpu/kernels/embed.ts';
-import { causalConv1d } from '../gpu/kernels/conv.ts';
-import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../gpu/kernels/gdn.ts';
-import { attnPrep, attention, decodeSplitLen, type AttnDims, type PositionUpdate } from '../gpu/kernels/attention.ts';
-import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, takesDecodePath, type MoeScratch } from '../gpu/kernels/moe.ts';
-import { gdnChunkedScratchBytes } from '../gpu/kernels/gdn.ts';
+import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../kernels/norm.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { embed } from '../kernels/embed.ts';
+import { causalConv1d } from '../kernels/conv.ts';
+import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../kernels/gdn.ts';
+import { attnPrep, attention, decodeSplitLen, type AttnDims, type PositionUpdate } from '../kernels/attention.ts';
+import { router, moeDecode, moePrefill, moeExperts, createMoeScratch, takesDecodePath, type MoeScratch } from '../kernels/moe.ts';
+import { gdnChunkedScratchBytes } from '../kernels/gdn.ts';
 import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
-import type { GpuWeight } from '../gpu/weights.ts';
+import type { GpuWeight } from '../gpu/packed-weight.ts';
 import type { WeightFormat } from '../quant/formats.ts';
 
-/** A layer's packed matrix by its name in src/model/pack.ts. */
+/** A layer's packed matrix by its name in src/format/pack.ts. */
 function mat(layer: GpuLayer, name: string): GpuWeight {
   const w = layer.weights.get(name);
   if (!w) throw new Error(`layer has no tensor ${name}`);
@@ -31,7 +31,7 @@ function mat(layer: GpuLayer, name: string): GpuWeight {
 }
 /** A layer's f32 vector (norm weights, conv taps, A_log, ...) as a binding. */
 const vec = (layer: GpuLayer, name: string): GPUBuffer => mat(layer, name).buffer;
-import type { Qwen3NextGpuCache, LinearLayerCache, FullLayerCache } from './cache.ts';
+import type { Qwen3NextGpuCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
 
 export interface StepOptions {
   /** 'last': logits of the last token only (generation); 'all': (T, V) (tests, perplexity). */

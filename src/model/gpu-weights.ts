@@ -1,12 +1,12 @@
-// Model weights on the GPU, uploaded tensor by tensor from a WeightSource (src/model/pack.ts says what each
+// Model weights on the GPU, uploaded tensor by tensor from a WeightSource (src/format/pack.ts says what each
 // tensor is). Dense weights stay resident; routed experts go into per-layer slot buffers addressed through a
 // slot table, so a streaming expert cache can own those buffers and remap experts to slots.
 import type { Qwen3NextConfig } from '../config.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { GpuWeight } from '../gpu/weights.ts';
+import type { GpuWeight } from '../gpu/packed-weight.ts';
 import type { WeightFormat } from '../quant/formats.ts';
-import { ropeInvFreq } from '../reference/ops.ts';
-import { densePlan, expertLayout, type QuantConfig, type WeightSource } from './pack.ts';
+import { ropeInvFreq } from './rope.ts';
+import { densePlan, expertLayout, type QuantConfig, type WeightSource } from '../format/pack.ts';
 
 export interface GpuExperts {
   gateUp: GPUBuffer; // slots × packed (2I, H), rows [gate_proj ; up_proj]

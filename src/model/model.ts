@@ -6,15 +6,15 @@ import { ExpertCache, type ExpertCacheStats, type ExpertUpload } from '../cache/
 import { planSubBatches } from '../cache/policy.ts';
 import type { Qwen3NextConfig } from '../config.ts';
 import { ConfigError, ContextLengthError, DeviceLimitError } from '../errors.ts';
-import { checkAttnShape } from '../gpu/kernels/attention.ts';
-import { checkConvWidth } from '../gpu/kernels/conv.ts';
-import { checkGdnShape } from '../gpu/kernels/gdn.ts';
+import { checkAttnShape } from '../kernels/attention.ts';
+import { checkConvWidth } from '../kernels/conv.ts';
+import { checkGdnShape } from '../kernels/gdn.ts';
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
-import { checkVocab, sample, type SampleParams } from '../gpu/kernels/sample.ts';
-import { Qwen3NextGpuCache } from './cache.ts';
+import { checkVocab, sample, type SampleParams } from '../kernels/sample.ts';
+import { Qwen3NextGpuCache } from './dynamic-cache.ts';
 import { ForwardBuilder, type StepOptions } from './forward.ts';
 import { destroyGpuWeights, loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
-import { checkpointSource, expertLayout, QUANT_F32, type QuantConfig, type WeightSource } from './pack.ts';
+import { checkpointSource, expertLayout, QUANT_F32, type QuantConfig, type WeightSource } from '../format/pack.ts';
 
 export interface ModelOptions {
   quant?: QuantConfig;

@@ -3,8 +3,7 @@
 // Activations are row-major Float32Arrays with their shape in a comment; T = tokens in this call.
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { Qwen3NextConfig } from '../config.ts';
-import { gdnInProjOffsets } from '../model/layout.ts';
-import { appendKv, Qwen3NextCache, type GdnCache, type KvCache } from './cache.ts';
+import { appendKv, Qwen3NextCache, type GdnCache, type KvCache } from './dynamic-cache.ts';
 import {
   applyRope, attention, causalConv1dSilu, gatedDeltaChunked, gatedDeltaRecurrent, l2Norm, linear, rmsNormGated,
   rmsNormZC, routeTopK, ropeInvFreq, sigmoid, softplus, swiglu,
@@ -37,19 +36,29 @@ export class Qwen3NextGatedDeltaNet {
     const c = this.config, w = this.w;
     const H = c.hiddenSize, Hv = c.linearNumValueHeads, dk = c.linearKeyHeadDim, dv = c.linearValueHeadDim;
     const r = c.vPerK, K = c.convKernel, convDim = c.convDim, valueDim = c.valueDim;
-    const off = gdnInProjOffsets(c);
+    const Hk = c.linearNumKeyHeads, keyDim = c.keyDim;
 
-    // 1. one projection for everything, rows already un-interleaved: p (T, rows) = [q_all|k_all|v_all|z|b|a]
-    const p = linear(x, w.in_proj, T, H, off.rows);
-    const mixed = new Float32Array(T * convDim); // (T, convDim) conv input [q_all | k_all | v_all]
+    // 1. the two projections in their on-disk layout, then HF's fix_query_key_value_ordering: per key head g the
+    //    qkvz row holds [q_g (dk) | k_g (dk) | v of heads g·r.. (r·dv) | z of the same heads (r·dv)] and the ba row
+    //    [b of heads g·r.. (r) | a of the same heads (r)]
+    const qkvzDim = 2 * keyDim + 2 * valueDim, group = 2 * dk + 2 * r * dv;
+    const pq = linear(x, w.in_proj_qkvz, T, H, qkvzDim); // (T, Hk, group)
+    const pb = linear(x, w.in_proj_ba, T, H, 2 * Hv); // (T, Hk, 2r)
+    const mixed = new Float32Array(T * convDim); // (T, convDim) conv input [q (Hk, dk) | k (Hk, dk) | v (Hv, dv)]
     const z = new Float32Array(T * valueDim); // (T, Hv, dv) output gate
     const b = new Float32Array(T * Hv), a = new Float32Array(T * Hv); // (T, Hv) beta / decay inputs
     for (let t = 0; t < T; t++) {
-      const row = p.subarray(t * off.rows, (t + 1) * off.rows);
-      mixed.set(row.subarray(0, convDim), t * convDim);
-      z.set(row.subarray(off.z, off.z + valueDim), t * valueDim);
-      b.set(row.subarray(off.b, off.b + Hv), t * Hv);
-      a.set(row.subarray(off.a, off.a + Hv), t * Hv);
+      const m = mixed.subarray(t * convDim, (t + 1) * convDim);
+      for (let g = 0; g < Hk; g++) {
+        const row = pq.subarray(t * qkvzDim + g * group, t * qkvzDim + (g + 1) * group);
+        m.set(row.subarray(0, dk), g * dk);
+        m.set(row.subarray(dk, 2 * dk), keyDim + g * dk);
+        m.set(row.subarray(2 * dk, 2 * dk + r * dv), 2 * keyDim + g * r * dv);
+        z.set(row.subarray(2 * dk + r * dv, group), t * valueDim + g * r * dv);
+        const ba = pb.subarray(t * 2 * Hv + g * 2 * r, t * 2 * Hv + (g + 1) * 2 * r);
+        b.set(ba.subarray(0, r), t * Hv + g * r);
+        a.set(ba.subarray(r, 2 * r), t * Hv + g * r);
+      }
     }
 
     // 2-3. causal depthwise conv (K taps, oldest first) + SiLU, continuing from the conv state
@@ -64,9 +73,9 @@ export class Qwen3NextGatedDeltaNet {
       const y = conv.y.subarray(t * convDim, (t + 1) * convDim);
       for (let h = 0; h < Hv; h++) {
         const kh = Math.floor(h / r);
-        q.set(y.subarray(off.q + kh * dk, off.q + (kh + 1) * dk), (t * Hv + h) * dk);
-        k.set(y.subarray(off.k + kh * dk, off.k + (kh + 1) * dk), (t * Hv + h) * dk);
-        v.set(y.subarray(off.v + h * dv, off.v + (h + 1) * dv), (t * Hv + h) * dv);
+        q.set(y.subarray(kh * dk, (kh + 1) * dk), (t * Hv + h) * dk);
+        k.set(y.subarray(keyDim + kh * dk, keyDim + (kh + 1) * dk), (t * Hv + h) * dk);
+        v.set(y.subarray(2 * keyDim + h * dv, 2 * keyDim + (h + 1) * dv), (t * Hv + h) * dv);
         beta[t * Hv + h] = sigmoid(b[t * Hv + h]);
         g[t * Hv + h] = -Math.exp(w.A_log[h]) * softplus(a[t * Hv + h] + w.dt_bias[h]); // log-decay <= 0
       }

@@ -3,10 +3,11 @@
 // The only re-layout is the GDN input projection (src/model/layout.ts): one fused [q|k|v|z|b|a] matrix.
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { LayerType, Qwen3NextConfig } from '../config.ts';
-import { fusedGdnInProj } from '../model/layout.ts';
+import { fusedGdnInProj } from '../format/layout.ts';
 
 export interface GatedDeltaNetWeights {
-  in_proj: Float32Array; // (2·keyDim + 2·valueDim + 2·Hv, H), rows [q_all | k_all | v_all | z | b | a]
+  in_proj_qkvz: Float32Array; // (2·keyDim + 2·valueDim, H), rows grouped by key head: [q_g | k_g | v_g.. | z_g..]
+  in_proj_ba: Float32Array; // (2·Hv, H), rows grouped by key head: [b_g.. | a_g..]
   conv1d: Float32Array; // (convDim, K): conv1d.weight [convDim, 1, K] without the middle axis
   A_log: Float32Array; // (Hv)
   dt_bias: Float32Array; // (Hv)
@@ -84,7 +85,8 @@ export async function loadWeights(ckpt: Checkpoint): Promise<Qwen3NextWeights> {
     if (type === 'linear_attention') {
       const a = `${p}.linear_attn`;
       layer.linear_attn = {
-        in_proj: fusedGdnInProj(c, await ckpt.read(`${a}.in_proj_qkvz.weight`, [qkvzDim, H]), await ckpt.read(`${a}.in_proj_ba.weight`, [2 * Hv, H])),
+        in_proj_qkvz: await ckpt.read(`${a}.in_proj_qkvz.weight`, [qkvzDim, H]),
+        in_proj_ba: await ckpt.read(`${a}.in_proj_ba.weight`, [2 * Hv, H]),
         conv1d: await ckpt.read(`${a}.conv1d.weight`, [c.convDim, 1, c.convKernel]),
         A_log: await ckpt.read(`${a}.A_log`, [Hv]),
         dt_bias: await ckpt.read(`${a}.dt_bias`, [Hv]),

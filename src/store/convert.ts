@@ -2,7 +2,7 @@
 // the packed words are exactly what the on-the-fly loader would upload. Only the tensors densePlan and
 // packExpert read are touched: `mtp.*` and anything else in the checkpoint are skipped without being read.
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import { densePlan, expertLayout, packDense, packExpert, QUANT_F32, QUANT_INT4, type QuantConfig } from '../model/pack.ts';
+import { densePlan, expertLayout, packDense, packExpert, QUANT_F32, QUANT_INT4, type QuantConfig } from '../format/pack.ts';
 import { packedWords } from '../quant/formats.ts';
 import { packInline, type PackFn } from '../quant/packer.ts';
 import {

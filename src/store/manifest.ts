@@ -4,7 +4,7 @@
 // A packed model is a folder of plain-named files:
 //   manifest.json        written LAST: a folder without it is an unfinished conversion
 //   tokenizer.json, tokenizer_config.json, generation_config.json, chat_template.jinja   copied whole, when present
-//   dense-000.bin ...    dense tensors exactly as src/model/pack.ts packs them (u32 words, little-endian), in
+//   dense-000.bin ...    dense tensors exactly as src/format/pack.ts packs them (u32 words, little-endian), in
 //                        densePlan order; shards of <= 64 MiB (a bigger tensor gets a shard of its own), each
 //                        tensor at a 256-byte aligned offset, zero padding between
 //   experts-L000.bin ... one file per layer: the records of experts 0..E-1 back to back; a record is
@@ -24,7 +24,7 @@
 // another, and names must be plain file names (isPlainName), so no store can be led outside its folder or URL.
 import { parseConfig, showValue, type Qwen3NextConfig } from '../config.ts';
 import { ConfigError, ModelLoadError } from '../errors.ts';
-import { densePlan, expertLayout, type QuantConfig, type TensorPlan } from '../model/pack.ts';
+import { densePlan, expertLayout, type QuantConfig, type TensorPlan } from '../format/pack.ts';
 import { packedWords, type WeightFormat } from '../quant/formats.ts';
 
 export const FORMAT = 'qwen3-next-webgpu.packed';

@@ -2,14 +2,14 @@
 // browser storage. A backend only supplies byte ranges of named files; PackedStore does the rest (lookup,
 // u32 views, optional SHA-256 checks), and storeSource turns a store into pack.ts's WeightSource.
 import { ModelLoadError } from '../errors.ts';
-import type { WeightSource } from '../model/pack.ts';
+import type { WeightSource } from '../format/pack.ts';
 import { expertRecordName, manifestConfig, sha256Hex, type Manifest, type RecordEntry } from './manifest.ts';
 
 export interface ModelStore {
   manifest(): Promise<Manifest>;
-  /** One dense tensor's packed words (src/model/pack.ts packDense). */
+  /** One dense tensor's packed words (src/format/pack.ts packDense). */
   readDense(name: string, verify?: boolean): Promise<Uint32Array<ArrayBuffer>>;
-  /** One routed expert's record [gate_up | down] (src/model/pack.ts packExpert). */
+  /** One routed expert's record [gate_up | down] (src/format/pack.ts packExpert). */
   readExpert(layer: number, expert: number, verify?: boolean): Promise<Uint32Array<ArrayBuffer>>;
   /** A tokenizer file, whole; always checked against its SHA-256 (they are small). */
   readFile(name: string): Promise<Uint8Array<ArrayBuffer>>;

@@ -9,7 +9,7 @@ import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
 import { storeSource } from '../../src/store/store.ts';
-import { expertLayout } from '../../src/model/pack.ts';
+import { expertLayout } from '../../src/format/pack.ts';
 import { manifestConfig, parseManifest } from '../../src/store/manifest.ts';
 import { browserSkipReason, startBrowser, type BrowserSession } from '../helpers/browser.ts';
 import { expectClose } from '../helpers/compare.ts';

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { attnPrep, attention, type AttnDims, type AttnOptions } from '../../src/gpu/kernels/attention.ts';
+import { attnPrep, attention, type AttnDims, type AttnOptions } from '../../src/kernels/attention.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';

@@ -13,7 +13,7 @@ import { Checkpoint } from '../../src/checkpoint/checkpoint.ts';
 import { nodeFileSet } from '../../src/checkpoint/node-files.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
-import { QUANT_F32, QUANT_INT4, type QuantConfig } from '../../src/model/pack.ts';
+import { QUANT_F32, QUANT_INT4, type QuantConfig } from '../../src/format/pack.ts';
 import { generate } from '../../src/model/generate.ts';
 import { meanNll } from '../../src/model/perplexity.ts';
 import { BROWN_TINY_DIR, brownTinyAvailable, readTensorFile } from '../helpers/fixtures.ts';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { causalConv1d } from '../../src/gpu/kernels/conv.ts';
-import { matmul } from '../../src/gpu/kernels/matmul.ts';
-import { uploadWeight } from '../../src/gpu/weights.ts';
+import { causalConv1d } from '../../src/kernels/conv.ts';
+import { matmul } from '../../src/kernels/matmul.ts';
+import { uploadWeight } from '../../src/gpu/packed-weight.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';

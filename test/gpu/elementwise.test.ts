@@ -1,6 +1,6 @@
 import { describe, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { addInPlace, siluMul } from '../../src/gpu/kernels/elementwise.ts';
+import { addInPlace, siluMul } from '../../src/kernels/elementwise.ts';
 import { silu } from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';

@@ -4,7 +4,8 @@
 // turn's snapshot, stop strings and abort end a reply, and an oversized request fails with ContextLengthError.
 // One engine serves every test (SwiftShader is slow), so the tests run in order and build on each other's state.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, type Engine } from '../../src/engine/engine.ts';
+import { createEngine } from '../../src/engine/engine.ts';
+import type { Engine } from '../../src/engine/types.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, LoadProgress } from '../../src/engine/types.ts';
 import { ContextLengthError } from '../../src/errors.ts';
 import { NodeFileStore } from '../../src/store/node.ts';

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
-import { expertLayout } from '../../src/model/pack.ts';
+import { expertLayout } from '../../src/format/pack.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
 import { storeSource } from '../../src/store/store.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { type GdnShape, gdnPrep, gdnRecurrent, gdnStep, gdnChunked, gdnChunkedScratchBytes } from '../../src/gpu/kernels/gdn.ts';
+import { type GdnShape, gdnPrep, gdnRecurrent, gdnStep, gdnChunked, gdnChunkedScratchBytes } from '../../src/kernels/gdn.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';

@@ -1,7 +1,7 @@
 import { describe, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { matmul, type MatmulTuning } from '../../src/gpu/kernels/matmul.ts';
-import { uploadWeight, uploadWeights, weightBytes, type GpuWeight } from '../../src/gpu/weights.ts';
+import { matmul, type MatmulTuning } from '../../src/kernels/matmul.ts';
+import { uploadWeight, uploadWeights, weightBytes, type GpuWeight } from '../../src/gpu/packed-weight.ts';
 import { packWeight, unpackWeight, type WeightFormat } from '../../src/quant/formats.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { router, moeDecode, moePrefill, createMoeScratch, type MoeShape, type MoeScratch, type MoeBuffers } from '../../src/gpu/kernels/moe.ts';
+import { router, moeDecode, moePrefill, createMoeScratch, type MoeShape, type MoeScratch, type MoeBuffers } from '../../src/kernels/moe.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { packWeight, unpackWeight, packedWords, type WeightFormat } from '../../src/quant/formats.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';

@@ -1,6 +1,6 @@
 import { describe, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../../src/gpu/kernels/norm.ts';
+import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../../src/kernels/norm.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
 import { seededRandom } from '../../src/model/generate.ts';
-import type { SampleParams } from '../../src/gpu/kernels/sample.ts';
+import type { SampleParams } from '../../src/kernels/sample.ts';
 import { locatePreset } from '../helpers/fixtures.ts';
 import { withGpuErrors } from '../helpers/gpu.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GpuContext, type Op } from '../../src/gpu/context.ts';
-import { argmax, sample, type SampleParams } from '../../src/gpu/kernels/sample.ts';
+import { argmax, sample, type SampleParams } from '../../src/kernels/sample.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { randn } from '../helpers/random.ts';
 

@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/config.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { sharedExpertFits } from '../../src/model/gpu-weights.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
-import { expertLayout, QUANT_F32, type TensorPlan, type WeightSource } from '../../src/model/pack.ts';
+import { expertLayout, QUANT_F32, type TensorPlan, type WeightSource } from '../../src/format/pack.ts';
 import { packedWords } from '../../src/quant/formats.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { withGpuErrors } from '../helpers/gpu.ts';

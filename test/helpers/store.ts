@@ -1,6 +1,6 @@
 // Comparing two WeightSources on the CPU: what loadGpuWeights would upload from each, word for word.
 import { expect } from 'vitest';
-import { densePlan, type WeightSource } from '../../src/model/pack.ts';
+import { densePlan, type WeightSource } from '../../src/format/pack.ts';
 
 const bytes = (w: Uint32Array) => Buffer.from(w.buffer, w.byteOffset, w.byteLength);
 

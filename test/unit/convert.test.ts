@@ -14,7 +14,7 @@ import { nodeFileSet } from '../../src/checkpoint/node-files.ts';
 import { Args, UsageError } from '../../src/cli/args.ts';
 import { convertCommand, hfFileBase } from '../../src/cli/convert.ts';
 import { parseConfig } from '../../src/config.ts';
-import { checkpointSource, expertLayout, QUANT_F32, QUANT_INT4 } from '../../src/model/pack.ts';
+import { checkpointSource, expertLayout, QUANT_F32, QUANT_INT4 } from '../../src/format/pack.ts';
 import { convertCheckpoint, quantForBits, QUANT_F16, QUANT_INT8 } from '../../src/store/convert.ts';
 import { NodeFileStore, NodeStoreWriter } from '../../src/store/node.ts';
 import { storeSource } from '../../src/store/store.ts';

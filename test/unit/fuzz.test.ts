@@ -15,7 +15,7 @@ import type { ByteSource, FileSet } from '../../src/checkpoint/source.ts';
 import { parseConfig } from '../../src/config.ts';
 import { HttpStore } from '../../src/engine/http-store.ts';
 import { ModelLoadError, Qwen3NextError } from '../../src/errors.ts';
-import { densePlan, expertLayout, QUANT_INT4 } from '../../src/model/pack.ts';
+import { densePlan, expertLayout, QUANT_INT4 } from '../../src/format/pack.ts';
 import { packedWords } from '../../src/quant/formats.ts';
 import { expertFileName, FORMAT, parseManifest, VERSION } from '../../src/store/manifest.ts';
 import { NodeFileStore, NodeStoreWriter } from '../../src/store/node.ts';

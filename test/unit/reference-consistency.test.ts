@@ -6,7 +6,7 @@ import { beforeAll, describe, it } from 'vitest';
 import { ALL_PRESETS, locatePreset, type FixtureCase } from '../helpers/fixtures.ts';
 import { expectClose } from '../helpers/compare.ts';
 import { Qwen3NextForCausalLM } from '../../src/reference/model.ts';
-import { stackedStates } from '../../src/reference/cache.ts';
+import { stackedStates } from '../../src/reference/dynamic-cache.ts';
 import { gatedDeltaChunked, gatedDeltaRecurrent, l2Norm } from '../../src/reference/ops.ts';
 
 const TIGHT = { rel: 1e-5 };

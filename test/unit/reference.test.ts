@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_PRESETS, locatePreset, readTensorFile, type Preset, type Tensor } from '../helpers/fixtures.ts';
 import { expectClose } from '../helpers/compare.ts';
 import { Qwen3NextForCausalLM, recordTaps, type TapName } from '../../src/reference/model.ts';
-import { stackedStates, type Qwen3NextCache } from '../../src/reference/cache.ts';
+import { stackedStates, type Qwen3NextCache } from '../../src/reference/dynamic-cache.ts';
 import { ropeInvFreq } from '../../src/reference/ops.ts';
 
 type Tol = { rel?: number; maxAbs?: number };

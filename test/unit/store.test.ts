@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../src/checkpoint/checkpoint.ts';
 import { nodeFileSet } from '../../src/checkpoint/node-files.ts';
 import { ModelLoadError } from '../../src/errors.ts';
-import { checkpointSource, QUANT_F32, QUANT_INT4, type QuantConfig } from '../../src/model/pack.ts';
+import { checkpointSource, QUANT_F32, QUANT_INT4, type QuantConfig } from '../../src/format/pack.ts';
 import { convertCheckpoint } from '../../src/store/convert.ts';
 import { MANIFEST, parseManifest } from '../../src/store/manifest.ts';
 import { NodeFileStore, NodeStoreWriter } from '../../src/store/node.ts';

@@ -2,7 +2,7 @@
 // GpuContext, with the CPU oracle (src/reference/ops.ts) computed here in the browser too. Both go back to Node,
 // which compares them (test/helpers/compare.ts needs vitest, so it cannot load in a page).
 import { GpuContext } from '../../../src/gpu/context.ts';
-import { rmsNormZC } from '../../../src/gpu/kernels/norm.ts';
+import { rmsNormZC } from '../../../src/kernels/norm.ts';
 import * as ref from '../../../src/reference/ops.ts';
 import { randn } from '../../helpers/random.ts';
 import { scoped } from './gpu.ts';

@@ -1,8 +1,8 @@
 // Gated softmax attention kernels (shaders/attention.wgsl), REFERENCE.md §3.
 // Layouts: qkv (T, Hq*2D + 2*Hkv*D) = [q_proj output, per head [query_h | gate_h] | k | v];
 // q, gate (T, Hq, D); kCache, vCache (Hkv, maxT, D) holding post-k_norm, post-RoPE keys at absolute positions;
-// out (T, Hq*D). invFreq (R/2) f32 is HF's, from ropeInvFreq in reference/ops.ts.
-import { type Binding, type Constants, type GpuContext, type Op } from '../context.ts';
+// out (T, Hq*D). invFreq (R/2) f32 is HF's, from ropeInvFreq in src/model/rope.ts.
+import { type Binding, type Constants, type GpuContext, type Op } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
 export interface AttnDims {

@@ -1,5 +1,5 @@
 // Elementwise glue (shaders/elementwise.wgsl).
-import { ceilDiv, type Binding, type GpuContext, type Op } from '../context.ts';
+import { ceilDiv, type Binding, type GpuContext, type Op } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
 /** y (n) += a (n). */

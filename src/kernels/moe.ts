@@ -2,9 +2,9 @@
 // (shaders/moe_route.wgsl), the routed experts for decode (GEMVs per (token, j) pair) and prefill (per-expert
 // GEMMs), and the combine with the sigmoid-gated shared expert (shaders/moe.wgsl). Nothing is read back: every
 // dispatch size follows from T on the CPU.
-import { type GpuContext, type Op, type Binding, ceilDiv } from '../context.ts';
+import { type GpuContext, type Op, type Binding, ceilDiv } from '../gpu/context.ts';
 import { grid } from './grid.ts';
-import { packedWords, type WeightFormat } from '../../quant/formats.ts';
+import { packedWords, type WeightFormat } from '../quant/formats.ts';
 
 const SHADER = 'moe.wgsl';
 const ROUTE = 'moe_route.wgsl';

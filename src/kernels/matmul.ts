@@ -1,7 +1,7 @@
 // y = x·Wᵀ for packed weights (shaders/matmul.wgsl): a GEMV for decode-sized T, a tiled GEMM for prefill.
-import { type GpuContext, type Op, type Binding } from '../context.ts';
-import { type GpuWeight, weightBinding, weightBytes } from '../weights.ts';
-import { type WeightFormat } from '../../quant/formats.ts';
+import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
+import { type GpuWeight, weightBinding, weightBytes } from '../gpu/packed-weight.ts';
+import { type WeightFormat } from '../quant/formats.ts';
 import { grid } from './grid.ts';
 import { checkConvWidth } from './conv.ts';
 

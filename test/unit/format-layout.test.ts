@@ -1,9 +1,9 @@
-// The load-time un-interleave of the GDN input projections (src/model/layout.ts, REFERENCE.md §1.2).
+// The load-time un-interleave of the GDN input projections (src/format/layout.ts, REFERENCE.md §1.2).
 // Each on-disk row is labelled with what it holds, built group by group in the on-disk order of the table
 // in §1.2; the re-laid-out rows must then read [q_all | k_all | v_all | z] and [b | a], head-major.
 // (The fixture tests check the same permutation end to end through HF's GDN taps.)
 import { describe, expect, it } from 'vitest';
-import { baRowOrder, fusedGdnInProj, gdnInProjOffsets, qkvzRowOrder, uninterleaveBa, uninterleaveQkvz } from '../../src/model/layout.ts';
+import { baRowOrder, fusedGdnInProj, gdnInProjOffsets, qkvzRowOrder, uninterleaveBa, uninterleaveQkvz } from '../../src/format/layout.ts';
 
 // asym-like: r = Hv/Hk = 3, dk != dv; H = 2 columns, the second column = -label so rows move whole
 const cfg = { hiddenSize: 2, linearNumKeyHeads: 2, linearNumValueHeads: 6, linearKeyHeadDim: 3, linearValueHeadDim: 5 };

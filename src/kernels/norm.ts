@@ -1,5 +1,5 @@
 // RMSNorm kernels (shaders/norm.wgsl).
-import { type GpuContext, type Op, type Binding } from '../context.ts';
+import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
 /** y (rows, D) = zero-centred RMSNorm of x (rows, D) with weight w (D). */

@@ -1,6 +1,6 @@
 // Token embedding gather (shaders/embed.wgsl).
-import { type GpuContext, type Op, type Binding } from '../context.ts';
-import { type GpuWeight, weightBinding } from '../weights.ts';
+import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
+import { type GpuWeight, weightBinding } from '../gpu/packed-weight.ts';
 import { FORMAT_ID } from './matmul.ts';
 import { grid } from './grid.ts';
 

@@ -1,6 +1,6 @@
 // Next-token choice on the GPU (shaders/sample.wgsl): argmax, and sampling with HF's logits processors
 // (repetition penalty, temperature, top-k, top-p), without reading the logits back.
-import { type GpuContext, type Op, type Binding } from '../context.ts';
+import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
 export interface SampleParams {

@@ -1,5 +1,5 @@
 // Causal depthwise conv1d + SiLU of the Gated DeltaNet (shaders/conv.wgsl).
-import { type GpuContext, type Op, type Binding, ceilDiv } from '../context.ts';
+import { type GpuContext, type Op, type Binding, ceilDiv } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
 const WG = 256; // channels per workgroup

@@ -4,8 +4,8 @@
 //   proj   (T, P) fused projection [q_all | k_all | v_all | z | b | a], P = 2·Hk·dk + 2·Hv·dv + 2·Hv
 //   q, k   (T, Hk, dk) q̂ = l2norm(q)·dk^-1/2, k̂ = l2norm(k), at key heads (value head h reads h / (Hv/Hk))
 //   g, beta (T, Hv); state (Hv, dk, dv) HF order; o (T, Hv, dv)
-import type { Qwen3NextConfig } from '../../config.ts';
-import { type GpuContext, type Op, type Binding, ceilDiv } from '../context.ts';
+import type { Qwen3NextConfig } from '../config.ts';
+import { type GpuContext, type Op, type Binding, ceilDiv } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
 /** The GDN head shape, as in the model config (a Qwen3NextConfig fits). */
