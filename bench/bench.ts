@@ -6,6 +6,7 @@
 import { GpuContext, type Op, type Step, type Binding } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
 import { grid } from '../src/kernels/grid.ts';
+import './probe.ts';
 import { matmul } from '../src/kernels/matmul.ts';
 import { gdnChunked, gdnRecurrent, gdnStep } from '../src/kernels/gdn.ts';
 import { attention, type AttnDims } from '../src/kernels/attention.ts';

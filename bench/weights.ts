@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Qwen3NextConfig } from '../src/config.ts';
 import { type GpuContext } from '../src/gpu/context.ts';
 import { grid } from '../src/kernels/grid.ts';
+import './probe.ts';
 import type { GpuWeight } from '../src/gpu/packed-weight.ts';
 import { densePlan, expertLayout, type QuantConfig } from '../src/format/pack.ts';
 import { emptyExperts, sharedExpertFits, sharedExpertViews, type GpuLayer, type GpuWeights } from '../src/model/gpu-weights.ts';

@@ -1,4 +1,4 @@
-// y (T, N) = x (T, K) · Wᵀ (y += ... when ACCUMULATE), W (N, K) in a storage format of quant.wgsl.
+// y (T, N) = x (T, K) · Wᵀ, W (N, K) in a storage format of quant.wgsl.
 //   gemv: decode-sized T. Bandwidth-bound: a team of TPR lanes streams one row in 16-byte units (lane i reads
 //         units i, i+TPR, ...: consecutive lanes, consecutive addresses), a workgroup sum adds the lanes.
 //   gemm: prefill. 64x64 output tiles, k-tiles of 32 (= one quant group), x and dequantised W staged in
@@ -9,7 +9,6 @@
 override FORMAT: u32;   // 0 f32, 1 f16, 2 q4, 3 q8
 override N: u32;        // rows of W (out features)
 override K: u32;        // cols of W (in features)
-override ACCUMULATE: bool = false;
 
 const F32 = 0u;
 const F16 = 1u;
@@ -61,9 +60,7 @@ fn x_vec4(t: u32, k: u32) -> vec4f {
   return x_part(K * t, k);
 }
 
-fn store(i: u32, v: f32) {
-  if (ACCUMULATE) { y[i] += v; } else { y[i] = v; }
-}
+fn store(i: u32, v: f32) { y[i] = v; }
 
 // ---- gemv -------------------------------------------------------------------------------------------------
 
@@ -162,11 +159,6 @@ fn gemv_lanes(flat: u32, lid: u32) -> bool {
     }
   }
 
-  // output o = (tt·RPT + r)·TEAMS + team; one thread per output sums its team's lanes
-  let outs = TB * RPT * TEAMS;
-  for (var tt = 0u; tt < TB; tt++) {
-    for (var r = 0u; r < RPT; r++) { lanes[lane * outs + (tt * RPT + r) * TEAMS + team] = acc[tt * RPT + r]; }
-  }
   // output o = (tt·RPT + r)·TEAMS + team
   for (var tt = 0u; tt < TB; tt++) {
     for (var r = 0u; r < RPT; r++) { lanes[lane * OUTS + (tt * RPT + r) * TEAMS + team] = acc[tt * RPT + r]; }

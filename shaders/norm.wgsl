@@ -33,9 +33,10 @@ fn row_inv_rms(base: u32, lid: u32) -> f32 {
   return inv_rms(ss, lid);
 }
 
-// Zero-centred ("1 + w") RMSNorm: input/post-attention/final norms, q_norm, k_norm.
+// Qwen3NextRMSNorm: x · rsqrt(mean(x²) + eps) · (1 + w), the weight zero-centred ("1 + w"): input,
+// post-attention and final norms.
 @compute @workgroup_size(WG)
-fn rms_norm_zc(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn rms_norm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let row = wg.x + wg.y * 65535u;
   if (row >= p.rows) { return; }   // uniform per workgroup: barriers stay in uniform control flow
   let base = row * D;
@@ -60,7 +61,7 @@ fn rms_norm_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
 @group(0) @binding(1) var<storage, read_write> h: array<f32>;   // (rows, D) the residual stream, updated
 @group(0) @binding(4) var<storage, read> delta: array<f32>;     // (rows, D) the mixer / MoE output
 @compute @workgroup_size(WG)
-fn add_rms_norm_zc(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn add_rms_norm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let row = wg.x + wg.y * 65535u;
   if (row >= p.rows) { return; }
   let base = row * D;

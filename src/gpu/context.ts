@@ -27,7 +27,7 @@ export type Step = Op | Copy;
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
 // GPUBufferUsage / GPUMapMode values, spelled out so this module loads before Dawn's globals exist in Node.
-export const Usage = { MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, INDIRECT: 0x100 } as const;
+export const Usage = { MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
 const MAP_READ_MODE = 0x1;
 export const STORAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
 

@@ -7,6 +7,12 @@ for (const [path, text] of Object.entries(files)) sources.set(path.slice(path.la
 
 const resolved = new Map<string, string>();
 
+/** Adds a shader that is not part of the library (the benchmarks' probes), under `name`. */
+export function registerShader(name: string, text: string): void {
+  sources.set(name, text);
+  resolved.delete(name);
+}
+
 /** The full text of shaders/<name>, includes resolved. */
 export function shaderSource(name: string): string {
   const hit = resolved.get(name);

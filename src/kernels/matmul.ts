@@ -46,8 +46,8 @@ function vec4Binding(b: Binding, bytes: number, what: string): Binding {
 }
 
 /**
- * y (T, N) = x (T, K) · Wᵀ, or y += x·Wᵀ with `accumulate`. x, y are f32 row-major; W is any packed format.
- * `swiglu`: x is (T, 2K) = [gate | up] and the input is silu(gate) · up (elementwise.ts siluMul, fused).
+ * y (T, N) = x (T, K) · Wᵀ. x, y are f32 row-major; W is any packed format.
+ * `swiglu`: x is (T, 2K) = [gate | up] and the input is silu(gate) · up (the shared expert's down_proj).
  * x's binding must have room for T·K floats rounded up to 16 bytes (ctx.buffer/ctx.upload always do).
  */
 export function matmul(
@@ -56,16 +56,16 @@ export function matmul(
   w: GpuWeight,
   y: Binding,
   T: number,
-  opts: { accumulate?: boolean; tuning?: MatmulTuning; swiglu?: boolean; conv?: ConvEpilogue } = {},
+  opts: { tuning?: MatmulTuning; swiglu?: boolean; conv?: ConvEpilogue } = {},
 ): Op {
   const { N, K, format } = w;
   if (T < 1 || N < 1 || K < 1) throw new RangeError(`matmul: empty shape T=${T} N=${N} K=${K}`);
   const tune = opts.tuning ?? {};
-  const base = { FORMAT: FORMAT_ID[format], N, K, ACCUMULATE: opts.accumulate ? 1 : 0, SWIGLU: opts.swiglu ? 1 : 0 };
+  const base = { FORMAT: FORMAT_ID[format], N, K, SWIGLU: opts.swiglu ? 1 : 0 };
   const bindings = (params: GPUBuffer) => [params, vec4Binding(x, T * K * (opts.swiglu ? 8 : 4), 'x'), weightBinding(w), y];
-  const label = `matmul_${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N}${opts.accumulate ? ', +=' : ''})`;
+  const label = `matmul_${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N})`;
 
-  if (opts.conv && (T !== 1 || opts.accumulate || opts.swiglu || opts.conv.channels > N)) throw new RangeError(`matmul: the conv epilogue is for one token, a plain output, at most ${N} channels`);
+  if (opts.conv && (T !== 1 || opts.swiglu || opts.conv.channels > N)) throw new RangeError(`matmul: the conv epilogue is for one token, a plain output, at most ${N} channels`);
   if (T <= (tune.gemvMaxT ?? 4)) {
     // Defaults from one sweep on an H100 (2048-wide decode shapes): 128 threads, 64 lanes per row where K
     // allows, 8 rows per team so each x chunk in registers serves 8 rows (x reads, not W, bound q4 at 1 row),

@@ -2,20 +2,20 @@
 import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
 import { grid } from './grid.ts';
 
-/** y (rows, D) = zero-centred RMSNorm of x (rows, D) with weight w (D). */
-export function rmsNormZC(ctx: GpuContext, x: Binding, w: Binding, y: Binding, rows: number, D: number, eps: number): Op {
+/** y (rows, D) = Qwen3NextRMSNorm(x) (rows, D): x · rsqrt(mean(x²) + eps) · (1 + w), the weight zero-centred. */
+export function rmsNorm(ctx: GpuContext, x: Binding, w: Binding, y: Binding, rows: number, D: number, eps: number): Op {
   const params = ctx.uniform(new Uint32Array([rows, 0, 0, 0]));
-  return ctx.op(`rms_norm_zc(${rows}x${D})`, 'norm.wgsl', 'rms_norm_zc', { D, EPS: eps, WG: 64 }, [params, x, w, y], grid(rows));
+  return ctx.op(`rms_norm(${rows}x${D})`, 'norm.wgsl', 'rms_norm', { D, EPS: eps, WG: 64 }, [params, x, w, y], grid(rows));
 }
 
-/** h (rows, D) += delta (rows, D), then y = zero-centred RMSNorm of the new h with weight w (D): one dispatch. */
-export function addRmsNormZC(ctx: GpuContext, delta: Binding, h: Binding, w: Binding, y: Binding, rows: number, D: number, eps: number): Op {
+/** h (rows, D) += delta (rows, D), then y = Qwen3NextRMSNorm of the new h with weight w (D): one dispatch. */
+export function addRmsNorm(ctx: GpuContext, delta: Binding, h: Binding, w: Binding, y: Binding, rows: number, D: number, eps: number): Op {
   const params = ctx.uniform(new Uint32Array([rows, 0, 0, 0]));
-  return ctx.op(`add_rms_norm_zc(${rows}x${D})`, 'norm.wgsl', 'add_rms_norm_zc', { D, EPS: eps, WG: 64 }, [params, h, w, y, delta], grid(rows));
+  return ctx.op(`add_rms_norm(${rows}x${D})`, 'norm.wgsl', 'add_rms_norm', { D, EPS: eps, WG: 64 }, [params, h, w, y, delta], grid(rows));
 }
 
 /**
- * Gated RMSNorm of the GDN output: y (rows, D) = w · (o·rsqrt(mean(o²)+eps)) · silu(z), plain w (not 1+w).
+ * Qwen3NextRMSNormGated, the GDN output norm: y (rows, D) = w · (o·rsqrt(mean(o²)+eps)) · silu(z), plain w (not 1+w).
  * Row r = (t, h) with h < heads reads its gate at zOffset + t·zStride + h·D (elements) of `z`: for the GDN,
  * rows = T·Hv, D = dv, heads = Hv, z = the fused projection, zStride = P, zOffset = 2·keyDim + valueDim.
  * With heads = 1 the gate rows are simply zStride apart.

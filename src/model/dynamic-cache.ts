@@ -14,7 +14,7 @@ export type LayerCache = LinearLayerCache | FullLayerCache;
  */
 export interface CacheSnapshot { position: number; states: GPUBuffer[] }
 
-export class Qwen3NextGpuCache {
+export class Qwen3NextGpuDynamicCache {
   position = 0;
   readonly layers: LayerCache[];
 

@@ -1,7 +1,7 @@
 // The Qwen3-Next forward pass on the GPU as a flat op list per step (prefill chunk or decode token),
 // encoded once and submitted once. Reading order follows execution order (REFERENCE.md §2-5):
 //   embed -> for each layer: norm -> (Gated DeltaNet | gated attention) -> +residual -> norm -> MoE -> +residual
-//   -> final norm -> lm_head. Each residual add and the norm after it are one dispatch (addRmsNormZC). A decode
+//   -> final norm -> lm_head. Each residual add and the norm after it are one dispatch (addRmsNorm). A decode
 //   token fuses more: the GDN conv runs in in_proj's GEMV, the GDN prep in its recurrent step, the MoE down GEMVs
 //   do the combine, and a shared expert with an expert's shape runs as one more expert pair (gpu-weights.ts
 //   sharedExpertFits): 10 dispatches a GDN layer, 11 an attention layer at the 80B shape.
@@ -11,7 +11,7 @@
 // experts resident, and only then encode the routed experts.
 import type { Qwen3NextConfig } from '../config.ts';
 import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
-import { addRmsNormZC, rmsNormZC, rmsNormGated } from '../kernels/norm.ts';
+import { addRmsNorm, rmsNorm, rmsNormGated } from '../kernels/norm.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { embed } from '../kernels/embed.ts';
 import { causalConv1d } from '../kernels/conv.ts';
@@ -31,7 +31,7 @@ function mat(layer: GpuLayer, name: string): GpuWeight {
 }
 /** A layer's f32 vector (norm weights, conv taps, A_log, ...) as a binding. */
 const vec = (layer: GpuLayer, name: string): GPUBuffer => mat(layer, name).buffer;
-import type { Qwen3NextGpuCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
+import type { Qwen3NextGpuDynamicCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
 
 export interface StepOptions {
   /** 'last': logits of the last token only (generation); 'all': (T, V) (tests, perplexity). */
@@ -156,7 +156,7 @@ export class ForwardBuilder {
   private readonly taps = new Map<string, { buffer: GPUBuffer; bytes: number }>();
   private decodeList?: DecodeList;
 
-  constructor(readonly ctx: GpuContext, readonly w: GpuWeights, readonly cache: Qwen3NextGpuCache, maxTokensPerStep: number) {
+  constructor(readonly ctx: GpuContext, readonly w: GpuWeights, readonly cache: Qwen3NextGpuDynamicCache, maxTokensPerStep: number) {
     this.scratch = new Scratch(ctx, w.config, maxTokensPerStep, w.quant.experts);
   }
 
@@ -232,12 +232,12 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s, cache } = this;
     const c = w.config, H = c.hiddenSize, T = st.T, ops = st.ops, tap = this.tap.bind(this, st);
     const layer = w.layers[l], lc = cache.layers[l];
-    if (l === 0) ops.push(rmsNormZC(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
+    if (l === 0) ops.push(rmsNorm(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.mixer_in`, s.xn, T * H);
     if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, st.opts);
     else this.attention(ops, layer, lc as FullLayerCache, T, st.pos0, st.updates);
     tap(`L${l}.mixer_out`, s.mix, T * H);
-    ops.push(addRmsNormZC(ctx, s.mix, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
+    ops.push(addRmsNorm(ctx, s.mix, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.moe_in`, s.xn, T * H);
     this.routerAndShared(ops, tap, l, layer, st);
   }
@@ -282,7 +282,7 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s } = this, c = w.config, H = c.hiddenSize;
     this.tap(st, `L${l}.moe_out`, s.mix, st.T * H);
     const norm = l + 1 < c.numLayers ? vec(w.layers[l + 1], 'input_norm') : w.norm.buffer;
-    st.ops.push(addRmsNormZC(ctx, s.mix, s.h, norm, s.xn, st.T, H, c.rmsNormEps));
+    st.ops.push(addRmsNorm(ctx, s.mix, s.h, norm, s.xn, st.T, H, c.rmsNormEps));
     this.tap(st, `L${l}.out`, s.h, st.T * H);
   }
 

@@ -11,7 +11,7 @@ import { checkConvWidth } from '../kernels/conv.ts';
 import { checkGdnShape } from '../kernels/gdn.ts';
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
 import { checkVocab, sample, type SampleParams } from '../kernels/sample.ts';
-import { Qwen3NextGpuCache } from './dynamic-cache.ts';
+import { Qwen3NextGpuDynamicCache } from './dynamic-cache.ts';
 import { ForwardBuilder, type StepOptions } from './forward.ts';
 import { destroyGpuWeights, loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
 import { checkpointSource, expertLayout, QUANT_F32, type QuantConfig, type WeightSource } from '../format/pack.ts';
@@ -73,7 +73,7 @@ export function checkKernelShapes(c: Qwen3NextConfig): void {
 }
 
 export class Qwen3NextGpuModel {
-  readonly cache: Qwen3NextGpuCache;
+  readonly cache: Qwen3NextGpuDynamicCache;
   readonly forwardBuilder: ForwardBuilder;
   private readonly idleSlots: GPUBuffer[] = []; // (1) u32 MAP_READ: sampled ids on their way back, reused
   private history?: GPUBuffer; // (n) u32 ids for the repetition penalty
@@ -82,7 +82,7 @@ export class Qwen3NextGpuModel {
   routingTrace?: RoutingTrace;
 
   private constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, maxContext: number, readonly maxTokensPerStep: number, readonly experts?: ExpertCache) {
-    this.cache = new Qwen3NextGpuCache(ctx, weights.config, maxContext);
+    this.cache = new Qwen3NextGpuDynamicCache(ctx, weights.config, maxContext);
     this.forwardBuilder = new ForwardBuilder(ctx, weights, this.cache, maxTokensPerStep);
   }
 

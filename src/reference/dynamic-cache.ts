@@ -18,7 +18,7 @@ export interface KvCache {
 
 export type LayerCache = GdnCache | KvCache;
 
-export class Qwen3NextCache {
+export class Qwen3NextDynamicCache {
   /** Absolute position of the next token = tokens seen so far. */
   position = 0;
   readonly layers: LayerCache[];
@@ -59,7 +59,7 @@ export function appendKv(cache: KvCache, k: Float32Array, v: Float32Array, T: nu
  * The cache in the fixtures' stacked layouts: conv_state (n_linear, convDim, K-1) (= HF conv_state[..., 1:]),
  * recurrent_state (n_linear, Hv, dk, dv), kv_keys / kv_values (n_full, Hkv, T, D).
  */
-export function stackedStates(cache: Qwen3NextCache) {
+export function stackedStates(cache: Qwen3NextDynamicCache) {
   const cat = (xs: Float32Array[]) => {
     const out = new Float32Array(xs.reduce((n, x) => n + x.length, 0));
     xs.reduce((o, x) => (out.set(x, o), o + x.length), 0);

@@ -3,10 +3,10 @@
 // Activations are row-major Float32Arrays with their shape in a comment; T = tokens in this call.
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { Qwen3NextConfig } from '../config.ts';
-import { appendKv, Qwen3NextCache, type GdnCache, type KvCache } from './dynamic-cache.ts';
+import { appendKv, Qwen3NextDynamicCache, type GdnCache, type KvCache } from './dynamic-cache.ts';
 import {
   applyRope, attention, causalConv1dSilu, gatedDeltaChunked, gatedDeltaRecurrent, l2Norm, linear, rmsNormGated,
-  rmsNormZC, routeTopK, ropeInvFreq, sigmoid, softplus, swiglu,
+  rmsNorm, routeTopK, ropeInvFreq, sigmoid, softplus, swiglu,
 } from './ops.ts';
 import { loadWeights, type AttentionWeights, type DecoderLayerWeights, type GatedDeltaNetWeights, type Qwen3NextWeights, type SparseMoeWeights } from './weights.ts';
 
@@ -123,8 +123,8 @@ export class Qwen3NextAttention {
       gate.set(qg.subarray(i * 2 * D + D, (i + 1) * 2 * D), i * D);
     }
     // 2-3. k, v; zero-centred RMSNorm of every q and k head
-    const qn = rmsNormZC(q, w.q_norm, D, c.rmsNormEps); // (T, Hq, D)
-    const kn = rmsNormZC(linear(x, w.k_proj, T, H, Hkv * D), w.k_norm, D, c.rmsNormEps); // (T, Hkv, D)
+    const qn = rmsNorm(q, w.q_norm, D, c.rmsNormEps); // (T, Hq, D)
+    const kn = rmsNorm(linear(x, w.k_proj, T, H, Hkv * D), w.k_norm, D, c.rmsNormEps); // (T, Hkv, D)
     const v = linear(x, w.v_proj, T, H, Hkv * D); // (T, Hkv, D)
 
     // 4. partial RoPE (first R dims, pairs i / i+R/2) after the norms; the cache keeps rotated keys
@@ -199,9 +199,9 @@ export class Qwen3NextDecoderLayer {
     this.mlp = new Qwen3NextSparseMoeBlock(config, w.mlp, layer);
   }
 
-  forward(x: Float32Array /* (T, H) */, T: number, cache: Qwen3NextCache, positions: number[], opts: ForwardOptions): Float32Array {
+  forward(x: Float32Array /* (T, H) */, T: number, cache: Qwen3NextDynamicCache, positions: number[], opts: ForwardOptions): Float32Array {
     const H = this.config.hiddenSize, eps = this.config.rmsNormEps, l = this.layer;
-    const mixerIn = rmsNormZC(x, this.w.input_layernorm, H, eps);
+    const mixerIn = rmsNorm(x, this.w.input_layernorm, H, eps);
     emit(opts, 'mixer_in', l, mixerIn);
     const lc = cache.layers[l];
     const mixerOut = lc.kind === 'linear_attention'
@@ -211,7 +211,7 @@ export class Qwen3NextDecoderLayer {
     const h = new Float32Array(T * H);
     for (let i = 0; i < h.length; i++) h[i] = x[i] + mixerOut[i];
 
-    const moeIn = rmsNormZC(h, this.w.post_attention_layernorm, H, eps);
+    const moeIn = rmsNorm(h, this.w.post_attention_layernorm, H, eps);
     emit(opts, 'moe_in', l, moeIn);
     const moeOut = this.mlp.forward(moeIn, T, opts);
     emit(opts, 'moe_out', l, moeOut);
@@ -235,12 +235,12 @@ export class Qwen3NextForCausalLM {
     return new Qwen3NextForCausalLM(await loadWeights(ckpt));
   }
 
-  newCache(): Qwen3NextCache {
-    return new Qwen3NextCache(this.config);
+  newCache(): Qwen3NextDynamicCache {
+    return new Qwen3NextDynamicCache(this.config);
   }
 
   /** Runs T tokens from cache.position (prefill, continuation or a T = 1 decode step); returns logits (T, V). */
-  forward(ids: ArrayLike<number>, cache: Qwen3NextCache, opts: ForwardOptions = {}): Float32Array {
+  forward(ids: ArrayLike<number>, cache: Qwen3NextDynamicCache, opts: ForwardOptions = {}): Float32Array {
     const c = this.config, H = c.hiddenSize, V = c.vocabSize, T = ids.length;
     const positions = Array.from({ length: T }, (_, t) => cache.position + t);
 
@@ -256,7 +256,7 @@ export class Qwen3NextForCausalLM {
     }
     cache.position += T;
 
-    const hn = rmsNormZC(h, this.w.norm, H, c.rmsNormEps); // (T, H) = HF hidden_states[-1]
+    const hn = rmsNorm(h, this.w.norm, H, c.rmsNormEps); // (T, H) = HF hidden_states[-1]
     emit(opts, 'final_hidden', -1, hn);
     return linear(hn, this.w.lm_head, T, H, V);
   }

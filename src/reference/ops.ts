@@ -20,8 +20,8 @@ export function linear(x: Float32Array, w: Float32Array, T: number, K: number, N
   return y;
 }
 
-/** Zero-centred RMSNorm over rows of width D: y = x · rsqrt(mean(x²) + eps) · (1 + w).  x: [rows, D], w: [D]. */
-export function rmsNormZC(x: Float32Array, w: Float32Array, D: number, eps: number): Float32Array {
+/** Qwen3NextRMSNorm (the weight zero-centred) over rows of width D: y = x · rsqrt(mean(x²) + eps) · (1 + w).  x: [rows, D], w: [D]. */
+export function rmsNorm(x: Float32Array, w: Float32Array, D: number, eps: number): Float32Array {
   const y = new Float32Array(x.length);
   for (let r = 0; r < x.length / D; r++) {
     let ss = 0;

@@ -24,7 +24,7 @@ function refPrep(qkv: Float32Array, qNorm: Float32Array, kNorm: Float32Array, in
     v.set(qkv.subarray(t * W + Hq * 2 * D + Hkv * D, (t + 1) * W), t * Hkv * D);
   }
   const positions = Array.from({ length: T }, (_, t) => pos0 + t);
-  const qn = ref.rmsNormZC(q, qNorm, D, d.eps), kn = ref.rmsNormZC(k, kNorm, D, d.eps);
+  const qn = ref.rmsNorm(q, qNorm, D, d.eps), kn = ref.rmsNorm(k, kNorm, D, d.eps);
   ref.applyRope(qn, positions, Hq, D, d.R, invFreq);
   ref.applyRope(kn, positions, Hkv, D, d.R, invFreq);
   return { q: qn, gate, k: kn, v };

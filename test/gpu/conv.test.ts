@@ -2,9 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { causalConv1d } from '../../src/kernels/conv.ts';
 import { matmul } from '../../src/kernels/matmul.ts';
-import { uploadWeight } from '../../src/gpu/packed-weight.ts';
 import * as ref from '../../src/reference/ops.ts';
-import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
+import { withGpuErrors, poisoned, uploadWeight } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';
 import { randn } from '../helpers/random.ts';
 

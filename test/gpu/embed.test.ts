@@ -1,9 +1,9 @@
 import { describe, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { embed } from '../../src/kernels/embed.ts';
-import { uploadWeights } from '../../src/gpu/packed-weight.ts';
+
 import { packWeight, unpackWeight, type WeightFormat } from '../../src/quant/formats.ts';
-import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
+import { withGpuErrors, poisoned, uploadWeights } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';
 import { randn } from '../helpers/random.ts';
 

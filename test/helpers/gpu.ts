@@ -3,7 +3,9 @@
 // on any uncaptured error, so a kernel that silently does nothing cannot pass.
 import { afterAll } from 'vitest';
 import { requestNodeDevice } from '../../src/gpu/node-device.ts';
-import { STORAGE } from '../../src/gpu/context.ts';
+import { STORAGE, type GpuContext } from '../../src/gpu/context.ts';
+import { OFFSET_ALIGN, weightBytes, type GpuWeight } from '../../src/gpu/packed-weight.ts';
+import { packWeight, type WeightFormat } from '../../src/quant/formats.ts';
 
 let devicePromise: Promise<GPUDevice> | undefined;
 const uncaptured: string[] = [];
@@ -46,4 +48,30 @@ export function poisoned(device: GPUDevice, byteLength: number, usage = STORAGE)
   new Uint32Array(buf.getMappedRange()).fill(0x7fc00000);
   buf.unmap();
   return buf;
+}
+
+/** Pack W (N, K) row-major f32 into `format` and upload it as its own buffer. */
+export function uploadWeight(ctx: GpuContext, w: Float32Array, N: number, K: number, format: WeightFormat, label: string): GpuWeight {
+  return { buffer: ctx.upload(packWeight(w, N, K, format), label), offset: 0, format, N, K };
+}
+
+export interface WeightPart {
+  w: Float32Array;
+  N: number;
+  K: number;
+  format: WeightFormat;
+}
+
+/** Pack several weights into one buffer, each at an OFFSET_ALIGN-aligned offset (stacked experts). */
+export function uploadWeights(ctx: GpuContext, parts: WeightPart[], label: string): GpuWeight[] {
+  const offsets: number[] = [];
+  let end = 0;
+  for (const p of parts) {
+    offsets.push(end);
+    end = Math.ceil((end + weightBytes(p.format, p.N, p.K)) / OFFSET_ALIGN) * OFFSET_ALIGN;
+  }
+  const all = new Uint32Array(end / 4);
+  parts.forEach((p, i) => all.set(packWeight(p.w, p.N, p.K, p.format), offsets[i] / 4));
+  const buffer = ctx.upload(all, label);
+  return parts.map((p, i) => ({ buffer, offset: offsets[i], format: p.format, N: p.N, K: p.K }));
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_PRESETS, locatePreset, readTensorFile, type Preset, type Tensor } from '../helpers/fixtures.ts';
 import { expectClose } from '../helpers/compare.ts';
 import { Qwen3NextForCausalLM, recordTaps, type TapName } from '../../src/reference/model.ts';
-import { stackedStates, type Qwen3NextCache } from '../../src/reference/dynamic-cache.ts';
+import { stackedStates, type Qwen3NextDynamicCache } from '../../src/reference/dynamic-cache.ts';
 import { ropeInvFreq } from '../../src/reference/ops.ts';
 
 type Tol = { rel?: number; maxAbs?: number };
@@ -54,7 +54,7 @@ function dropOldestColumn(x: Float32Array | Int32Array, K: number): Float32Array
   return out;
 }
 
-function checkCaches(preset: Preset, prefix: string, cache: Qwen3NextCache, f: Map<string, Tensor>) {
+function checkCaches(preset: Preset, prefix: string, cache: Qwen3NextDynamicCache, f: Map<string, Tensor>) {
   const tol = tolerances(preset), K = cache.config.convKernel, s = stackedStates(cache);
   check(preset.name, 'conv_state', `${prefix}conv_state`, s.conv_state, dropOldestColumn(f.get(`${prefix}conv_state`)!.data, K), tol.conv);
   check(preset.name, 'recurrent_state', `${prefix}recurrent_state`, s.recurrent_state, f.get(`${prefix}recurrent_state`)!.data, tol.gdn);
