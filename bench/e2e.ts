@@ -39,7 +39,7 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   const t0 = performance.now(), before = ctx.allocatedBytes;
   const weights = randomGpuWeights(ctx, c, QUANT_INT4);
   const maxContext = Math.max(...o.contexts) + o.decodeTokens + 32;
-  const model = Qwen3NextGpuModel.fromWeights(ctx, weights, undefined, { maxContext, maxTokensPerStep: o.stepT ?? o.prefillT });
+  const model = new Qwen3NextGpuModel(ctx, weights, { maxContext, maxTokensPerStep: o.stepT ?? o.prefillT });
   await ctx.device.queue.onSubmittedWorkDone();
   const loadMs = performance.now() - t0;
   const rows: E2EResult[] = [];

@@ -11,6 +11,8 @@ import { parseConfig } from '../src/config.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
 import type { ExpertUpload } from '../src/cache/upload.ts';
 import { Qwen3NextGpuModel } from '../src/model/model.ts';
+import { expertStats, streaming } from '../src/cache/load.ts';
+import type { RoutingTrace } from '../src/cache/streaming-step.ts';
 import { QUANT_INT4, expertLayout } from '../src/format/pack.ts';
 import { emptyExperts, loadGpuWeights, sharedExpertViews, type GpuWeights } from '../src/model/gpu-weights.ts';
 import { packedWords } from '../src/quant/formats.ts';
@@ -99,7 +101,7 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
   const recordBytes = expertLayout(c, QUANT_INT4.experts).words * 4;
   const rows: StreamRow[] = [];
   const maxContext = o.promptTokens + o.decodeTokens + 8;
-  const opts = { maxContext, maxTokensPerStep: o.promptTokens, ramCacheBytes: o.ramCacheBytes };
+  const opts = { maxContext, maxTokensPerStep: o.promptTokens };
   // Each run's own expert slots; a shared expert kept in an expert slot (gpu-weights.ts sharedExpertFits) moves
   // into the new buffers' extra slot, and the dense shared weights become views of it, as loadGpuWeights leaves them.
   const withSlots = (slots: number): GpuWeights => ({ ...dense, layers: dense.layers.map((l, i) => {
@@ -121,18 +123,15 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
   const dense = await loadGpuWeights(ctx, src, 0);
   const denseBytes = ctx.allocatedBytes - a0;
   const a1 = ctx.allocatedBytes;
-  Qwen3NextGpuModel.fromWeights(ctx, withSlots(k + 2), src, opts);
+  new Qwen3NextGpuModel(ctx, withSlots(k + 2), { ...opts, steps: streaming(src) });
   const perModel = ctx.allocatedBytes - a1 - L * (k + 2) * recordBytes; // cache + scratch + slot tables
   const slots = Math.min(E, Math.max(k + 2, Math.floor((o.gpuCapBytes - denseBytes - perModel) / (L * recordBytes))));
 
   for (const [n, run] of o.runs.entries()) {
     const before = ctx.allocatedBytes;
-    const model = Qwen3NextGpuModel.fromWeights(ctx, withSlots(slots), src, { ...opts, prefetch: run.prefetch, upload: run.upload });
-    const gpuBytes = denseBytes + ctx.allocatedBytes - before;
-
     const trace = makeTrace(run.trace, L, E, k, o, 1234 + n), guessRand = rng(777 + n);
     let token = 0; // first token of the current step
-    model.routingTrace = (l, T) => {
+    const routingTrace: RoutingTrace = (l, T) => {
       const idx = new Uint32Array(T * k), guess = new Uint32Array(T * k);
       for (let t = 0; t < T; t++) {
         idx.set(trace(token + t, l), t * k);
@@ -140,9 +139,13 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
       }
       return { idx, guess };
     };
+    const steps = streaming(src, { ramCacheBytes: o.ramCacheBytes, prefetch: run.prefetch, upload: run.upload, routingTrace });
+    const model = new Qwen3NextGpuModel(ctx, withSlots(slots), { ...opts, steps });
+    const gpuBytes = denseBytes + ctx.allocatedBytes - before;
+
     await model.forward(Array.from({ length: o.promptTokens }, (_, i) => i + 1));
     token = o.promptTokens;
-    const t0 = model.expertStats()!.totals;
+    const t0 = expertStats(model)!.totals;
     const ms: number[] = [];
     let tok = 1;
     for (let i = 0; i < o.decodeTokens; i++) {
@@ -151,7 +154,7 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
       ms.push(performance.now() - t);
       token++;
     }
-    const t1 = model.expertStats()!.totals, d = (key: keyof typeof t1) => (t1[key] as number) - (t0[key] as number);
+    const t1 = expertStats(model)!.totals, d = (key: keyof typeof t1) => (t1[key] as number) - (t0[key] as number);
     const routed = d('hits') + d('misses');
     rows.push({
       run: `${run.trace}, ${run.upload}, prefetch ${run.prefetch ? 'on' : 'off'}`,

@@ -7,6 +7,7 @@ import { nodeFileSet } from '../checkpoint/node-files.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { requestNodeDevice } from '../gpu/node-device.ts';
 import { Qwen3NextGpuModel } from '../model/model.ts';
+import { expertStats, loadModel } from '../cache/load.ts';
 import { QUANT_F32, QUANT_INT4 } from '../format/pack.ts';
 import { NodeFileStore } from '../store/node.ts';
 import { storeSource } from '../store/store.ts';
@@ -21,8 +22,8 @@ export async function openModel(args: Args) {
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {
     if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);
     const store = await NodeFileStore.open(dir);
-    const model = await Qwen3NextGpuModel.load(ctx, await storeSource(store), { expertCacheBytes });
-    if (!model.expertStats()) await store.close(); // every weight is on the GPU now; a streaming model keeps reading
+    const model = await loadModel(ctx, await storeSource(store), { expertCacheBytes });
+    if (!expertStats(model)) await store.close(); // every weight is on the GPU now; a streaming model keeps reading
     return { ctx, model };
   }
   if (expertCacheBytes !== undefined) throw new UsageError('--expert-cache-bytes needs a packed model (`q3n convert`)');

@@ -7,6 +7,7 @@ import { Args, UsageError } from './args.ts';
 import { generateCommand } from './generate.ts';
 import { openModel } from './open-model.ts';
 import { meanNll } from '../model/perplexity.ts';
+import { expertStats } from '../cache/load.ts';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.ts';
 import { NodeFileSource } from '../checkpoint/node-files.ts';
 import { convertCommand, CONVERT_USAGE } from './convert.ts';
@@ -39,7 +40,7 @@ async function logitsCommand(args: Args) {
     { name: 'decode_logits', shape: [decodeIds.length, V], data: decode },
   ], { prompt_ids: promptIds.join(','), decode_ids: decodeIds.join(',') }));
   console.log(`wrote ${out}: prefill_logits [${promptIds.length}, ${V}], decode_logits [${decodeIds.length}, ${V}]`);
-  const xs = model.expertStats();
+  const xs = expertStats(model);
   if (xs) console.log(`expert cache: ${xs.slotsPerLayer}/${xs.experts} slots per layer, hit rate ${(xs.totals.hitRate * 100).toFixed(1)}%, ${xs.totals.misses} misses, prefetch accuracy ${(xs.totals.prefetchAccuracy * 100).toFixed(1)}%, stall ${xs.totals.stallMs.toFixed(0)} ms`);
   ctx.device.destroy();
 }

@@ -2,7 +2,8 @@
 // tokenizer from the store's own files, and the weights on the GPU with byte-level progress.
 import { ModelLoadError, WebGPUNotAvailableError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { checkKernelShapes, Qwen3NextGpuModel } from '../model/model.ts';
+import { checkKernelShapes, type Qwen3NextGpuModel } from '../model/model.ts';
+import { expertStats, loadModel } from '../cache/load.ts';
 import { parseConfig } from '../config.ts';
 import type { WeightSource } from '../format/pack.ts';
 import { storeSource, type ModelStore } from '../store/store.ts';
@@ -119,9 +120,9 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const total = [...m.dense, ...m.experts.flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
-    const model = await Qwen3NextGpuModel.load(ctx, src, { maxContext: opts.maxContext, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
     src.done();
-    streaming = model.experts !== undefined;
+    streaming = expertStats(model) !== undefined;
     opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });
     const name = typeof opts.model === 'string' ? opts.model : 'qwen3-next';
     return { ctx, model, tokenizer, name, ownsDevice: !opts.device, store: opened && streaming ? store : undefined };

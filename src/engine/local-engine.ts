@@ -10,8 +10,10 @@
 // then answers from an empty conversation.
 import { ContextLengthError, DeviceLostError, Qwen3NextError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { expertStats } from '../cache/load.ts';
 import { seededRandom } from '../model/generate.ts';
-import type { PendingToken, Qwen3NextGpuModel } from '../model/model.ts';
+import type { Qwen3NextGpuModel } from '../model/model.ts';
+import type { PendingToken } from '../model/next-token.ts';
 import { DecodeStream } from '../tokenizer/stream.ts';
 import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { Conversation } from './conversation.ts';
@@ -199,6 +201,7 @@ export class LocalEngine implements Engine {
       if (!text.stopped) text.push(decoder.flush());
       const t2 = now();
       const decoded = Math.max(0, reply.length - 1); // the first token came out of the prefill
+      const stats = expertStats(this.model);
       const usage: CompletionUsage = {
         prompt_tokens: prompt.length,
         completion_tokens: reply.length,
@@ -207,7 +210,7 @@ export class LocalEngine implements Engine {
         decode_tokens_per_s: decoded > 0 ? decoded / ((t2 - t1) / 1000) : 0,
         cached_prompt_tokens: cached,
         gpu_memory_bytes: this.ctx.allocatedBytes,
-        ...(this.model.experts ? { expert_cache: this.model.experts.stats() } : {}),
+        ...(stats ? { expert_cache: stats } : {}),
       };
       yield chunk(text.delta(true), finish, usage);
     } catch (e) {

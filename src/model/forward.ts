@@ -6,9 +6,9 @@
 //   do the combine, and a shared expert with an expert's shape runs as one more expert pair (gpu-weights.ts
 //   sharedExpertFits): 10 dispatches a GDN layer, 11 an attention layer at the 80B shape.
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
-// The list is built in pieces (head, layerPre, routedExperts, layerPost, tail) so that a streaming step
-// (model.ts with src/cache/expert-cache.ts) can submit up to each layer's router, read its top-k back, make those
-// experts resident, and only then encode the routed experts.
+// The layer loop is written once, in walk(): it stops at each layer's routed experts and lets its caller encode
+// them, so the resident steps (build, decodeOps) and the streaming step (src/cache/streaming-step.ts, which
+// first reads the layer's routing back and makes its experts resident) share every other op.
 import type { Qwen3NextConfig } from '../config.ts';
 import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
 import { addRmsNorm, rmsNorm, rmsNormGated } from '../kernels/norm.ts';
@@ -22,16 +22,16 @@ import { gdnChunkedScratchBytes } from '../kernels/gdn.ts';
 import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
 import type { GpuWeight } from '../gpu/packed-weight.ts';
 import type { WeightFormat } from '../quant/formats.ts';
+import type { Qwen3NextGpuDynamicCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
 
-/** A layer's packed matrix by its name in src/format/pack.ts. */
-function mat(layer: GpuLayer, name: string): GpuWeight {
+/** A layer's packed tensor by its name in src/format/pack.ts. */
+function layerWeight(layer: GpuLayer, name: string): GpuWeight {
   const w = layer.weights.get(name);
   if (!w) throw new Error(`layer has no tensor ${name}`);
   return w;
 }
 /** A layer's f32 vector (norm weights, conv taps, A_log, ...) as a binding. */
-const vec = (layer: GpuLayer, name: string): GPUBuffer => mat(layer, name).buffer;
-import type { Qwen3NextGpuDynamicCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
+const layerVector = (layer: GpuLayer, name: string): GPUBuffer => layerWeight(layer, name).buffer;
 
 export interface StepOptions {
   /** 'last': logits of the last token only (generation); 'all': (T, V) (tests, perplexity). */
@@ -164,17 +164,24 @@ export class ForwardBuilder {
     return (this.stream ??= new StreamScratch(this.ctx, this.w.config, this.scratch.maxT));
   }
 
-  /** The whole op list for T tokens at the cache's current position (ids must already be in scratch.ids). */
-  build(T: number, opts: StepOptions): Step[] {
-    const st = this.begin(T, opts);
+  /**
+   * The step's ops in execution order: the head, then per layer everything up to its routed experts, a yield of
+   * the layer index (the caller encodes routedExperts(st, l), or streams them first), the rest of the layer, and
+   * the tail. The one place the layer loop is written.
+   */
+  *walk(st: StepOps): Generator<number, void, void> {
     this.head(st);
     for (let l = 0; l < this.w.config.numLayers; l++) {
       this.layerPre(st, l);
-      this.routedExperts(st, l);
+      yield l;
       this.layerPost(st, l);
     }
     this.tail(st);
-    return st.ops;
+  }
+
+  /** The whole op list for T tokens at the cache's current position (ids must already be in scratch.ids). */
+  build(T: number, opts: StepOptions): Step[] {
+    return this.resident(this.begin(T, opts)).ops;
   }
 
   /**
@@ -188,18 +195,17 @@ export class ForwardBuilder {
     const len = decodeSplitLen(pos0 + 1, { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps });
     const key = `${opts.logits}|${opts.gdn}|${opts.moe}|${len}`;
     if (this.decodeList?.key !== key) {
-      const st = { ...this.begin(1, opts), updates: [] as PositionUpdate[] };
-      this.head(st);
-      for (let l = 0; l < c.numLayers; l++) {
-        this.layerPre(st, l);
-        this.routedExperts(st, l);
-        this.layerPost(st, l);
-      }
-      this.tail(st);
-      this.decodeList = { key, ops: st.ops, updates: st.updates };
+      const st = this.resident({ ...this.begin(1, opts), updates: [] });
+      this.decodeList = { key, ops: st.ops, updates: st.updates! };
     }
     for (const u of this.decodeList.updates) u(pos0);
     return this.decodeList.ops;
+  }
+
+  /** Walk the step with every layer's routed experts resident. */
+  private resident(st: StepOps): StepOps {
+    for (const l of this.walk(st)) this.routedExperts(st, l);
+    return st;
   }
 
   begin(T: number, opts: StepOptions): StepOps {
@@ -232,12 +238,12 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s, cache } = this;
     const c = w.config, H = c.hiddenSize, T = st.T, ops = st.ops, tap = this.tap.bind(this, st);
     const layer = w.layers[l], lc = cache.layers[l];
-    if (l === 0) ops.push(rmsNorm(ctx, s.h, vec(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
+    if (l === 0) ops.push(rmsNorm(ctx, s.h, layerVector(layer, 'input_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.mixer_in`, s.xn, T * H);
     if (layer.type === 'linear_attention') this.gatedDeltaNet(ops, tap, l, layer, lc as LinearLayerCache, T, st.opts);
     else this.attention(ops, layer, lc as FullLayerCache, T, st.pos0, st.updates);
     tap(`L${l}.mixer_out`, s.mix, T * H);
-    ops.push(addRmsNorm(ctx, s.mix, s.h, vec(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
+    ops.push(addRmsNorm(ctx, s.mix, s.h, layerVector(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.moe_in`, s.xn, T * H);
     this.routerAndShared(ops, tap, l, layer, st);
   }
@@ -245,7 +251,7 @@ export class ForwardBuilder {
   /** Prefetch guess: layer l's router top-k on the current MoE input (of layer l - 1) into streamScratch.predIdx. */
   predictRouter(st: StepOps, l: number): void {
     const { ctx, w, scratch: s } = this, c = w.config, p = this.streamScratch;
-    st.ops.push(matmul(ctx, s.xn, mat(w.layers[l], 'router'), p.predLogits, st.T));
+    st.ops.push(matmul(ctx, s.xn, layerWeight(w.layers[l], 'router'), p.predLogits, st.T));
     st.ops.push(router(ctx, p.predLogits, p.predIdx, p.predW, st.T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
   }
 
@@ -281,7 +287,7 @@ export class ForwardBuilder {
   layerPost(st: StepOps, l: number): void {
     const { ctx, w, scratch: s } = this, c = w.config, H = c.hiddenSize;
     this.tap(st, `L${l}.moe_out`, s.mix, st.T * H);
-    const norm = l + 1 < c.numLayers ? vec(w.layers[l + 1], 'input_norm') : w.norm.buffer;
+    const norm = l + 1 < c.numLayers ? layerVector(w.layers[l + 1], 'input_norm') : w.norm.buffer;
     st.ops.push(addRmsNorm(ctx, s.mix, s.h, norm, s.xn, st.T, H, c.rmsNormEps));
     this.tap(st, `L${l}.out`, s.h, st.T * H);
   }
@@ -311,16 +317,16 @@ export class ForwardBuilder {
     const recurrent = (opts.gdn ?? (T === 1 ? 'recurrent' : 'chunked')) === 'recurrent';
     const tapGates = opts.taps?.some((n) => n === `L${l}.gdn.g` || n === `L${l}.gdn.beta`);
     if (T === 1 && recurrent && !tapGates) { // decode: the conv runs in in_proj's GEMV, the prep in the step
-      const conv = { channels: c.convDim, K: c.convKernel, w: vec(layer, 'conv'), state: lc.conv, y: s.conv };
-      ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T, { conv }));
+      const conv = { channels: c.convDim, K: c.convKernel, w: layerVector(layer, 'conv'), state: lc.conv, y: s.conv };
+      ops.push(matmul(ctx, s.xn, layerWeight(layer, 'in_proj'), s.proj, T, { conv }));
     } else {
-      ops.push(matmul(ctx, s.xn, mat(layer, 'in_proj'), s.proj, T));
-      ops.push(causalConv1d(ctx, s.proj, P, vec(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
+      ops.push(matmul(ctx, s.xn, layerWeight(layer, 'in_proj'), s.proj, T));
+      ops.push(causalConv1d(ctx, s.proj, P, layerVector(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
     }
     if (recurrent && !tapGates) {
-      ops.push(gdnStep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), lc.recurrent, s.core, T, c)); // prep fused in
+      ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), lc.recurrent, s.core, T, c)); // prep fused in
     } else {
-      ops.push(gdnPrep(ctx, s.conv, s.proj, P, vec(layer, 'A_log'), vec(layer, 'dt_bias'), s.q, s.k, s.g, s.beta, T, c));
+      ops.push(gdnPrep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), s.q, s.k, s.g, s.beta, T, c));
       tap(`L${l}.gdn.g`, s.g, T * c.linearNumValueHeads);
       tap(`L${l}.gdn.beta`, s.beta, T * c.linearNumValueHeads);
       ops.push(...(recurrent
@@ -328,8 +334,8 @@ export class ForwardBuilder {
         : gdnChunked(ctx, s.q, s.k, s.conv, s.g, s.beta, lc.recurrent, s.core, T, c, s.gdnChunk)));
     }
     tap(`L${l}.gdn.core_out`, s.core, T * c.valueDim);
-    ops.push(rmsNormGated(ctx, s.core, s.proj, P, vec(layer, 'gated_norm'), s.normed, T * c.linearNumValueHeads, c.linearValueHeadDim, c.rmsNormEps, c.linearNumValueHeads, c.convDim));
-    ops.push(matmul(ctx, s.normed, mat(layer, 'out_proj'), s.mix, T));
+    ops.push(rmsNormGated(ctx, s.core, s.proj, P, layerVector(layer, 'gated_norm'), s.normed, T * c.linearNumValueHeads, c.linearValueHeadDim, c.rmsNormEps, c.linearNumValueHeads, c.convDim));
+    ops.push(matmul(ctx, s.normed, layerWeight(layer, 'out_proj'), s.mix, T));
   }
 
   /** REFERENCE.md §3: fused q/gate|k|v projection -> norms + RoPE + cache write -> causal attention ⊙ gate -> o_proj. */
@@ -337,10 +343,10 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s } = this;
     const c = w.config;
     const dims: AttnDims = { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps };
-    ops.push(matmul(ctx, s.xn, mat(layer, 'qkv_proj'), s.proj, T));
-    ops.push(attnPrep(ctx, s.proj, vec(layer, 'q_norm'), vec(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims, updates));
+    ops.push(matmul(ctx, s.xn, layerWeight(layer, 'qkv_proj'), s.proj, T));
+    ops.push(attnPrep(ctx, s.proj, layerVector(layer, 'q_norm'), layerVector(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims, updates));
     ops.push(...attention(ctx, s.q, lc.keys, lc.values, s.gate, s.core, T, pos0, dims, {}, updates));
-    ops.push(matmul(ctx, s.core, mat(layer, 'o_proj'), s.mix, T));
+    ops.push(matmul(ctx, s.core, layerWeight(layer, 'o_proj'), s.mix, T));
   }
 
   /** Whether layer l's shared expert runs as one more pair in the routed experts' GEMVs (a decode-path step). */
@@ -353,14 +359,14 @@ export class ForwardBuilder {
     const T = st.T;
     const { ctx, w, scratch: s } = this;
     const c = w.config;
-    ops.push(matmul(ctx, s.xn, mat(layer, 'router'), s.routerLogits, T));
+    ops.push(matmul(ctx, s.xn, layerWeight(layer, 'router'), s.routerLogits, T));
     ops.push(router(ctx, s.routerLogits, s.topIdx, s.topW, T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
     tap(`L${l}.router_logits`, s.routerLogits, T * (c.numExperts + 1));
     tap(`L${l}.router_idx`, s.topIdx, T * c.numExpertsPerTok);
     tap(`L${l}.router_w`, s.topW, T * c.numExpertsPerTok);
     if (this.sharedAsPair(st, l)) return; // routedExperts runs it with the routed ones
-    ops.push(matmul(ctx, s.xn, mat(layer, 'shared_gate_up'), s.sharedMid, T));
-    ops.push(matmul(ctx, s.sharedMid, mat(layer, 'shared_down'), s.shared, T, { swiglu: true }));
+    ops.push(matmul(ctx, s.xn, layerWeight(layer, 'shared_gate_up'), s.sharedMid, T));
+    ops.push(matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, T, { swiglu: true }));
   }
 
   async readTap(name: string): Promise<Float32Array> {

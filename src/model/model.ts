@@ -1,20 +1,21 @@
 // Qwen3NextForCausalLM on the GPU: weights, cache and the forward op lists, with a small API:
 // forward(ids) runs any number of tokens from the cache's position (split into steps of at most
-// maxTokensPerStep, so a long prompt never needs (T, P) scratch for all of it at once).
+// maxTokensPerStep, so a long prompt never needs (T, P) scratch for all of it at once), and submitToken runs one
+// decode step that samples the next token on the GPU. How a step's ops reach the GPU is a StepRunner: resident
+// (one submit) here, or streaming its routed experts layer by layer (src/cache/streaming-step.ts).
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import { ExpertCache, type ExpertCacheStats, type ExpertUpload } from '../cache/expert-cache.ts';
-import { planSubBatches } from '../cache/policy.ts';
 import type { Qwen3NextConfig } from '../config.ts';
 import { ConfigError, ContextLengthError, DeviceLimitError } from '../errors.ts';
 import { checkAttnShape } from '../kernels/attention.ts';
 import { checkConvWidth } from '../kernels/conv.ts';
 import { checkGdnShape } from '../kernels/gdn.ts';
-import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
-import { checkVocab, sample, type SampleParams } from '../kernels/sample.ts';
+import type { GpuContext, Step } from '../gpu/context.ts';
+import { checkVocab, type SampleParams } from '../kernels/sample.ts';
 import { Qwen3NextGpuDynamicCache } from './dynamic-cache.ts';
 import { ForwardBuilder, type StepOptions } from './forward.ts';
 import { destroyGpuWeights, loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
-import { checkpointSource, expertLayout, QUANT_F32, type QuantConfig, type WeightSource } from '../format/pack.ts';
+import { TokenPicker, type PendingToken } from './next-token.ts';
+import { checkpointSource, QUANT_F32, type QuantConfig, type WeightSource } from '../format/pack.ts';
 
 export interface ModelOptions {
   quant?: QuantConfig;
@@ -22,39 +23,25 @@ export interface ModelOptions {
   maxContext?: number;
   /** Largest prefill step (default 256 tokens). */
   maxTokensPerStep?: number;
-  /**
-   * GPU bytes for routed experts, split evenly over the layers (default: all of them, fully resident). When
-   * they do not all fit, steps run layer by layer and stream experts from the source (src/cache/expert-cache.ts);
-   * each layer gets at least top_k + 2 slots whatever the budget.
-   */
-  expertCacheBytes?: number;
-  /** RAM tier in front of the source when streaming (default 256 MiB). */
-  ramCacheBytes?: number;
-  /** Prefetch the next layer's likely experts when streaming (default true). */
-  prefetch?: boolean;
-  /** How misses reach their GPU slots when streaming (src/cache/expert-cache.ts; default 'staging-ring'). */
-  upload?: ExpertUpload;
+  /** GPU slots per layer for routed experts (default: all E, fully resident). Fewer need a `steps` that streams. */
+  expertSlots?: number;
+  /** How steps run (default: resident, one submit a step); src/cache/load.ts passes a streaming one. */
+  steps?: (ctx: GpuContext, weights: GpuWeights, fb: ForwardBuilder) => StepRunner;
 }
 
-/**
- * Benchmarks only: replaces the router's choice of a streaming layer (T tokens x top_k ids) and the prefetch guess
- * for the next layer, so a recorded or synthetic routing trace drives the expert cache (bench/stream.ts).
- */
-export type RoutingTrace = (layer: number, T: number) => { idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer> };
-
-/** Expert slots per layer for a byte budget: all E when it fits, else at least top_k + 2. */
-export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): number {
-  const c = src.config, E = c.numExperts;
-  if (expertCacheBytes === undefined) return E;
-  const recordBytes = expertLayout(c, src.quant.experts).words * 4;
-  const fit = Math.floor(expertCacheBytes / (c.numLayers * recordBytes));
-  return Math.min(E, Math.max(fit, c.numExpertsPerTok + 2));
+/** Runs one step of T tokens (ids already in scratch.ids), then `after` (the sampler), and submits it all. */
+export interface StepRunner {
+  run(T: number, opts: StepOptions, after: Step[]): Promise<void>;
 }
 
-/** A decode step submitted by submitToken: read() waits for its sampled id; discard() drops it unread. */
-export interface PendingToken {
-  read(): Promise<number>;
-  discard(): void;
+/** Every weight resident: a step is one submit; a decode token replays its cached op list. */
+class ResidentSteps implements StepRunner {
+  constructor(private readonly ctx: GpuContext, private readonly fb: ForwardBuilder) {}
+
+  async run(T: number, opts: StepOptions, after: Step[]): Promise<void> {
+    const decode = T === 1 && !opts.taps?.length;
+    this.ctx.run([...(decode ? this.fb.decodeOps(opts) : this.fb.build(T, opts)), ...after]);
+  }
 }
 
 /**
@@ -75,15 +62,16 @@ export function checkKernelShapes(c: Qwen3NextConfig): void {
 export class Qwen3NextGpuModel {
   readonly cache: Qwen3NextGpuDynamicCache;
   readonly forwardBuilder: ForwardBuilder;
-  private readonly idleSlots: GPUBuffer[] = []; // (1) u32 MAP_READ: sampled ids on their way back, reused
-  private history?: GPUBuffer; // (n) u32 ids for the repetition penalty
-  private routing?: GPUBuffer; // (2, maxT, k) u32 MAP_READ: a streaming layer's idx and the next layer's guess
-  /** See RoutingTrace: set by benchmarks, never by the runtime. */
-  routingTrace?: RoutingTrace;
+  readonly steps: StepRunner;
+  private readonly picker: TokenPicker;
 
-  private constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, maxContext: number, readonly maxTokensPerStep: number, readonly experts?: ExpertCache) {
-    this.cache = new Qwen3NextGpuDynamicCache(ctx, weights.config, maxContext);
-    this.forwardBuilder = new ForwardBuilder(ctx, weights, this.cache, maxTokensPerStep);
+  constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, opts: Pick<ModelOptions, 'maxContext' | 'maxTokensPerStep' | 'steps'> = {}) {
+    const c = weights.config;
+    this.cache = new Qwen3NextGpuDynamicCache(ctx, c, opts.maxContext ?? Math.min(c.maxPositionEmbeddings, 4096));
+    this.forwardBuilder = new ForwardBuilder(ctx, weights, this.cache, opts.maxTokensPerStep ?? 256);
+    if (weights.layers[0].experts.slots < c.numExperts && !opts.steps) throw new Error('Qwen3NextGpuModel: streaming expert slots need a streaming `steps` (src/cache/load.ts)');
+    this.steps = opts.steps?.(ctx, weights, this.forwardBuilder) ?? new ResidentSteps(ctx, this.forwardBuilder);
+    this.picker = new TokenPicker(ctx, this.forwardBuilder.scratch.logits, this.forwardBuilder.scratch.ids, c.vocabSize);
   }
 
   /** From a Hugging Face checkpoint, quantized while loading. */
@@ -103,10 +91,10 @@ export class Qwen3NextGpuModel {
     device.pushErrorScope('validation');
     let weights: GpuWeights | undefined, model: Qwen3NextGpuModel | undefined, failure: unknown;
     try {
-      weights = await loadGpuWeights(ctx, src, expertSlotsFor(src, opts.expertCacheBytes));
-      model = Qwen3NextGpuModel.fromWeights(ctx, weights, src, opts);
-      if (model.experts) model.forwardBuilder.build(1, { logits: 'last' });
-      else model.forwardBuilder.decodeOps({ logits: 'last' }); // kept: the first token replays it
+      weights = await loadGpuWeights(ctx, src, opts.expertSlots);
+      model = new Qwen3NextGpuModel(ctx, weights, opts);
+      if (model.steps instanceof ResidentSteps) model.forwardBuilder.decodeOps({ logits: 'last' }); // kept: the first token replays it
+      else model.forwardBuilder.build(1, { logits: 'last' });
       model.forwardBuilder.build(Math.min(model.maxTokensPerStep, model.cache.maxT), { logits: 'last' });
     } catch (e) {
       failure = e;
@@ -122,15 +110,8 @@ export class Qwen3NextGpuModel {
     return model!;
   }
 
-  /** Around weights already on the GPU (benchmarks fill them at random); `src` feeds the expert cache when streaming. */
-  static fromWeights(ctx: GpuContext, weights: GpuWeights, src: WeightSource | undefined, opts: Omit<ModelOptions, 'quant'> = {}): Qwen3NextGpuModel {
-    const c = weights.config, streaming = weights.layers[0].experts.slots < c.numExperts;
-    if (streaming && !src) throw new Error('fromWeights: streaming expert slots need a source for the experts');
-    const maxContext = opts.maxContext ?? Math.min(c.maxPositionEmbeddings, 4096);
-    const experts = streaming
-      ? new ExpertCache(ctx, src!, weights.layers.map((l) => l.experts), { ramCacheBytes: opts.ramCacheBytes, prefetch: opts.prefetch, upload: opts.upload })
-      : undefined;
-    return new Qwen3NextGpuModel(ctx, weights, maxContext, opts.maxTokensPerStep ?? 256, experts);
+  get maxTokensPerStep(): number {
+    return this.forwardBuilder.scratch.maxT;
   }
 
   get config() {
@@ -179,117 +160,28 @@ export class Qwen3NextGpuModel {
    * layer and resolve after their last submit.
    */
   async submitToken(id: number | undefined, sampling: SampleParams, history: number[] = []): Promise<PendingToken> {
-    const s = this.forwardBuilder.scratch, V = this.config.vocabSize;
+    const V = this.config.vocabSize;
     this.checkContext(1);
     const penalty = sampling.repetitionPenalty !== undefined && sampling.repetitionPenalty !== 1 && history.length > 0;
     if (id !== undefined) {
       if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is outside the vocabulary (${V})`);
-      this.ctx.device.queue.writeBuffer(s.ids, 0, Uint32Array.of(id));
+      this.ctx.device.queue.writeBuffer(this.forwardBuilder.scratch.ids, 0, Uint32Array.of(id));
     } else if (penalty) {
       throw new Error('submitToken: a repetition penalty needs the fed id on the CPU');
     }
-    if (penalty) {
-      if (!this.history || this.history.size < history.length * 4) this.history = this.ctx.buffer(Math.max(1024, history.length * 8), 'history');
-      this.ctx.device.queue.writeBuffer(this.history, 0, Uint32Array.from(history));
-    }
-    const slot = this.idleSlots.pop() ?? this.ctx.device.createBuffer({ size: 4, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'sampled id' });
-    const picked = { buffer: s.ids, offset: 0, size: 4 };
-    const after: Step[] = [
-      ...sample(this.ctx, s.logits, picked, V, penalty ? { ...sampling, previous: { ids: this.history!, count: history.length } } : sampling),
-      { label: 'read sampled id', copy: { src: s.ids, srcOffset: 0, dst: slot, dstOffset: 0, size: 4 } },
-    ];
+    const pick = this.picker.prepare(sampling, penalty ? history : undefined);
     try {
-      await this.step(1, { logits: 'last' }, after);
+      await this.step(1, { logits: 'last' }, pick.after);
     } catch (e) {
-      this.idleSlots.push(slot);
+      pick.cancel();
       throw e;
     }
     this.cache.position += 1;
-    // Map now, before any later step is submitted: a map waits for the work queued before it, so one requested
-    // after step n+1's submit would also wait for step n+1 and undo the overlap.
-    const mapped = slot.mapAsync(1 /* GPUMapMode.READ */);
-    mapped.catch(() => {}); // a lost device: read() still rejects; an unread token must not be an unhandled rejection
-    let taken = false;
-    const take = () => {
-      if (taken) throw new Error('submitToken: a pending token is read or discarded once');
-      taken = true;
-    };
-    return {
-      read: async () => {
-        take();
-        await mapped;
-        const value = new Uint32Array(slot.getMappedRange())[0];
-        slot.unmap();
-        this.idleSlots.push(slot);
-        return value;
-      },
-      discard: () => {
-        take();
-        mapped.then(() => (slot.unmap(), this.idleSlots.push(slot)), () => {}); // a lost device drops the slot
-      },
-    };
+    return pick.submitted();
   }
 
-  /** One step of T tokens (ids in scratch.ids), then `after`: one submit when resident, layer by layer when streaming. */
-  private async step(T: number, opts: StepOptions, after: Step[] = []): Promise<void> {
-    if (!this.experts) {
-      const decode = T === 1 && !opts.taps?.length;
-      this.ctx.run([...(decode ? this.forwardBuilder.decodeOps(opts) : this.forwardBuilder.build(T, opts)), ...after]);
-      return;
-    }
-    const fb = this.forwardBuilder, xc = this.experts, L = this.config.numLayers, k = this.config.numExpertsPerTok;
-    const st = fb.begin(T, opts);
-    xc.beginStep();
-    fb.head(st);
-    for (let l = 0; l < L; l++) {
-      fb.layerPre(st, l);
-      const guess = xc.prefetch && l + 1 < L;
-      if (guess) fb.predictRouter(st, l + 1);
-      const t0 = performance.now();
-      let [idx, pred] = await this.readRouting(st.ops, T * k, guess);
-      st.ops.length = 0;
-      xc.addReadback(l, performance.now() - t0);
-      if (this.routingTrace) {
-        const r = this.routingTrace(l, T);
-        [idx, pred] = [r.idx, guess ? r.guess : undefined];
-        this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
-      }
-      xc.observe(l, new Set(idx));
-      if (pred) xc.predict(l + 1, new Set(pred));
-      // Each sub-batch is submitted before the next one's uploads: writeBuffer is ordered after it on the queue.
-      for (const run of planSubBatches(idx, T, k, xc.slotsPerLayer)) {
-        await xc.ensure(l, run.experts);
-        fb.routedExperts(st, l, run);
-        this.ctx.run(st.ops);
-        st.ops.length = 0;
-      }
-      fb.layerPost(st, l);
-    }
-    fb.tail(st);
-    this.ctx.run([...st.ops, ...after]);
-    xc.endStep();
-  }
-
-  /** Submit `ops` plus copies of the router's idx (and the next layer's guess) and map them: one readback per layer. */
-  private async readRouting(ops: Step[], n: number, guess: boolean): Promise<[Uint32Array<ArrayBuffer>, Uint32Array<ArrayBuffer> | undefined]> {
-    const s = this.forwardBuilder.scratch, bytes = n * 4;
-    const half = s.maxT * this.config.numExpertsPerTok * 4;
-    this.routing ??= this.ctx.device.createBuffer({ size: 2 * half, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });
-    const rb = this.routing;
-    const copies: Step[] = [{ label: 'read idx', copy: { src: s.topIdx, srcOffset: 0, dst: rb, dstOffset: 0, size: bytes } }];
-    if (guess) copies.push({ label: 'read guess', copy: { src: this.forwardBuilder.streamScratch.predIdx, srcOffset: 0, dst: rb, dstOffset: half, size: bytes } });
-    this.ctx.run([...ops, ...copies]);
-    await rb.mapAsync(1 /* GPUMapMode.READ */, 0, 2 * half);
-    const m = rb.getMappedRange(0, 2 * half);
-    const idx = new Uint32Array(m.slice(0, bytes));
-    const pred = guess ? new Uint32Array(m.slice(half, half + bytes)) : undefined;
-    rb.unmap();
-    return [idx, pred];
-  }
-
-  /** Expert-cache telemetry (totals and the last step's per-layer numbers); undefined when fully resident. */
-  expertStats(): ExpertCacheStats | undefined {
-    return this.experts?.stats();
+  private step(T: number, opts: StepOptions, after: Step[] = []): Promise<void> {
+    return this.steps.run(T, opts, after);
   }
 
   private checkContext(n: number) {

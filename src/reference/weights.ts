@@ -1,9 +1,9 @@
 // Plain f32 weights of Qwen3NextForCausalLM, loaded from a Hugging Face checkpoint (any float dtype).
 // Names mirror HF's modules; matrices are PyTorch [out, in], row-major. `mtp.*` tensors are not read.
-// The only re-layout is the GDN input projection (src/model/layout.ts): one fused [q|k|v|z|b|a] matrix.
+// Nothing is re-laid out: the GDN input projections keep their on-disk row order, which the forward undoes per
+// token as HF's fix_query_key_value_ordering does (the GPU runtime permutes rows at load instead, src/format).
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { LayerType, Qwen3NextConfig } from '../config.ts';
-import { fusedGdnInProj } from '../format/layout.ts';
 
 export interface GatedDeltaNetWeights {
   in_proj_qkvz: Float32Array; // (2·keyDim + 2·valueDim, H), rows grouped by key head: [q_g | k_g | v_g.. | z_g..]

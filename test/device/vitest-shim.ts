@@ -2,6 +2,7 @@
 // script and run on the GPU machine, which has Node and Dawn but no node_modules (see test/device/run.ts).
 // expect() is vitest's own (@vitest/expect on chai); describe/it/hooks are a small sequential runner.
 import { chai, JestAsymmetricMatchers, JestChaiExpect, JestExtend, setState } from '@vitest/expect';
+import { fn, spyOn } from '@vitest/spy';
 
 chai.use(JestExtend);
 chai.use(JestChaiExpect);
@@ -29,11 +30,16 @@ export const describe = Object.assign((name: string, body: () => void) => descri
   runIf: (cond: unknown) => (name: string, body: () => void) => describeImpl(name, body, !cond),
   skipIf: (cond: unknown) => (name: string, body: () => void) => describeImpl(name, body, !!cond),
 });
-const itImpl = (name: string, fn?: Fn) => void current.tests.push({ name, fn });
+// vitest's it(name, fn) and it(name, { timeout }, fn): the options are vitest's business, the body is the last function.
+type ItArgs = unknown[];
+const body = (args: ItArgs): Fn | undefined => args.find((a): a is Fn => typeof a === 'function');
+const itImpl = (name: string, ...args: ItArgs) => void current.tests.push({ name, fn: body(args) });
 export const it = Object.assign(itImpl, {
-  runIf: (cond: unknown) => (name: string, fn: Fn) => itImpl(name, cond ? fn : undefined),
-  skipIf: (cond: unknown) => (name: string, fn: Fn) => itImpl(name, cond ? undefined : fn),
+  runIf: (cond: unknown) => (name: string, ...args: ItArgs) => itImpl(name, ...(cond ? args : [])),
+  skipIf: (cond: unknown) => (name: string, ...args: ItArgs) => itImpl(name, ...(cond ? [] : args)),
 });
+/** The spies our GPU tests use (vi.spyOn, vi.fn), from vitest's own @vitest/spy. */
+export const vi = { spyOn, fn };
 export const test = it;
 export const beforeAll = (fn: Fn) => void current.beforeAll.push(fn);
 export const afterAll = (fn: Fn) => void current.afterAll.push(fn);

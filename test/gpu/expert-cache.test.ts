@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { Qwen3NextGpuModel } from '../../src/model/model.ts';
+import type { Qwen3NextGpuModel } from '../../src/model/model.ts';
+import { expertStats, loadModel } from '../../src/cache/load.ts';
 import { expertLayout } from '../../src/format/pack.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
 import { storeSource } from '../../src/store/store.ts';
@@ -28,7 +29,7 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
     const store = await NodeFileStore.open(DIR);
     stores.push(store);
     const src = await storeSource(store);
-    const model = await Qwen3NextGpuModel.load(new GpuContext(await getTestDevice()), src, { maxContext: 64, maxTokensPerStep: 16, ...opts });
+    const model = await loadModel(new GpuContext(await getTestDevice()), src, { maxContext: 64, maxTokensPerStep: 16, ...opts });
     const c = src.config, all = c.numLayers * c.numExperts * expertLayout(c, src.quant.experts).words * 4;
     return { model, all };
   }
@@ -45,13 +46,13 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
     withGpuErrors(async () => {
       const resident = await open();
       residentModel = resident.model;
-      expect(resident.model.expertStats()).toBeUndefined();
+      expect(expertStats(resident.model)).toBeUndefined();
       const want = await run(resident.model);
 
       const streaming = await open({ expertCacheBytes: Math.floor(resident.all / 4) });
       const c = streaming.model.config;
       const prefill = await streaming.model.forward(PROMPT, { logits: 'all' });
-      const afterPrefill = streaming.model.expertStats()!;
+      const afterPrefill = expertStats(streaming.model)!;
       expect(afterPrefill.slotsPerLayer).toBe(c.numExperts / 4);
       expectClose('prefill logits', prefill, want.prefill, { maxAbs: TOL });
       // 12 tokens x top-10 of 64 experts cannot fit 16 slots: the prefill ran in sub-batches and evicted.
@@ -61,7 +62,7 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
       for (let i = 0; i < DECODE.length; i++) {
         expectClose(`decode ${i}`, await streaming.model.forward([DECODE[i]]), want.decode[i], { maxAbs: TOL });
       }
-      const s = streaming.model.expertStats()!;
+      const s = expertStats(streaming.model)!;
       expect(s.steps).toBe(1 + DECODE.length);
       expect(s.totals.misses).toBeGreaterThan(0);
       expect(s.totals.hits).toBeGreaterThan(0);
@@ -82,9 +83,9 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
       resident.reset();
       const want = await resident.forward(PROMPT.slice(0, 6), { logits: 'all' });
       const bare = await open({ expertCacheBytes: 1, prefetch: false, ramCacheBytes: 0 }); // clamps to top_k + 2 slots
-      expect(bare.model.expertStats()!.slotsPerLayer).toBe(bare.model.config.numExpertsPerTok + 2);
+      expect(expertStats(bare.model)!.slotsPerLayer).toBe(bare.model.config.numExpertsPerTok + 2);
       expectClose('prefill logits', await bare.model.forward(PROMPT.slice(0, 6), { logits: 'all' }), want, { maxAbs: TOL });
-      const s = bare.model.expertStats()!;
+      const s = expertStats(bare.model)!;
       expect(s.totals.ramHits + s.totals.prefetchHits + s.totals.predicted).toBe(0);
       expect(s.totals.storeReads).toBe(s.totals.misses);
       // The grouped (GEMM) MoE path on sub-batches.

@@ -1,7 +1,7 @@
 // Browser side of test/browser/store.test.ts: download brown-tiny-q4 (served by Vite from public/) into
 // IndexedDB through src/store/browser.ts, then run the model from there, fully resident or streaming experts.
 import { GpuContext } from '../../../src/gpu/context.ts';
-import { Qwen3NextGpuModel } from '../../../src/model/model.ts';
+import { expertStats, loadModel } from '../../../src/cache/load.ts';
 import { downloadModel, IdbModelStore, type DownloadProgress } from '../../../src/store/browser.ts';
 import { storeSource } from '../../../src/store/store.ts';
 import type { QuotaExceededError } from '../../../src/errors.ts';
@@ -45,9 +45,9 @@ const storeTest = {
     const store = await IdbModelStore.open(NAME);
     const src = { ...(await storeSource(store)), expertsOfLayer: (l: number, es: number[]) => store.readExperts(l, es) };
     const { device } = await browserDevice();
-    const model = await Qwen3NextGpuModel.load(new GpuContext(device), src, { maxContext: 64, maxTokensPerStep: 16, expertCacheBytes });
+    const model = await loadModel(new GpuContext(device), src, { maxContext: 64, maxTokensPerStep: 16, expertCacheBytes });
     const out = await model.forward(ids, { logits: 'all' });
-    const stats = model.expertStats();
+    const stats = expertStats(model);
     device.destroy();
     return { logits: Array.from(out), stats };
   },

@@ -1,0 +1,43 @@
+// Loading a model with a GPU budget for its routed experts: fully resident when they fit, else streaming from
+// the source through the expert cache (src/cache/streaming-step.ts). The model layer knows only that some
+// StepRunner runs its steps; this is where the budget picks which.
+import type { GpuContext } from '../gpu/context.ts';
+import { expertLayout, type WeightSource } from '../format/pack.ts';
+import { Qwen3NextGpuModel, type ModelOptions } from '../model/model.ts';
+import type { ExpertCacheStats } from './expert-cache.ts';
+import { StreamingStep, type StreamingOptions } from './streaming-step.ts';
+
+export interface LoadOptions extends Omit<ModelOptions, 'expertSlots' | 'steps'>, StreamingOptions {
+  /**
+   * GPU bytes for routed experts, split evenly over the layers (default: all of them, fully resident). When they
+   * do not all fit, steps run layer by layer and stream experts from the source; each layer gets at least
+   * top_k + 2 slots whatever the budget.
+   */
+  expertCacheBytes?: number;
+}
+
+/** Expert slots per layer for a byte budget: all E when it fits, else at least top_k + 2. */
+export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): number {
+  const c = src.config, E = c.numExperts;
+  if (expertCacheBytes === undefined) return E;
+  const recordBytes = expertLayout(c, src.quant.experts).words * 4;
+  const fit = Math.floor(expertCacheBytes / (c.numLayers * recordBytes));
+  return Math.min(E, Math.max(fit, c.numExpertsPerTok + 2));
+}
+
+/** Weights onto the GPU (Qwen3NextGpuModel.load), streaming the routed experts when the budget is short. */
+export function loadModel(ctx: GpuContext, src: WeightSource, opts: LoadOptions = {}): Promise<Qwen3NextGpuModel> {
+  const expertSlots = expertSlotsFor(src, opts.expertCacheBytes);
+  const steps = expertSlots < src.config.numExperts ? streaming(src, opts) : undefined;
+  return Qwen3NextGpuModel.load(ctx, src, { ...opts, expertSlots, steps });
+}
+
+/** The `steps` factory of a model whose expert slots (weights.layers[i].experts) are fewer than E. */
+export function streaming(src: WeightSource, opts: StreamingOptions = {}): ModelOptions['steps'] {
+  return (ctx, weights, fb) => new StreamingStep(ctx, src, weights, fb, opts);
+}
+
+/** Expert-cache telemetry of a streaming model (totals and the last step's per-layer numbers); undefined when resident. */
+export function expertStats(model: Qwen3NextGpuModel): ExpertCacheStats | undefined {
+  return model.steps instanceof StreamingStep ? model.steps.stats() : undefined;
+}
