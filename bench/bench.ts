@@ -65,12 +65,13 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
     for (const b of [w.buffer, x, y]) b.destroy();
   }
 
-  // Decode's in_proj GEMV with the conv + SiLU of its conv channels (one dispatch instead of two).
+  // Decode's in_proj GEMV with its input RMSNorm (prologue) and the conv + SiLU of its conv channels (epilogue).
   {
     const convDim = 2 * s.Hk * s.dk + s.Hv * s.dv, w = weight('q4', P, s.H), x = filled(s.H * 4), y = ctx.buffer(P * 4, 'y');
     const conv = { channels: convDim, K: 4, w: filled(convDim * 4 * 4, 0x3e7fffff), state: filled(convDim * 3 * 4), y: ctx.buffer(convDim * 4, 'conv y') };
-    bw(`GEMV q4 GDN in_proj ${P}x${s.H} + conv epilogue, T=1`, await time([matmul(ctx, x, w, y, 1, { conv })]), packedWords('q4', P, s.H) * 4);
-    for (const b of [w.buffer, x, y, conv.w, conv.state, conv.y]) b.destroy();
+    const prologue = { kind: 'rmsnorm' as const, weight: filled(s.H * 4, 0x3c7fffff), eps: 1e-6, deltas: [filled(s.H * 4)] };
+    bw(`GEMV q4 GDN in_proj ${P}x${s.H} + rmsnorm prologue + conv epilogue, T=1`, await time([matmul(ctx, x, w, y, 1, { prologue, conv })]), packedWords('q4', P, s.H) * 4);
+    for (const b of [w.buffer, x, y, conv.w, conv.state, conv.y, prologue.weight, prologue.deltas[0]]) b.destroy();
   }
 
   // Gated DeltaNet core: chunked prefill at T and the recurrent decode step.

@@ -102,9 +102,22 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   }
   await ctx.device.queue.onSubmittedWorkDone();
   const chained = (performance.now() - t) / n;
-  rows.push({ name: `decode at ${C}: CPU encode + submit only`, median: encode / n, perSecond: (1000 * n) / encode, detail: `mean of ${n}, ${fb.decodeOps({ logits: 'last' }).length} dispatches a token` });
+  const dispatches = fb.decodeOps({ logits: 'last' }).length;
+  rows.push({ name: `decode at ${C}: CPU encode + submit only`, median: encode / n, perSecond: (1000 * n) / encode, detail: `mean of ${n}, ${dispatches} dispatches a token` });
   rows.push({ name: `decode at ${C}: back to back, no readback`, median: chained, perSecond: 1000 / chained, detail: `mean of ${n}` });
-
+  // The CPU's part alone: each token encoded (op list re-pointed, recorded, finished) and submitted with the GPU idle.
+  const enc: number[] = [], sub: number[] = [];
+  for (let i = 0; i < n; i++) {
+    await ctx.device.queue.onSubmittedWorkDone();
+    const a = performance.now(), e = ctx.device.createCommandEncoder();
+    ctx.encode(e, fb.decodeOps({ logits: 'last' }));
+    const cb = e.finish(), b = performance.now();
+    ctx.device.queue.submit([cb]);
+    enc.push(b - a);
+    sub.push(performance.now() - b);
+  }
+  rows.push({ name: `decode at ${C}: CPU encode, GPU idle`, median: median(enc), perSecond: 1000 / median(enc), detail: `median of ${n}, ${((1000 * median(enc)) / dispatches).toFixed(1)} us a dispatch` });
+  rows.push({ name: `decode at ${C}: CPU submit, GPU idle`, median: median(sub), perSecond: 1000 / median(sub), detail: `median of ${n}` });
   const profiles: { context: number; profile: TokenProfile }[] = [];
   for (const context of o.profile ? o.contexts : []) {
     model.reset();

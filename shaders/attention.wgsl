@@ -1,11 +1,13 @@
-// Gated softmax attention (REFERENCE.md §3) in three steps:
+// Gated softmax attention (REFERENCE.md §3):
 //   attn_prep              q/k zero-centred RMSNorm, partial NeoX RoPE, gate split, K/V written into the cache
 //   attn_prefill           causal GQA flash attention, sigmoid(gate) fused into the write
 //   attn_split + combine   the same loop over one slice of the keys per workgroup (flash-decoding), then a
 //                          dispatch that merges the slices' (max, sum, acc) and applies the gate
+//   attn_decode + combine  one new token: attn_prep and attn_split in one dispatch, a warp per query head
 // Each entry point binds its own resources; bindings are numbered per entry point, so a number can name
 // different buffers in different entry points.
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 override D: u32;      // head_dim
 override HQ: u32;     // query heads
@@ -25,7 +27,8 @@ struct Params {
 
 override R: u32;             // rotary dims (first R of each head)
 override EPS: f32 = 1e-6;
-override WG: u32 = 64u;      // threads per head row (power of two)
+override WG: u32 = 64u;      // attn_prep: threads per head row (power of two); attn_decode: G · TEAM
+override TEAM: u32 = 32u;    // reduce.wgsl; attn_decode: lanes a head (D / TEAM dims each)
 
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;              // (T, HQ*2D + 2*HKV*D): [q|gate per head][k][v]
 @group(0) @binding(2) var<storage, read> q_norm: array<f32>;           // (D)
@@ -37,7 +40,6 @@ override WG: u32 = 64u;      // threads per head row (power of two)
 @group(0) @binding(8) var<storage, read_write> v_cache_w: array<f32>;  // (HKV, MAX_T, D)
 
 var<workgroup> head_row: array<f32, D>;
-var<workgroup> partial: array<f32, WG>;
 
 // (cos, sin) of an f32 angle, which reaches ~3e5 rad at long context. GPU cos/sin are accurate only to ~1e-4
 // (SwiftShader) and only near [-pi, pi], so reduce and evaluate here: subtract k*2pi with 2pi split in three
@@ -61,7 +63,7 @@ fn cos_sin(phi: f32) -> vec2f {
 
 @compute @workgroup_size(WG)
 fn attn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let idx = wg.x + wg.y * 65535u;
+  let idx = flat_group(wg);
   if (idx >= p.T * (HQ + HKV)) { return; }  // uniform per workgroup
   let t = idx / (HQ + HKV);
   let head = idx % (HQ + HKV);
@@ -73,13 +75,7 @@ fn attn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
   // zero-centred RMSNorm over the head's D dims
   var ss = 0.0;
   for (var i = l.x; i < D; i += WG) { let v = qkv[src + i]; head_row[i] = v; ss += v * v; }
-  partial[l.x] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (l.x < s) { partial[l.x] += partial[l.x + s]; }
-    workgroupBarrier();
-  }
-  let inv = inverseSqrt(partial[0] / f32(D) + EPS);
+  let inv = inverseSqrt(workgroup_sum(l.x, ss) / f32(D) + EPS);
   for (var i = l.x; i < D; i += WG) {
     head_row[i] = head_row[i] * inv * (1.0 + select(k_norm[i], q_norm[i], is_q));
   }
@@ -243,7 +239,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
 @compute @workgroup_size(TR * TC)
 fn attn_prefill(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tiles = (p.T * G + BQ - 1u) / BQ;
-  let idx = wg.x + wg.y * 65535u;
+  let idx = flat_group(wg);
   if (idx >= tiles * HKV) { return; }
   // neighbouring workgroups share a kv head (L2 reuse); the longest (last) row tiles start first
   let g = idx / tiles;
@@ -273,7 +269,7 @@ fn attn_prefill(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
 @compute @workgroup_size(TR * TC)
 fn attn_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tiles = (p.T * G + BQ - 1u) / BQ;
-  let idx = wg.x + wg.y * 65535u;
+  let idx = flat_group(wg);
   if (idx >= tiles * HKV * p.n_split) { return; }
   let row0 = (idx % tiles) * BQ;
   let g = (idx / tiles) % HKV;
@@ -295,32 +291,172 @@ fn attn_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index)
   }
 }
 
-// ---- 2c. attn_combine: one workgroup per (token, q head) and CW columns; merges the splits, applies the gate
+// ---- 2c. attn_combine: one workgroup per (token, q head) and CW columns; merges the splits, applies the gate.
+// Thread (d, j) takes column d of splits j, j + SG, ...: the row's max over all splits through reduce.wgsl, then each
+// thread's weighted sums, added over the SG split groups in workgroup memory.
 
-override CW: u32 = 64u;
+override CW: u32 = 64u;            // columns a workgroup
+override SG: u32 = 4u;             // split groups (WG = CW · SG)
+override GATE_STRIDE: u32 = D;     // the gate of (row, d) sits at row·GATE_STRIDE + GATE_OFFSET + d of gate_in:
+override GATE_OFFSET: u32 = 0u;    // attn_prep's gate (stride D), or one token's fused projection (stride 2D, offset D)
 
 @group(0) @binding(1) var<storage, read> part_o_in: array<f32>;      // (n_split, T, HQ, D)
 @group(0) @binding(2) var<storage, read> part_ml_in: array<vec2f>;   // (n_split, T, HQ)
-@group(0) @binding(3) var<storage, read> gate_in: array<f32>;        // (T, HQ, D)
+@group(0) @binding(3) var<storage, read> gate_in: array<f32>;        // see GATE_STRIDE
 @group(0) @binding(4) var<storage, read_write> out_c: array<f32>;    // (T, HQ*D)
 
-@compute @workgroup_size(CW)
+var<workgroup> comb: array<vec2f, CW * SG>;
+
+@compute @workgroup_size(WG)
 fn attn_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let col_blocks = (D + CW - 1u) / CW;
-  let idx = wg.x + wg.y * 65535u;
+  let idx = flat_group(wg);
   let rows = p.T * HQ;
   if (idx >= rows * col_blocks) { return; }
   let row = idx / col_blocks;
-  let d = (idx % col_blocks) * CW + lid;
+  let d = (idx % col_blocks) * CW + lid % CW;
+  let j = lid / CW;
   var m = NEG;
-  for (var s = 0u; s < p.n_split; s++) { m = max(m, part_ml_in[s * rows + row].x); }
+  for (var s = j; s < p.n_split; s += SG) { m = max(m, part_ml_in[s * rows + row].x); }
+  m = workgroup_max(lid, m);
   var l = 0.0;
   var o = 0.0;
-  for (var s = 0u; s < p.n_split; s++) {
+  for (var s = j; s < p.n_split; s += SG) {
     let ml = part_ml_in[s * rows + row];
     let w = exp(ml.x - m);
     l += w * ml.y;
     if (d < D) { o += w * part_o_in[(s * rows + row) * D + d]; }
   }
-  if (d < D) { out_c[row * D + d] = o / l * sigmoid(gate_in[row * D + d]); }
+  comb[lid] = vec2f(o, l);
+  workgroupBarrier();
+  if (j == 0u && d < D) {
+    var t = comb[lid];
+    for (var g = 1u; g < SG; g++) { t += comb[g * CW + lid]; }
+    out_c[row * D + d] = t.x / t.y * sigmoid(gate_in[row * GATE_STRIDE + GATE_OFFSET + d]);
+  }
+}
+
+// ---- 3. attn_decode: one new token against the cache, attn_prep fused in (flash-decoding) ---------------------------
+// Workgroup = (kv head g, split of split_len keys), one warp (team of TEAM lanes) per query head of g: G · TEAM
+// threads. Each workgroup prepares what it reads itself from the fused projection: its G queries (q_norm, RoPE,
+// D^-1/2) and the new key (k_norm, RoPE) and value at position pos0, which the split holding pos0 also writes into
+// the caches. Lane i of a warp owns head dims [i·DPL, (i+1)·DPL): it reads that slice of each key (the warp reads
+// the key whole, coalesced), the dot product is summed over the team (reduce.wgsl), softmax is online in the warp,
+// and the lane accumulates its slice of the values. The warps share each K/V row through L1. attn_combine merges
+// the splits and applies the gate straight from the projection.
+
+override DPL: u32 = D / TEAM;      // head dims a lane
+const DMAX = 16u;                  // DPL <= DMAX (D <= 256, TEAM >= 16)
+const KEYS = 4u;                   // keys a warp loads before it uses them
+
+@group(0) @binding(1) var<storage, read> dq_qkv: array<f32>;               // (1, HQ*2D + 2*HKV*D) [q|gate per head][k][v]
+@group(0) @binding(2) var<storage, read> dq_q_norm: array<f32>;            // (D)
+@group(0) @binding(3) var<storage, read> dq_k_norm: array<f32>;            // (D)
+@group(0) @binding(4) var<storage, read> dq_inv_freq: array<f32>;          // (R/2)
+@group(0) @binding(5) var<storage, read_write> dq_k_cache: array<f32>;     // (HKV, MAX_T, D)
+@group(0) @binding(6) var<storage, read_write> dq_v_cache: array<f32>;     // (HKV, MAX_T, D)
+@group(0) @binding(7) var<storage, read_write> dq_part_o: array<f32>;      // (n_split, 1, HQ, D)
+@group(0) @binding(8) var<storage, read_write> dq_part_ml: array<vec2f>;   // (n_split, 1, HQ)
+
+var<workgroup> dq_rows: array<f32, (G + 2u) * D>;   // G queries, then the new key, then the new value
+
+// The G queries and the new key normalised and rotated in dq_rows (rows 0..G), the new value in row G + 1.
+fn decode_prep(g: u32, lid: u32) {
+  let warp = lid / TEAM;
+  let lane = lid % TEAM;
+  let kv0 = HQ * 2u * D;
+  for (var i = lid; i < (G + 2u) * D; i += WG) {
+    let r = i / D;
+    let c = i % D;
+    var src = kv0 + HKV * D + g * D + c;                      // the value
+    if (r < G) { src = (g * G + r) * 2u * D + c; }            // query of head g·G + r
+    else if (r == G) { src = kv0 + g * D + c; }               // the key
+    dq_rows[i] = dq_qkv[src];
+  }
+  workgroupBarrier();
+  // rows 0..G: warp w normalises rows w and w + G (every warp two rounds: the reductions stay uniform)
+  for (var round = 0u; round < 2u; round++) {
+    let r = warp + round * G;
+    var ss = 0.0;
+    if (r <= G) { for (var c = lane; c < D; c += TEAM) { let v = dq_rows[r * D + c]; ss += v * v; } }
+    let inv = inverseSqrt(team_sum(lid, ss) / f32(D) + EPS);
+    if (r <= G) {
+      for (var c = lane; c < D; c += TEAM) { dq_rows[r * D + c] *= inv * (1.0 + select(dq_k_norm[c], dq_q_norm[c], r < G)); }
+    }
+  }
+  workgroupBarrier();
+  // partial NeoX RoPE of rows 0..G at position pos0: element c < R/2 pairs with c + R/2
+  let hr = R / 2u;
+  for (var i = lid; i < (G + 1u) * hr; i += WG) {
+    let r = i / hr;
+    let c = i % hr;
+    let cs = cos_sin(f32(p.pos0) * dq_inv_freq[c]);
+    let a = dq_rows[r * D + c];
+    let b = dq_rows[r * D + c + hr];
+    dq_rows[r * D + c] = a * cs.x - b * cs.y;
+    dq_rows[r * D + c + hr] = b * cs.x + a * cs.y;
+  }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let idx = flat_group(wg);
+  if (idx >= HKV * p.n_split) { return; }
+  let g = idx % HKV;
+  let split = idx / HKV;
+  decode_prep(g, lid);
+  let warp = lid / TEAM;              // query head g·G + warp
+  let lane = lid % TEAM;
+  let pos = p.pos0;
+  let kbeg = split * p.split_len;
+  let kend = min(kbeg + p.split_len, pos + 1u);
+  if (kend == pos + 1u) {             // the split with the new position stores its key and value
+    for (var c = lid; c < 2u * D; c += WG) {
+      let o = (g * MAX_T + pos) * D + c % D;
+      if (c < D) { dq_k_cache[o] = dq_rows[G * D + c]; } else { dq_v_cache[o] = dq_rows[(G + 1u) * D + c - D]; }
+    }
+  }
+  let scale = inverseSqrt(f32(D));
+  var q: array<f32, DMAX>;
+  var acc: array<f32, DMAX>;
+  for (var i = 0u; i < DPL; i++) { q[i] = dq_rows[warp * D + lane * DPL + i] * scale; acc[i] = 0.0; }
+  var m = NEG;
+  var l = 0.0;
+  for (var k0 = kbeg; k0 < kend; k0 += KEYS) {
+    var kv: array<f32, 2u * KEYS * DMAX>;   // [key][0 k | 1 v][dim]
+    for (var j = 0u; j < KEYS; j++) {
+      let key = min(k0 + j, kend - 1u);
+      let base = (g * MAX_T + key) * D + lane * DPL;
+      for (var i = 0u; i < DPL; i++) {
+        if (key == pos) {
+          kv[(2u * j) * DMAX + i] = dq_rows[G * D + lane * DPL + i];
+          kv[(2u * j + 1u) * DMAX + i] = dq_rows[(G + 1u) * D + lane * DPL + i];
+        } else {
+          kv[(2u * j) * DMAX + i] = dq_k_cache[base + i];
+          kv[(2u * j + 1u) * DMAX + i] = dq_v_cache[base + i];
+        }
+      }
+    }
+    var sc: array<f32, KEYS>;
+    var m_new = m;
+    for (var j = 0u; j < KEYS; j++) {
+      var dotp = 0.0;
+      for (var i = 0u; i < DPL; i++) { dotp += q[i] * kv[(2u * j) * DMAX + i]; }
+      sc[j] = select(NEG, team_sum(lid, dotp), k0 + j < kend);
+      m_new = max(m_new, sc[j]);
+    }
+    let alpha = exp(m - m_new);
+    l *= alpha;
+    for (var i = 0u; i < DPL; i++) { acc[i] *= alpha; }
+    for (var j = 0u; j < KEYS; j++) {
+      let pj = select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
+      l += pj;
+      for (var i = 0u; i < DPL; i++) { acc[i] += pj * kv[(2u * j + 1u) * DMAX + i]; }
+    }
+    m = m_new;
+  }
+  let row = split * HQ + g * G + warp;
+  for (var i = 0u; i < DPL; i++) { dq_part_o[row * D + lane * DPL + i] = acc[i]; }
+  if (lane == 0u) { dq_part_ml[row] = vec2f(m, l); }
 }

@@ -1,203 +1,217 @@
-// Sparse MoE experts (REFERENCE.md §5): SwiGLU over only the experts moe_route.wgsl selected, and the combine
+// Sparse MoE experts (REFERENCE.md §5): SwiGLU over only the experts the router selected, and the combine
 // y[t] = Σ_j w[t,j]·E_{e_j}(x[t]) + sigmoid(logits[t,E])·shared[t], summed in fixed j order (no float atomics).
-//   decode  (few tokens): GEMVs per (token, j) pair, grid over (pair, row tile); the down GEMVs do the combine.
+//   decode  (few tokens): GEMVs (gemv.wgsl's lanes and units) over all of a token's pairs; the down GEMVs do the
+//           combine. One token can route itself (topk.wgsl) and norm its input in the gate/up GEMV's prologue.
 //   prefill (many tokens): per-expert tiled GEMMs over the tile list moe_route.wgsl's counting sort made (its
-//            length is bounded by T, so every dispatch size is known on the CPU: no read-back), then the combine.
+//           length is bounded by T, so every dispatch size is known on the CPU: no read-back), then the combine.
 // Routed experts live in stacked slot buffers: slot s of gate_up is a packed (2I, H) weight with rows
 // [gate_proj; up_proj], slot s of down a packed (H, I) weight; slot_of[e] maps expert e to its slot.
 #include "common.wgsl"
 #include "quant.wgsl"
+#include "reduce.wgsl"
 
 override E: u32 = 1u;            // routed experts
 override TOPK: u32 = 1u;         // experts per token (k)
+override NORM_TOPK: bool = true; // renormalise the k probabilities (topk.wgsl)
 override TM: u32 = 32u;          // list entries (tokens) per GEMM tile: moe.ts passes the value moe_route's scan used
 override H: u32 = 1u;            // hidden size
 override I: u32 = 1u;            // expert intermediate size
-override FORMAT: u32 = 0u;       // 0 f32, 1 f16, 2 q4, 3 q8 (quant.wgsl)
 override GU_WORDS: u32 = 1u;     // packed words of one gate_up slot (2I, H)
 override DN_WORDS: u32 = 1u;     // packed words of one down slot (H, I)
-
-const WG = 256u;                 // threads of the expert kernels
-const FOLD = 65535u;             // grid() folds flat workgroup ids into (x, y)
+override WG: u32 = 256u;         // threads of the expert kernels
+override TEAM: u32 = 32u;        // decode GEMVs: lanes a row (reduce.wgsl)
+override EPS: f32 = 1e-6;        // gate/up prologue: post_attention_layernorm's eps
 
 struct Params { T: u32, max_tiles: u32 }
 
-// Bindings. A number is reused across entry points; `act` and `wt` keep theirs everywhere because the shared
+// Bindings. A number is reused across entry points; `act` and `wq` keep theirs everywhere because the shared
 // helpers read them.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> act: array<f32>;  // GEMV/GEMM input rows: x (T, H), h (T·k, I), y (T, k, H)
-@group(0) @binding(2) var<storage, read> wt: array<u32>;   // (slots, GU_WORDS | DN_WORDS) packed expert weights
+@group(0) @binding(1) var<storage, read> act: array<f32>;  // input rows: x (T, H) (the residual a_l when fused), h (T·k, I), y (T, k, H)
+@group(0) @binding(2) var<storage, read> wq: array<vec4u>; // (slots, GU_WORDS | DN_WORDS) packed expert weights
 
 // ---------------------------------------------------------------------------------------------------------
-// Packed expert weights: eight consecutive values w[n, 8c .. 8c+7] of the (N, K) weight that starts at word
-// `base` of `wt`. Chunk c lies in quantization group c / 4. Columns >= K read 0 for f32/f16 (the next row
-// follows); q4/q8 pad every row to whole groups, and their padding meets zero activations.
+// Decode. Pair j of token t is routed choice j (j < TOPK) or, with SHARED_SLOT, the shared expert (j = TOPK, its
+// weights in that slot, its combine weight sigmoid(logits[t, E])). Every workgroup takes one token and a tile of
+// rows, and loops over the token's KK pairs, so each lane has KK · rows units in flight.
 
-struct V8 { lo: vec4f, hi: vec4f }
+@group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
+override SHARED_SLOT: u32 = 0xffffffffu;                              // none: the shared expert runs on its own
+override KK: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
+override TEAMS: u32 = WG / TEAM;
+const CHUNK = 11u;                                                    // pairs a lane keeps in flight (k = 10 + shared)
+override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(KK, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
-fn f32_at(i: u32, ok: bool) -> f32 {
-  if (ok) { return bitcast<f32>(wt[i]); }
-  return 0.0;
+var<workgroup> xs: array<vec4f, XS4>;          // gate/up: the token's x (H); down: a chunk's rows of h (I each)
+var<workgroup> pair_slots: array<u32, KK>;     // the slot of each of the token's pairs
+var<workgroup> pair_w: array<f32, KK>;         // down: each pair's combine weight
+
+// Unit u (quant.wgsl) of row n of the (N, K) weight in `slot`, and its (scale, min).
+fn expert_unit(slot: u32, words: u32, N: u32, K: u32, n: u32, u: u32, wd: ptr<function, vec4u>, sm: ptr<function, vec2f>) {
+  let w = Packed(slot * words, N, K);
+  *wd = unit_data(w, n, u);
+  *sm = unit_scale_min(w, n, u);
 }
 
-fn f16_at(i: u32, ok: bool) -> vec2f {
-  if (ok) { return unpack2x16float(wt[i]); }
-  return vec2f(0.0);
+// x over unit u's columns, from xs at vec4 `base4` (a row staged there), and its sum.
+fn staged_unit(base4: u32, u: u32, xc: ptr<function, array<vec4f, 8>>) -> f32 {
+  var sx = 0.0;
+  for (var j = 0u; j < UNIT_WEIGHTS / 4u; j++) {
+    let v = xs[base4 + u * UNIT_WEIGHTS / 4u + j];
+    xc[j] = v;
+    sx += dot(v, vec4f(1.0));
+  }
+  return sx;
 }
 
-fn load_w8(base: u32, N: u32, K: u32, n: u32, c: u32) -> V8 {
-  let k0 = c * 8u;
-  let G = (K + 31u) / 32u;
-  let g = c / 4u;
-  switch FORMAT {
-    case 0u: {
-      let r = base + n * K + k0;
-      return V8(vec4f(f32_at(r, k0 < K), f32_at(r + 1u, k0 + 1u < K), f32_at(r + 2u, k0 + 2u < K), f32_at(r + 3u, k0 + 3u < K)),
-                vec4f(f32_at(r + 4u, k0 + 4u < K), f32_at(r + 5u, k0 + 5u < K), f32_at(r + 6u, k0 + 6u < K), f32_at(r + 7u, k0 + 7u < K)));
+// xs[base4 ..] <- act[a_base .. a_base + K), zero-padded to whole groups (no barrier).
+fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
+  for (var i = lid; i < (K + 31u) / 32u * 32u; i += WG) {
+    var v = 0.0;
+    if (i < K) { v = act[a_base + i]; }
+    xs[base4 + i / 4u][i % 4u] = v;
+  }
+}
+
+// gate/up of a tile of units for every pair of token t into h (T·KK, I): h[pair, u] = silu(gate_u · x)·(up_u · x).
+// Team g takes unit tile·TEAMS + g: its gate row and its up row, for CHUNK pairs at a time.
+fn gate_up_tile(t: u32, tile: u32, lid: u32) {
+  let lane = lid % TEAM;
+  let unit = tile * TEAMS + lid / TEAM;
+  let n = min(unit, I - 1u);
+  let units = row_units(H);
+  for (var j0 = 0u; j0 < KK; j0 += CHUNK) {
+    let nj = min(CHUNK, KK - j0);
+    var acc: array<f32, 2 * CHUNK>;   // [pair·2 + (0 gate | 1 up)]
+    for (var i = 0u; i < 2u * CHUNK; i++) { acc[i] = 0.0; }   // explicitly: a loop-local array is not reliably fresh on SwiftShader
+    for (var u = lane; u < units; u += TEAM) {
+      var wd: array<vec4u, 2 * CHUNK>;
+      var sm: array<vec2f, 2 * CHUNK>;
+      for (var j = 0u; j < nj; j++) {
+        expert_unit(pair_slots[j0 + j], GU_WORDS, 2u * I, H, n, u, &wd[2u * j], &sm[2u * j]);
+        expert_unit(pair_slots[j0 + j], GU_WORDS, 2u * I, H, I + n, u, &wd[2u * j + 1u], &sm[2u * j + 1u]);
+      }
+      var xc: array<vec4f, 8>;
+      let sx = staged_unit(0u, u, &xc);
+      for (var i = 0u; i < 2u * nj; i++) { acc[i] += unit_dot(wd[i], sm[i], &xc, sx); }
     }
-    case 1u: {
-      let r = base + n * ((K + 1u) / 2u) + k0 / 2u;
-      return V8(vec4f(f16_at(r, k0 < K), f16_at(r + 1u, k0 + 2u < K)), vec4f(f16_at(r + 2u, k0 + 4u < K), f16_at(r + 3u, k0 + 6u < K)));
-    }
-    case 2u: {
-      let q = wt[base + (n * G + g) * 4u + c % 4u];
-      let sm = q_scale_min(wt[base + N * G * 4u + n * G + g]);
-      return V8(q4_lo(q) * sm.x + sm.y, q4_hi(q) * sm.x + sm.y);
-    }
-    default: {
-      let w = base + (n * G + g) * 8u + (c % 4u) * 2u;
-      let sm = q_scale_min(wt[base + N * G * 8u + n * G + g]);
-      return V8(q8_unpack(wt[w]) * sm.x + sm.y, q8_unpack(wt[w + 1u]) * sm.x + sm.y);
+    for (var i = 0u; i < 2u * nj; i++) { acc[i] = team_sum(lid, acc[i]); }
+    if (lane == 0u && unit < I) {
+      for (var j = 0u; j < nj; j++) { res[(t * KK + j0 + j) * I + unit] = silu(acc[2u * j]) * acc[2u * j + 1u]; }
     }
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Decode: one workgroup per (pair, row tile). A pair is (token t, choice j) = t·k + j. Its input row is
-// staged in workgroup memory (zero-padded to whole groups, one pad word per group so lanes reading different
-// groups hit different banks); TEAM lanes share each dot product, each taking whole groups, whose loads are
-// independent and issued back to back (a GEMV is bound by memory latency × bytes in flight); a tree sums lanes.
-
-override TEAM: u32 = 8u;         // lanes per dot product (power of two <= 8; the host gives short rows fewer)
-override ROWS: u32 = WG / TEAM;  // dot products per workgroup
-
-@group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
-
-// Decode can run the shared expert as one more pair of each token (where its shape and format are an expert's):
-// its weights sit in slot SHARED_SLOT of the slot buffers and its combine weight is sigmoid(logits[t, E]).
-override SHARED_SLOT: u32 = 0xffffffffu;                              // none: the shared expert runs on its own
-override KK: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
-
-// The slot of token t's pair j.
-fn pair_slot(t: u32, j: u32) -> u32 {
-  if (j < TOPK) { return slot_of[expert_idx[t * TOPK + j]]; }
-  return SHARED_SLOT;
-}
 @group(0) @binding(4) var<storage, read> expert_idx: array<u32>;       // (T, k) router choice per pair
 @group(0) @binding(5) var<storage, read_write> res: array<f32>;        // GEMV/GEMM output rows
 
-var<workgroup> xs: array<f32, max((H + 31u) / 32u, (I + 31u) / 32u) * 33u>;
-var<workgroup> red: array<f32, WG>;
-
-// The 32 weights of group g of row n (four chunks of eight); q4 reads its scale word once.
-fn load_w32(base: u32, N: u32, K: u32, n: u32, g: u32) -> array<V8, 4> {
-  if (FORMAT == 2u) {
-    let G = (K + 31u) / 32u;
-    let q = base + (n * G + g) * 4u;
-    let w = vec4u(wt[q], wt[q + 1u], wt[q + 2u], wt[q + 3u]);
-    let sm = q_scale_min(wt[base + N * G * 4u + n * G + g]);
-    return array<V8, 4>(V8(q4_lo(w.x) * sm.x + sm.y, q4_hi(w.x) * sm.x + sm.y), V8(q4_lo(w.y) * sm.x + sm.y, q4_hi(w.y) * sm.x + sm.y),
-                        V8(q4_lo(w.z) * sm.x + sm.y, q4_hi(w.z) * sm.x + sm.y), V8(q4_lo(w.w) * sm.x + sm.y, q4_hi(w.w) * sm.x + sm.y));
-  }
-  return array<V8, 4>(load_w8(base, N, K, n, 4u * g), load_w8(base, N, K, n, 4u * g + 1u), load_w8(base, N, K, n, 4u * g + 2u), load_w8(base, N, K, n, 4u * g + 3u));
+// The slots of token t's pairs, from the routing in expert_idx (then a barrier).
+fn load_pair_slots(lid: u32, t: u32) {
+  if (lid < KK) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
 }
 
-// dot of chunk w with xs values 8c .. 8c+7 of group g (padded layout: group g starts at 33 g).
-fn dot_xs(w: V8, g: u32, c: u32) -> f32 {
-  let k = 33u * g + 8u * c;
-  return dot(w.lo, vec4f(xs[k], xs[k + 1u], xs[k + 2u], xs[k + 3u])) + dot(w.hi, vec4f(xs[k + 4u], xs[k + 5u], xs[k + 6u], xs[k + 7u]));
-}
-
-// xs <- act[a_base .. a_base+K), zero-padded to whole groups (then a barrier).
-fn stage_row(lid: u32, a_base: u32, K: u32) {
-  let G = (K + 31u) / 32u;
-  for (var i = lid; i < G * 32u; i += WG) {
-    var v = 0.0;
-    if (i < K) { v = act[a_base + i]; }
-    xs[i + i / 32u] = v;
-  }
-  workgroupBarrier();
-}
-
-// This lane's share of dot(w[n, :], xs): the groups g ≡ lane (mod TEAM).
-fn lane_dot(lane: u32, K: u32, w_base: u32, N: u32, n: u32, n_ok: bool) -> f32 {
-  let G = (K + 31u) / 32u;
-  var acc = 0.0;
-  if (n_ok) {
-    for (var g = lane; g < G; g += TEAM) {
-      let w = load_w32(w_base, N, K, n, g);
-      acc += dot_xs(w[0], g, 0u) + dot_xs(w[1], g, 1u) + dot_xs(w[2], g, 2u) + dot_xs(w[3], g, 3u);
-    }
-  }
-  return acc;
-}
-
-// Sums each team's lanes: the total of team r lands in red[r · TEAM].
-fn team_sum(lid: u32, acc: f32) {
-  let lane = lid % TEAM;
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = TEAM / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-}
-
-// h (T, KK, I): h[pair, u] = silu(gate_u · x_t) · (up_u · x_t), pair = t·KK + j. The first half of the teams take
-// gate rows, the second half the matching up rows.
+// h (T·KK, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TEAMS units).
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let units = ROWS / 2u;
-  let col_tiles = (I + units - 1u) / units;
-  let flat = wg.x + wg.y * FOLD;
-  let pair = flat / col_tiles;
-  if (pair >= p.T * KK) { return; }
-  let u0 = (flat % col_tiles) * units;
-  let team = lid / TEAM;
-  let unit = u0 + team % units;
-  let n = select(unit, I + unit, team >= units);
-  stage_row(lid, (pair / KK) * H, H);
-  team_sum(lid, lane_dot(lid % TEAM, H, pair_slot(pair / KK, pair % KK) * GU_WORDS, 2u * I, n, unit < I));
-  if (lid < units && u0 + lid < I) { res[pair * I + u0 + lid] = silu(red[lid * TEAM]) * red[(lid + units) * TEAM]; }
+  let tiles = (I + TEAMS - 1u) / TEAMS;
+  let flat = flat_group(wg);
+  let t = flat / tiles;
+  if (t >= p.T) { return; }
+  load_pair_slots(lid, t);
+  stage_row(lid, 0u, t * H, H);
+  workgroupBarrier();
+  gate_up_tile(t, flat % tiles, lid);
 }
 
-// out (T, H) = Σ_j w[t,j]·(down_{e_j} · h[t,j]) + sigmoid(logits[t,E])·shared[t]: the down GEMVs of a token's k
-// experts and the combine in one dispatch (with SHARED_SLOT, the shared expert is pair k and its output is summed
-// here too). Each lane sums w_j times its share of each expert's dot product, so one team reduction serves all.
+// ---- one token that norms its own input (moe_gate_up_gemv_normed), and routes itself too (..._fused) ---------------
+// x = Qwen3NextRMSNorm(a)·(1 + norm_w) of the residual a (post_attention_layernorm); _fused takes the top-k from the
+// router logits (topk.wgsl) and its first workgroup stores idx and w for the down GEMVs (and taps); _normed reads
+// the routing from expert_idx (a streaming step routed the token before it made the experts resident).
+
+@group(0) @binding(6) var<storage, read> norm_w: array<f32>;             // (H) post_attention_layernorm
+@group(0) @binding(7) var<storage, read> router_logits: array<f32>;      // (1, E+1): router | shared gate
+@group(0) @binding(8) var<storage, read_write> idx_out: array<u32>;      // (1, k)
+@group(0) @binding(9) var<storage, read_write> w_out: array<f32>;        // (1, k)
+
+#include "topk.wgsl"
+
+// xs = Qwen3NextRMSNorm(act[0 .. H)), zero past H (then a barrier).
+fn stage_rmsnorm(lid: u32) {
+  var ss = 0.0;
+  for (var i = lid; i < (H + 31u) / 32u * 32u; i += WG) {
+    var v = 0.0;
+    if (i < H) { v = act[i]; }
+    xs[i / 4u][i % 4u] = v;
+    ss += v * v;
+  }
+  let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(H) + EPS);
+  for (var i = lid; i < H; i += WG) { xs[i / 4u][i % 4u] *= inv * (1.0 + norm_w[i]); }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tile = flat_group(wg);
+  if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
+  route_topk(lid, 0u);
+  if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
+  if (lid < KK) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
+  stage_rmsnorm(lid);
+  gate_up_tile(0u, tile, lid);
+}
+
+@compute @workgroup_size(WG)
+fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tile = flat_group(wg);
+  if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
+  load_pair_slots(lid, 0u);
+  stage_rmsnorm(lid);
+  gate_up_tile(0u, tile, lid);
+}
+
+// ---- moe_down_combine_gemv --------------------------------------------------------------------------------------
+// out (T, H) = Σ_j w[t,j]·(down_{e_j} · h[t,j]) + sigmoid(logits[t,E])·shared[t]: the down GEMVs of a token's pairs
+// and the combine in one dispatch. Each lane sums w_j times its share of each pair's dot product, so one team
+// reduction serves all pairs. Workgroup = (token, tile of TEAMS output rows).
+
 @group(0) @binding(6) var<storage, read> dc_top_w: array<f32>;     // (T, k)
 @group(0) @binding(7) var<storage, read> dc_logits: array<f32>;    // (T, E+1): router | shared gate
 @group(0) @binding(8) var<storage, read> dc_shared: array<f32>;    // (T, H) shared expert output (unread with SHARED_SLOT)
 
 @compute @workgroup_size(WG)
 fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let col_tiles = (H + ROWS - 1u) / ROWS;
-  let flat = wg.x + wg.y * FOLD;
-  let t = flat / col_tiles;
+  let tiles = (H + TEAMS - 1u) / TEAMS;
+  let flat = flat_group(wg);
+  let t = flat / tiles;
   if (t >= p.T) { return; }
-  let n0 = (flat % col_tiles) * ROWS;
-  let n = n0 + lid / TEAM;
   let gate = sigmoid(dc_logits[t * (E + 1u) + E]);
+  load_pair_slots(lid, t);
+  if (lid < KK) { pair_w[lid] = select(gate, dc_top_w[t * TOPK + min(lid, TOPK - 1u)], lid < TOPK); }
+  let rows4 = (I + 31u) / 32u * 8u;   // one staged h row in vec4s
+  let lane = lid % TEAM;
+  let n = (flat % tiles) * TEAMS + lid / TEAM;
+  let units = row_units(I);
   var acc = 0.0;
-  for (var j = 0u; j < KK; j++) {
-    stage_row(lid, (t * KK + j) * I, I);
-    let w = select(gate, dc_top_w[t * TOPK + min(j, TOPK - 1u)], j < TOPK);
-    acc += w * lane_dot(lid % TEAM, I, pair_slot(t, j) * DN_WORDS, H, n, n < H);
-    workgroupBarrier();              // every lane is done with xs before the next expert's row is staged
+  for (var j0 = 0u; j0 < KK; j0 += CHUNK) {
+    let nj = min(CHUNK, KK - j0);
+    workgroupBarrier();   // the previous chunk's rows are read: restage
+    for (var j = 0u; j < nj; j++) { stage_row(lid, j * rows4, (t * KK + j0 + j) * I, I); }
+    workgroupBarrier();
+    for (var u = lane; u < units; u += TEAM) {
+      var wd: array<vec4u, CHUNK>;
+      var sm: array<vec2f, CHUNK>;
+      for (var j = 0u; j < nj; j++) { expert_unit(pair_slots[j0 + j], DN_WORDS, H, I, min(n, H - 1u), u, &wd[j], &sm[j]); }
+      for (var j = 0u; j < nj; j++) {
+        var xc: array<vec4f, 8>;
+        let sx = staged_unit(j * rows4, u, &xc);
+        acc += pair_w[j0 + j] * unit_dot(wd[j], sm[j], &xc, sx);
+      }
+    }
   }
-  team_sum(lid, acc);
-  if (lid < ROWS && n0 + lid < H) {
-    let i = t * H + n0 + lid;
-    if (SHARED_SLOT != 0xffffffffu) { res[i] = red[lid * TEAM]; } else { res[i] = red[lid * TEAM] + gate * dc_shared[i]; }
+  acc = team_sum(lid, acc);
+  if (lane == 0u && n < H) {
+    let i = t * H + n;
+    if (SHARED_SLOT != 0xffffffffu) { res[i] = acc; } else { res[i] = acc + gate * dc_shared[i]; }
   }
 }
 
@@ -234,11 +248,11 @@ fn gemm_tile(lid: u32, K: u32, a_base: u32, a_ok: bool, w_base: u32, N: u32, n: 
       if (a_ok && k < K) { v = act[a_base + k]; }
       a_tile[ar * AS + ac + i] = v;
     }
-    var w = V8(vec4f(0.0), vec4f(0.0));
-    if (n_ok) { w = load_w8(w_base, N, K, n, g * 4u + bq); }
+    var w = array<vec4f, 2>(vec4f(0.0), vec4f(0.0));
+    if (n_ok) { w = packed_w8(Packed(w_base, N, K), n, g * 4u + bq); }
     for (var i = 0u; i < 4u; i++) {
-      b_tile[(bq * 8u + i) * BS + br] = w.lo[i];
-      b_tile[(bq * 8u + 4u + i) * BS + br] = w.hi[i];
+      b_tile[(bq * 8u + i) * BS + br] = w[0][i];
+      b_tile[(bq * 8u + 4u + i) * BS + br] = w[1][i];
     }
     workgroupBarrier();
     for (var kk = 0u; kk < KC; kk++) {
@@ -260,7 +274,7 @@ fn gemm_tile(lid: u32, K: u32, a_base: u32, a_ok: bool, w_base: u32, N: u32, n: 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let col_tiles = (I + 31u) / 32u;
-  let flat = wg.x + wg.y * FOLD;
+  let flat = flat_group(wg);
   let ti = flat / col_tiles;
   if (ti >= p.max_tiles) { return; }
   let tile = tiles[ti];
@@ -287,7 +301,7 @@ fn moe_gate_up_gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 @compute @workgroup_size(WG)
 fn moe_down_gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let col_tiles = (H + TN - 1u) / TN;
-  let flat = wg.x + wg.y * FOLD;
+  let flat = flat_group(wg);
   let ti = flat / col_tiles;
   if (ti >= p.max_tiles) { return; }
   let tile = tiles[ti];
@@ -319,7 +333,7 @@ fn moe_down_gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
 
 @compute @workgroup_size(WG)
 fn moe_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.x + wg.y * FOLD) * WG + lid;
+  let i = flat_group(wg) * WG + lid;
   if (i >= p.T * H) { return; }
   let t = i / H;
   let n = i % H;

@@ -1,85 +1,36 @@
 // MoE routing (REFERENCE.md §5): the router's top-k per token, and for prefill a counting sort of the (token, j)
 // pairs by expert into the GEMM tile list that moe.wgsl's grouped GEMMs walk.
+#include "common.wgsl"
+#include "reduce.wgsl"
+#include "topk.wgsl"
 
 override E: u32 = 1u;            // routed experts
 override TOPK: u32 = 1u;         // experts per token (k)
 override NORM_TOPK: bool = true; // renormalise the k probabilities to sum 1
 override TM: u32 = 32u;          // list entries (tokens) per GEMM tile (moe.ts passes it to both shaders)
 
-const WG = 256u;                 // threads of the scan and scatter
-const FOLD = 65535u;             // grid() folds flat workgroup ids into (x, y)
+override WG: u32 = 256u;         // threads of the router, scan and scatter
+override TEAM: u32 = 32u;        // reduce.wgsl: lanes a team
 
 struct Params { T: u32, max_tiles: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 // ---------------------------------------------------------------------------------------------------------
-// Router: one workgroup per token. Softmax over the E logits in f32, then each expert counts its own rank against
-// all E (a higher probability, or an equal one at a lower index, ranks first: torch.topk's order on CPU) and the
-// k of rank < k write themselves at their rank, sorted by probability: one barrier, where k rounds of argmax
-// reductions took ~8 each. Counting stops at rank k, so only the leaders scan all E.
-
-const RWG = 64u;
+// Router: one workgroup per token, topk.wgsl's selection (decode fuses the same into moe.wgsl's gate/up GEMV).
 
 @group(0) @binding(1) var<storage, read_write> top_idx_out: array<u32>;  // (T, k)
 @group(0) @binding(2) var<storage, read_write> top_w_out: array<f32>;    // (T, k)
-@group(0) @binding(3) var<storage, read> logits: array<f32>;             // (T, E+1): router | shared gate
+@group(0) @binding(3) var<storage, read> router_logits: array<f32>;      // (T, E+1): router | shared gate
 
-var<workgroup> prob: array<f32, E>;
-var<workgroup> best_v: array<f32, RWG>;
-var<workgroup> top_v: array<f32, TOPK>;
-
-// Tree reduction of best_v[0..RWG) into best_v[0]: max when `is_max`, else sum.
-fn router_reduce(lid: u32, is_max: bool) -> f32 {
-  workgroupBarrier();
-  for (var s = RWG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      let a = best_v[lid];
-      let b = best_v[lid + s];
-      best_v[lid] = select(a + b, max(a, b), is_max);
-    }
-    workgroupBarrier();
-  }
-  let r = best_v[0];
-  workgroupBarrier();
-  return r;
-}
-
-@compute @workgroup_size(RWG)
+@compute @workgroup_size(WG)
 fn router_topk(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = wg.x + wg.y * FOLD;
+  let t = flat_group(wg);
   if (t >= p.T) { return; }
-  let row = t * (E + 1u);
-
-  var m = -3.4e38;
-  for (var e = lid; e < E; e += RWG) { prob[e] = logits[row + e]; m = max(m, prob[e]); }
-  best_v[lid] = m;
-  let mx = router_reduce(lid, true);
-  var s = 0.0;
-  for (var e = lid; e < E; e += RWG) { prob[e] = exp(prob[e] - mx); s += prob[e]; }
-  best_v[lid] = s;
-  let total = router_reduce(lid, false);
-  for (var e = lid; e < E; e += RWG) { prob[e] = prob[e] / total; }
-
-  workgroupBarrier();               // every probability written
-  for (var e = lid; e < E; e += RWG) {
-    let v = prob[e];
-    var r = 0u;
-    for (var o = 0u; o < E && r < TOPK; o++) {
-      let u = prob[o];
-      if (u > v || (u == v && o < e)) { r++; }
-    }
-    if (r < TOPK) {
-      top_idx_out[t * TOPK + r] = e;
-      top_v[r] = v;
-    }
-  }
-  workgroupBarrier();
-
-  if (lid == 0u) {
-    var sum = 0.0;
-    for (var j = 0u; j < TOPK; j++) { sum += top_v[j]; }
-    for (var j = 0u; j < TOPK; j++) { top_w_out[t * TOPK + j] = select(top_v[j], top_v[j] / sum, NORM_TOPK); }
+  route_topk(lid, t * (E + 1u));
+  if (lid < TOPK) {
+    top_idx_out[t * TOPK + lid] = topk_idx[lid];
+    top_w_out[t * TOPK + lid] = topk_w[lid];
   }
 }
 
@@ -108,7 +59,7 @@ var<workgroup> mask_hi: array<atomic<u32>, E>;
 
 @compute @workgroup_size(BLOCK)
 fn moe_count(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wg.x + wg.y * FOLD;
+  let b = flat_group(wg);
   if (b * BLOCK >= p.T) { return; }
   for (var e = lid; e < E; e += BLOCK) { atomicStore(&mask_lo[e], 0u); atomicStore(&mask_hi[e], 0u); }
   workgroupBarrier();
@@ -181,7 +132,7 @@ fn moe_scan(@builtin(local_invocation_index) lid: u32) {
 // sorted[list position] = pair id.
 @compute @workgroup_size(WG)
 fn moe_scatter(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = (wg.x + wg.y * FOLD) * WG + lid;
+  let i = flat_group(wg) * WG + lid;
   if (i >= p.T * TOPK) { return; }
   let t = i / TOPK;
   sorted_out[block_base[(t / BLOCK) * E + top_idx[i]] + rank[i]] = i;

@@ -1,8 +1,11 @@
-// RMSNorm family. One workgroup per row; the row's sum of squares is reduced in workgroup memory.
+// RMSNorm family for many rows at once (prefill; decode norms inside its GEMVs, gemv.wgsl). One workgroup per row;
+// the row's sum of squares through reduce.wgsl.
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 override D: u32;            // row width
 override WG: u32 = 64u;     // threads per row (power of two)
+override TEAM: u32 = 32u;   // reduce.wgsl
 override EPS: f32 = 1e-6;
 
 // rows; and for the gated norm where the gate row r = (t, h) sits: z_offset + t*z_stride + h*D, h < heads.
@@ -14,18 +17,8 @@ struct Params { rows: u32, z_stride: u32, z_offset: u32, heads: u32 }
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;  // (rows, D)
 @group(0) @binding(4) var<storage, read> z: array<f32>;        // gated norm only: gate rows, see Params
 
-var<workgroup> partial: array<f32, WG>;
-
 // 1 / rms of a row from each thread's partial sum of squares.
-fn inv_rms(ss: f32, lid: u32) -> f32 {
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  return inverseSqrt(partial[0] / f32(D) + EPS);
-}
+fn inv_rms(ss: f32, lid: u32) -> f32 { return inverseSqrt(workgroup_sum(lid, ss) / f32(D) + EPS); }
 
 fn row_inv_rms(base: u32, lid: u32) -> f32 {
   var ss = 0.0;
@@ -37,7 +30,7 @@ fn row_inv_rms(base: u32, lid: u32) -> f32 {
 // post-attention and final norms.
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let row = wg.x + wg.y * 65535u;
+  let row = flat_group(wg);
   if (row >= p.rows) { return; }   // uniform per workgroup: barriers stay in uniform control flow
   let base = row * D;
   let inv = row_inv_rms(base, l.x);
@@ -48,7 +41,7 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: v
 // x rows are (t, h) value heads; z lives inside the fused projection, so its rows are strided.
 @compute @workgroup_size(WG)
 fn rms_norm_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let row = wg.x + wg.y * 65535u;
+  let row = flat_group(wg);
   if (row >= p.rows) { return; }
   let base = row * D;
   let zbase = p.z_offset + (row / p.heads) * p.z_stride + (row % p.heads) * D;
@@ -62,7 +55,7 @@ fn rms_norm_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
 @group(0) @binding(4) var<storage, read> delta: array<f32>;     // (rows, D) the mixer / MoE output
 @compute @workgroup_size(WG)
 fn add_rms_norm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let row = wg.x + wg.y * 65535u;
+  let row = flat_group(wg);
   if (row >= p.rows) { return; }
   let base = row * D;
   var ss = 0.0;

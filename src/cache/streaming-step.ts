@@ -34,7 +34,7 @@ export class StreamingStep implements StepRunner {
 
   async run(T: number, opts: StepOptions, after: Step[]): Promise<void> {
     const { fb, experts: xc } = this, c = fb.w.config, L = c.numLayers, k = c.numExpertsPerTok;
-    const st = fb.begin(T, opts);
+    const st = fb.begin(T, opts, { streaming: true });
     xc.beginStep();
     for (const l of fb.walk(st)) {
       const guess = xc.prefetch && l + 1 < L;

@@ -45,7 +45,7 @@ function openStored(abs: string, opts: EngineOptions): Promise<IdbModelStore> {
   return IdbModelStore.open(abs, { source: abs.endsWith('/') ? abs : `${abs}/`, onWarning: opts.onWarning });
 }
 
-/** A device from navigator.gpu (page or worker), with the adapter's buffer-size limits (a real model's lm_head is > 256 MB). */
+/** A device from navigator.gpu (page or worker), with the adapter's buffer-size limits (a real model's lm_head is > 256 MB) and subgroups. */
 export async function requestBrowserDevice(): Promise<GPUDevice> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) {
@@ -57,7 +57,9 @@ export async function requestBrowserDevice(): Promise<GPUDevice> {
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new WebGPUNotAvailableError('navigator.gpu.requestAdapter() found no adapter: WebGPU is disabled or the GPU is blocklisted. Enable hardware acceleration in the browser settings (chrome://gpu shows why).');
   const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits;
-  return adapter.requestDevice({ requiredLimits: { maxBufferSize, maxStorageBufferBindingSize } });
+  // Subgroups make the reductions of the decode kernels barrier-free (reduce.subgroups.wgsl); optional.
+  const requiredFeatures = (['subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
+  return adapter.requestDevice({ requiredLimits: { maxBufferSize, maxStorageBufferBindingSize }, requiredFeatures });
 }
 
 export async function readTokenizer(store: ModelStore): Promise<Qwen3Tokenizer> {

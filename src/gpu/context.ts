@@ -1,6 +1,6 @@
 // The small WebGPU layer everything else stands on: pipelines cached by (shader, entry, constants),
 // buffer helpers, and a flat op list encoded into one compute pass per submit (web-rwkv's shape).
-import { shaderSource } from './shaders.ts';
+import { shaderSource, type ShaderVariant } from './shaders.ts';
 
 export type Constants = Record<string, number>;
 
@@ -31,6 +31,12 @@ export const Usage = { MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0
 const MAP_READ_MODE = 0x1;
 export const STORAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
 
+/** How a context compiles its shaders (tests force the portable reductions on a device that has subgroups). */
+export interface GpuContextOptions {
+  /** Use subgroup operations where the device has them (default true). */
+  subgroups?: boolean;
+}
+
 export class GpuContext {
   private readonly modules = new Map<string, GPUShaderModule>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -39,27 +45,46 @@ export class GpuContext {
    * readback staging are left out). Never decremented: the model keeps what it allocates until it is dropped.
    */
   allocatedBytes = 0;
+  /**
+   * The narrowest subgroup the device can run (0: no subgroups, or the context was told not to use them). A kernel
+   * whose reduction teams are at most this wide compiles with reduce.subgroups.wgsl (pipeline()'s `team`).
+   */
+  readonly subgroupMinSize: number;
 
-  constructor(readonly device: GPUDevice) {}
+  constructor(readonly device: GPUDevice, opts: GpuContextOptions = {}) {
+    const info = (device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
+    const usable = (opts.subgroups ?? true) && device.features.has('subgroups');
+    this.subgroupMinSize = usable ? (info?.subgroupMinSize ?? 0) : 0;
+  }
 
-  module(shader: string): GPUShaderModule {
-    let m = this.modules.get(shader);
+  /** Whether reductions over teams `team` lanes wide run on subgroups (see subgroupMinSize). */
+  subgroupsFor(team: number): boolean {
+    return this.subgroupMinSize >= team;
+  }
+
+  module(shader: string, variant: ShaderVariant = { subgroups: false }): GPUShaderModule {
+    const key = `${shader}|${variant.subgroups}`;
+    let m = this.modules.get(key);
     if (!m) {
-      m = this.device.createShaderModule({ label: shader, code: shaderSource(shader) });
-      this.modules.set(shader, m);
+      m = this.device.createShaderModule({ label: shader, code: shaderSource(shader, variant) });
+      this.modules.set(key, m);
     }
     return m;
   }
 
-  /** The pipeline for (shader file, entry point, override constants), created once. */
+  /**
+   * The pipeline for (shader file, entry point, override constants), created once. A `TEAM` constant (the lanes
+   * of a kernel's reduction teams, reduce.wgsl) picks the subgroup build when the device's subgroups are that wide.
+   */
   pipeline(shader: string, entryPoint: string, constants: Constants = {}): GPUComputePipeline {
-    const key = `${shader}|${entryPoint}|${Object.entries(constants).sort().map(([k, v]) => `${k}=${v}`).join(',')}`;
+    const subgroups = constants.TEAM !== undefined && this.subgroupsFor(constants.TEAM);
+    const key = `${shader}|${entryPoint}|${subgroups}|${Object.entries(constants).sort().map(([k, v]) => `${k}=${v}`).join(',')}`;
     let p = this.pipelines.get(key);
     if (!p) {
       p = this.device.createComputePipeline({
         label: key,
         layout: 'auto',
-        compute: { module: this.module(shader), entryPoint, constants },
+        compute: { module: this.module(shader, { subgroups }), entryPoint, constants },
       });
       this.pipelines.set(key, p);
     }
@@ -79,6 +104,20 @@ export class GpuContext {
   op(label: string, shader: string, entry: string, constants: Constants, bindings: (Binding | undefined)[], workgroups: [number, number?, number?]): Op {
     const pipeline = this.pipeline(shader, entry, constants);
     return { label, pipeline, bindGroup: this.bind(pipeline, bindings, label), workgroups };
+  }
+
+  private readonly scratch = new Map<string, GPUBuffer>();
+
+  /**
+   * A working buffer shared by every op of this context that names it, grown (replaced) when an op needs more: ops of
+   * one list run in order, so e.g. every attention layer's split partials can live in one buffer.
+   */
+  scratchBuffer(name: string, bytes: number): GPUBuffer {
+    const have = this.scratch.get(name);
+    if (have && have.size >= bytes) return have;
+    const buf = this.buffer(bytes, name);
+    this.scratch.set(name, buf);
+    return buf;
   }
 
   buffer(byteLength: number, label: string, usage = STORAGE): GPUBuffer {

@@ -63,7 +63,7 @@ export function attnPrep(
   const { Hq, Hkv, D, R, maxT, eps } = dims;
   const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
   updates?.push((p) => { check(T, p, dims); ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, 0, 0])); });
-  const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, WG: 64 };
+  const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, WG: 64, TEAM: 32 };
   return ctx.op(`attn_prep(T=${T})`, 'attention.wgsl', 'attn_prep', constants,
     [params, qkv, qNorm, kNorm, invFreq, q, gate, kCache, vCache], grid(T * (Hq + Hkv)));
 }
@@ -80,19 +80,10 @@ export function splitLen(Tk: number, groups: number): number {
   return Math.max(MIN_SPLIT, Math.ceil(Math.ceil(Tk / splits) / 32) * 32);
 }
 
-/** The split length a one-token decode over Tk keys uses: a reusable decode list stays valid while it is unchanged. */
-export function decodeSplitLen(Tk: number, dims: AttnDims): number {
-  return splitLen(Tk, Math.ceil((dims.Hq / dims.Hkv) / DECODE.BQ) * dims.Hkv);
-}
-
-// Split partials live in per-context scratch buffers that only grow. Ops in one list run in order, so every
-// layer's split + combine can share them.
-const scratch = new WeakMap<GpuContext, Record<string, GPUBuffer>>();
-function scratchBuffer(ctx: GpuContext, name: string, bytes: number): GPUBuffer {
-  const own = scratch.get(ctx) ?? {};
-  scratch.set(ctx, own);
-  if (!own[name] || own[name].size < bytes) own[name] = ctx.buffer(bytes, `attn ${name}`);
-  return own[name];
+/** The split length attentionDecode uses over Tk keys: a reusable decode list stays valid while it is unchanged. */
+export function decodeSplitLen(Tk: number, dims: Pick<AttnDims, 'Hkv'>): number {
+  const splits = Math.min(MAX_SPLITS, Math.max(1, Math.ceil(DECODE_GROUPS / dims.Hkv)));
+  return Math.max(DECODE_MIN_SPLIT, Math.ceil(Math.ceil(Tk / splits) / 4) * 4);
 }
 
 /**
@@ -126,9 +117,8 @@ export function attention(
   // A replayable op sizes its partials for the whole cache: later positions only add splits.
   const capacity = updates ? Math.ceil(maxT / len) : nSplit;
   const params = ctx.uniform(new Uint32Array([T, pos0, len, nSplit]));
-  const partO = scratchBuffer(ctx, 'part_o', capacity * T * Hq * D * 4);
-  const partMl = scratchBuffer(ctx, 'part_ml', capacity * T * Hq * 8);
-  const CW = Math.min(64, D);
+  const partO = ctx.scratchBuffer('attn.part_o', capacity * T * Hq * D * 4);
+  const partMl = ctx.scratchBuffer('attn.part_ml', capacity * T * Hq * 8);
   const splitOp = ctx.op(`attn_split(T=${T}, ${len} keys/split)`, 'attention.wgsl', 'attn_split', constants,
     [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit));
   const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;
@@ -140,9 +130,55 @@ export function attention(
     splitOp.workgroups = grid(tiles * n);
     splitOp.bytes = kvBytes(p + T);
   });
-  return [
-    splitOp,
-    ctx.op(`attn_combine(T=${T})`, 'attention.wgsl', 'attn_combine', { D, HQ: Hq, HKV: Hkv, CW },
-      [params, partO, partMl, gate, out], grid(T * Hq * Math.ceil(D / CW))),
-  ];
+  return [splitOp, combine(ctx, params, partO, partMl, { binding: gate, stride: D, offset: 0 }, out, T, dims)];
+}
+
+/** Merges the splits' partials of T tokens and applies sigmoid(gate): element d of row (t, h) reads gate at row·stride + offset + d. */
+function combine(ctx: GpuContext, params: GPUBuffer, partO: GPUBuffer, partMl: GPUBuffer, gate: { binding: Binding; stride: number; offset: number }, out: Binding, T: number, dims: AttnDims): Op {
+  const { Hq, Hkv, D } = dims, CW = Math.min(64, D), SG = 4;
+  const c = { D, HQ: Hq, HKV: Hkv, CW, SG, WG: CW * SG, TEAM: Math.min(32, CW), GATE_STRIDE: gate.stride, GATE_OFFSET: gate.offset };
+  return ctx.op(`attn_combine(T=${T})`, 'attention.wgsl', 'attn_combine', c, [params, partO, partMl, gate.binding, out], grid(T * Hq * Math.ceil(D / CW)));
+}
+
+// One token's decode (attn_decode): workgroups of (kv head, split); about DECODE_GROUPS of them, splits of at least
+// DECODE_MIN_SPLIT keys (a multiple of 4: a warp loads 4 keys at a time).
+const DECODE_GROUPS = 256;
+const DECODE_MIN_SPLIT = 32;
+
+/** Lanes a query head in attn_decode: 32, or 16 where head_dim is not a multiple of 32. */
+const decodeTeam = (D: number) => (D % 32 === 0 ? 32 : 16);
+
+/** Whether attentionDecode runs this shape: a warp per query head of a kv head within 256 threads (WebGPU's default). */
+export const attentionDecodeFits = (d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D'>) => (d.Hq / d.Hkv) * decodeTeam(d.D) <= 256;
+
+/**
+ * One new token at position pos0 (attnPrep + attention in two dispatches): its queries and key normed and rotated
+ * inside the attention kernel from the fused projection qkv (1, Hq·2D + 2·Hkv·D), the key and value written into the
+ * caches, the keys split over workgroups (flash-decoding) and the splits merged with sigmoid(gate) read from qkv.
+ */
+export function attentionDecode(
+  ctx: GpuContext, qkv: Binding, qNorm: Binding, kNorm: Binding, invFreq: Binding, kCache: Binding, vCache: Binding,
+  out: Binding, pos0: number, dims: AttnDims, updates?: PositionUpdate[],
+): Op[] {
+  check(1, pos0, dims);
+  const { Hq, Hkv, D, R, maxT, eps } = dims, TEAM = decodeTeam(D), G = Hq / Hkv;
+  const len = decodeSplitLen(pos0 + 1, dims), nSplit = Math.ceil((pos0 + 1) / len);
+  const capacity = updates ? Math.ceil(maxT / len) : nSplit;
+  const params = ctx.uniform(new Uint32Array([1, pos0, len, nSplit]));
+  const partO = ctx.scratchBuffer('attn.part_o', capacity * Hq * D * 4);
+  const partMl = ctx.scratchBuffer('attn.part_ml', capacity * Hq * 8);
+  const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, TEAM, WG: G * TEAM };
+  const op = ctx.op(`attn_decode(${len} keys/split)`, 'attention.wgsl', 'attn_decode', c,
+    [params, qkv, qNorm, kNorm, invFreq, kCache, vCache, partO, partMl], grid(Hkv * nSplit));
+  const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;
+  op.bytes = kvBytes(pos0 + 1);
+  updates?.push((p) => {
+    check(1, p, dims);
+    if (decodeSplitLen(p + 1, dims) !== len) throw new Error('attentionDecode: the split length changed; rebuild the op list');
+    const n = Math.ceil((p + 1) / len);
+    ctx.device.queue.writeBuffer(params, 0, new Uint32Array([1, p, len, n]));
+    op.workgroups = grid(Hkv * n);
+    op.bytes = kvBytes(p + 1);
+  });
+  return [op, combine(ctx, params, partO, partMl, { binding: qkv, stride: 2 * D, offset: D }, out, 1, dims)];
 }

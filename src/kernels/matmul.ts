@@ -1,23 +1,34 @@
-// y = x·Wᵀ for packed weights (shaders/matmul.wgsl): a GEMV for decode-sized T, a tiled GEMM for prefill.
+// y = x·Wᵀ for packed weights: a GEMV for decode-sized T (shaders/gemv.wgsl), a tiled GEMM for prefill
+// (shaders/matmul.wgsl). A one-token GEMV can build its input row itself (a GemvPrologue), so the RMSNorm before a
+// projection costs no dispatch of its own.
 import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
 import { type GpuWeight, weightBinding, weightBytes } from '../gpu/packed-weight.ts';
-import { type WeightFormat } from '../quant/formats.ts';
-import { grid } from './grid.ts';
+import { FORMAT_ID, type WeightFormat } from '../quant/formats.ts';
+import { grid, MAX_GROUPS } from './grid.ts';
 import { checkConvWidth } from './conv.ts';
 
-export const FORMAT_ID: Record<WeightFormat, number> = { f32: 0, f16: 1, q4: 2, q8: 3 };
-
-/** Knobs for the benchmark pass; the defaults are picked per shape below. */
+/** Knobs for tests and the benchmark; the defaults are picked per shape below. */
 export interface MatmulTuning {
-  gemvMaxT?: number; // largest T that takes the GEMV path (default 4; tokens go in blocks of <= 4)
-  threadsPerRow?: number; // GEMV lanes per row team (power of two)
-  teams?: number; // GEMV row teams per workgroup (threadsPerRow · teams <= 256)
-  rowsPerThread?: number; // GEMV rows per team (<= 8; times the token block <= 16)
+  gemvMaxT?: number; // largest T that takes the GEMV path (default 4)
+  team?: number; // GEMV lanes a row (power of two, 4..32)
+  teams?: number; // GEMV teams a workgroup (default 256 / team)
+  rows?: number; // GEMV rows a team (1, 2 or 4)
 }
 
 /**
- * Decode's causal conv1d + SiLU (conv.ts) on the first `channels` outputs of a one-token GEMV, by the thread that
- * stores each: y (1, channels) and the conv state (channels, K-1) updated, as causalConv1d does for T = 1.
+ * The input row of a one-token GEMV, built in workgroup memory from other buffers (gemv.wgsl):
+ *  - rmsnorm: x = Qwen3NextRMSNorm(h + Σ deltas) with `weight`; the matmul's x binding is h. `hOut` receives
+ *    h + Σ deltas (the residual stream with its pending adds done), written by one workgroup.
+ *  - gated: x = Qwen3NextRMSNormGated per head of `headDim` values (the GDN output norm): weight · norm(x) · silu(z),
+ *    z at element zOffset + head·headDim of `z`.
+ */
+export type GemvPrologue =
+  | { kind: 'rmsnorm'; weight: Binding; eps: number; deltas: Binding[]; hOut?: Binding }
+  | { kind: 'gated'; weight: Binding; eps: number; z: Binding; zOffset: number; headDim: number };
+
+/**
+ * Decode's causal conv1d + SiLU (conv.ts) on the first `channels` outputs of a one-token GEMV with an rmsnorm
+ * prologue, by the thread that stores each: y (1, channels) and the conv state (channels, K-1) updated.
  */
 export interface ConvEpilogue {
   channels: number;
@@ -30,8 +41,9 @@ export interface ConvEpilogue {
 /** Weights per 16-byte unit: the GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
 const GEMM_TILE = 64;
-
-const withBytes = (bytes: number, op: Op): Op => ({ ...op, bytes });
+const WG = 256;
+/** Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). */
+const GEMV_MIN_GROUPS = 256;
 
 const pow2ceil = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
@@ -46,9 +58,10 @@ function vec4Binding(b: Binding, bytes: number, what: string): Binding {
 }
 
 /**
- * y (T, N) = x (T, K) · Wᵀ. x, y are f32 row-major; W is any packed format.
+ * y (T, N) = x (T, K) · Wᵀ. x, y are f32 row-major; W is any packed format. x's binding must have room for T·K floats
+ * rounded up to 16 bytes (ctx.buffer/ctx.upload always do).
  * `swiglu`: x is (T, 2K) = [gate | up] and the input is silu(gate) · up (the shared expert's down_proj).
- * x's binding must have room for T·K floats rounded up to 16 bytes (ctx.buffer/ctx.upload always do).
+ * `prologue` / `conv` (T = 1): see GemvPrologue and ConvEpilogue.
  */
 export function matmul(
   ctx: GpuContext,
@@ -56,41 +69,57 @@ export function matmul(
   w: GpuWeight,
   y: Binding,
   T: number,
-  opts: { tuning?: MatmulTuning; swiglu?: boolean; conv?: ConvEpilogue } = {},
+  opts: { tuning?: MatmulTuning; swiglu?: boolean; prologue?: GemvPrologue; conv?: ConvEpilogue } = {},
 ): Op {
   const { N, K, format } = w;
   if (T < 1 || N < 1 || K < 1) throw new RangeError(`matmul: empty shape T=${T} N=${N} K=${K}`);
   const tune = opts.tuning ?? {};
+  const fused = opts.prologue ?? opts.conv;
+  if (fused && (T !== 1 || opts.swiglu)) throw new RangeError('matmul: a prologue or the conv epilogue is for one token with a plain input');
+  if (opts.conv && opts.prologue?.kind !== 'rmsnorm') throw new RangeError('matmul: the conv epilogue comes with an rmsnorm prologue (the GDN in_proj)');
+  if (opts.conv && opts.conv.channels > N) throw new RangeError(`matmul: ${opts.conv.channels} conv channels exceed ${N} rows`);
+  const label = `${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N})`;
   const base = { FORMAT: FORMAT_ID[format], N, K, SWIGLU: opts.swiglu ? 1 : 0 };
-  const bindings = (params: GPUBuffer) => [params, vec4Binding(x, T * K * (opts.swiglu ? 8 : 4), 'x'), weightBinding(w), y];
-  const label = `matmul_${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N})`;
+  const xBytes = T * K * (opts.swiglu ? 8 : 4);
+  const bytes = weightBytes(format, N, K) + xBytes + 4 * T * N;
 
-  if (opts.conv && (T !== 1 || opts.swiglu || opts.conv.channels > N)) throw new RangeError(`matmul: the conv epilogue is for one token, a plain output, at most ${N} channels`);
-  if (T <= (tune.gemvMaxT ?? 4)) {
-    // Defaults from one sweep on an H100 (2048-wide decode shapes): 128 threads, 64 lanes per row where K
-    // allows, 8 rows per team so each x chunk in registers serves 8 rows (x reads, not W, bound q4 at 1 row),
-    // fewer rows when that leaves under 128 workgroups.
-    const units = Math.ceil(K / UNIT_WEIGHTS[format]);
-    const TPR = tune.threadsPerRow ?? Math.min(64, Math.max(4, pow2ceil(units)));
-    const TEAMS = tune.teams ?? Math.max(1, 128 / TPR);
-    let RPT = tune.rowsPerThread ?? Math.min(8, Math.floor(16 / Math.min(T, 4)));
-    if (tune.rowsPerThread === undefined) while (RPT > 1 && Math.ceil(N / (TEAMS * RPT)) < 128) RPT = Math.ceil(RPT / 2);
-    const TB = Math.min(T, 4, Math.floor(16 / RPT));
-    if (TPR * TEAMS > 256 || RPT > 8) throw new RangeError(`matmul: bad GEMV tuning ${JSON.stringify(tune)}`);
-    const tokenBlocks = Math.ceil(T / TB);
-    const params = ctx.uniform(new Uint32Array([T, tokenBlocks, 0, 0]));
-    const groups = Math.ceil(N / (TEAMS * RPT)) * tokenBlocks;
-    const bytes = weightBytes(format, N, K) + 4 * T * (K + N);
-    if (opts.conv) {
-      const c = opts.conv;
-      checkConvWidth(c.K);
-      return withBytes(bytes, ctx.op(`${label} gemv + conv(${c.channels})`, 'matmul.wgsl', 'gemv_conv', { ...base, TPR, TEAMS, RPT, TB, CONV_CH: c.channels, CONV_K: c.K },
-        [...bindings(params), c.w, c.state, c.y], grid(groups)));
-    }
-    return withBytes(bytes, ctx.op(`${label} gemv`, 'matmul.wgsl', 'gemv', { ...base, TPR, TEAMS, RPT, TB }, bindings(params), grid(groups)));
+  if (T > (tune.gemvMaxT ?? 4) && !fused) {
+    const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
+    if (tilesN > MAX_GROUPS || tilesT > MAX_GROUPS) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
+    const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
+    return ctx.op(`gemm_${label}`, 'matmul.wgsl', 'gemm', base, [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y], [tilesN, tilesT]);
   }
-  const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
-  if (tilesN > 65535 || tilesT > 65535) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
+
+  // GEMV: a team of TEAM lanes a row (fewer on short rows), ROWS rows a team while that leaves enough workgroups.
+  const units = Math.ceil(K / UNIT_WEIGHTS[format]);
+  const TEAM = tune.team ?? Math.min(32, Math.max(4, pow2ceil(units)));
+  const TB = Math.min(T, 4), teams = tune.teams ?? WG / TEAM;
+  let ROWS = tune.rows ?? 4;
+  if (tune.rows === undefined) while (ROWS > 1 && Math.ceil(N / (teams * ROWS)) < GEMV_MIN_GROUPS) ROWS /= 2;
+  if (TEAM > 32 || TEAM * teams > WG || ![1, 2, 4].includes(ROWS)) throw new RangeError(`matmul: bad GEMV tuning ${JSON.stringify(tune)}`);
+  const tiles = Math.ceil(N / (teams * ROWS));
+  const gemv = { ...base, WG: TEAM * teams, TEAM, ROWS, TB };
   const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
-  return ctx.op(`${label} gemm`, 'matmul.wgsl', 'gemm', base, bindings(params), [tilesN, tilesT]);
+  const core = [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y];
+  const p = opts.prologue;
+  if (!p) return { bytes, ...ctx.op(`gemv_${label}`, 'gemv.wgsl', 'gemv', gemv, core, grid(tiles * Math.ceil(T / TB))) };
+  if (p.kind === 'gated') {
+    if (K % p.headDim) throw new RangeError(`matmul: K=${K} is not whole heads of ${p.headDim}`);
+    const c = { ...gemv, EPS: p.eps, GATE_D: p.headDim, Z_OFFSET: p.zOffset };
+    return { bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(tiles)) };
+  }
+  if (p.deltas.length > 2) throw new RangeError('matmul: at most two pending residual deltas');
+  const h = core[1];
+  const deltas = [p.deltas[0] ?? h, p.deltas[1] ?? h];
+  const norm = { ...gemv, EPS: p.eps, DELTAS: p.deltas.length };
+  if (opts.conv) {
+    const c = opts.conv;
+    checkConvWidth(c.K);
+    if (p.deltas.length > 1 || p.hOut) throw new RangeError('matmul: the conv GEMV takes at most one delta and writes no h');
+    return { bytes, ...ctx.op(`gemv_${label} rmsnorm+conv(${c.channels})`, 'gemv.wgsl', 'gemv_rmsnorm_conv', { ...norm, CONV_CH: c.channels, CONV_K: c.K },
+      [...core, p.weight, deltas[0], undefined, undefined, c.w, c.state, c.y], grid(tiles)) };
+  }
+  const hOut = p.hOut ?? ctx.scratchBuffer('gemv.no_h_out', 16);
+  return { bytes, ...ctx.op(`gemv_${label} rmsnorm${p.hOut ? '+h' : ''}`, 'gemv.wgsl', 'gemv_rmsnorm', { ...norm, WRITE_H: p.hOut ? 1 : 0 },
+    [...core, p.weight, deltas[0], deltas[1], hOut], grid(tiles)) };
 }

@@ -4,23 +4,18 @@
 // dispatch size follows from T on the CPU.
 import { type GpuContext, type Op, type Binding, ceilDiv } from '../gpu/context.ts';
 import { grid } from './grid.ts';
-import { packedWords, type WeightFormat } from '../quant/formats.ts';
+import { FORMAT_ID, packedWords, type WeightFormat } from '../quant/formats.ts';
 
 const SHADER = 'moe.wgsl';
 const ROUTE = 'moe_route.wgsl';
-const FORMAT_ID: Record<WeightFormat, number> = { f32: 0, f16: 1, q4: 2, q8: 3 };
-const WG = 256; // threads of the expert kernels
+const WG = 256; // threads of the expert kernels (the decode gate/up: GATE_UP_WG)
+const GATE_UP_WG = 128; // one decode token's gate/up is I / (GATE_UP_WG / TEAM) workgroups: 128 at the real shape
 
-/**
- * GEMV lanes per dot product over K (each lane takes whole groups of 32): 8 on rows of 16+ groups (the real
- * model's K = 2048 and 512, as measured on the H100); shorter rows give each lane about four groups, since idle or
- * underfed lanes still cost workgroups and reduction barriers. On SwiftShader this made brown-tiny's MoE GEMVs
- * (K = 256 and 32) ~4x faster.
- */
-const gemvTeam = (K: number) => {
-  const groups = ceilDiv(K, 32);
-  return groups >= 16 ? 8 : 2 ** Math.ceil(Math.log2(ceilDiv(groups, 4)));
-};
+/** Weights per 16-byte unit (shaders/quant.wgsl): the decode GEMV lanes stride over units of a row. */
+const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
+
+/** GEMV lanes a row over K (a power of two, 4..32): about a unit each on short rows, 32 on the real model's. */
+const gemvTeam = (K: number, format: WeightFormat) => Math.min(32, Math.max(4, 2 ** Math.ceil(Math.log2(ceilDiv(K, UNIT_WEIGHTS[format])))));
 const BLOCK = 64; // tokens per counting-sort block
 const TM = 32; // list entries per GEMM tile
 const TN = 64; // weight rows per GEMM tile
@@ -29,6 +24,7 @@ export interface RouterShape {
   E: number; // routed experts
   k: number; // experts per token
   normTopk: boolean; // norm_topk_prob
+  team?: number; // reduction team (tests: 4 runs the subgroup build on SwiftShader)
 }
 
 export interface MoeShape {
@@ -93,7 +89,7 @@ const downConstants = (s: MoeShape) => ({ ...formatConstants(s), DN_WORDS: packe
 
 /** idx/w (T, k) = top-k of softmax(logits[:, :E]) by descending probability, renormalised when normTopk. */
 export function router(ctx: GpuContext, logits: Binding, idx: Binding, w: Binding, T: number, s: RouterShape): Op {
-  const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0 };
+  const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0, WG, TEAM: s.team ?? 32 };
   return ctx.op(`moe.router(${T}x${s.E} top${s.k})`, ROUTE, 'router_topk', c, [params(ctx, T), idx, w, logits], grid(T));
 }
 
@@ -104,21 +100,43 @@ function combine(ctx: GpuContext, b: MoeBuffers, y: Binding, T: number, s: MoeSh
 }
 
 /**
+ * Decode's own input norm and routing: the gate/up GEMV of one token norms x itself (b.x is then the residual stream
+ * a_l, not the normed input) and routes the token (topk.wgsl, writing b.idx and b.w), unless `routed` says b.idx and
+ * b.w already hold its routing (a streaming step, which read it back before making the experts resident).
+ */
+export interface MoeRoute {
+  norm: Binding; // (H) post_attention_layernorm
+  eps: number;
+  normTopk: boolean;
+  routed?: boolean;
+}
+
+/**
  * Decode path (few tokens): gate/up GEMVs into h, then the down GEMVs fused with the combine (two dispatches).
  * Weights are read once per pair. `sharedSlot`: the shared expert's weights sit in that slot (gpu-weights.ts
  * sharedExpertSlot) and run as one more pair of each token, its output summed with weight sigmoid(logits[:, E])
- * (b.shared is then not read). `team` overrides gemvTeam for both GEMVs (tests).
+ * (b.shared is then not read). `route` (T = 1): the gate/up GEMV also routes the token from b.logits (writing b.idx
+ * and b.w for the down GEMVs) and norms b.x, so neither the router's top-k nor the norm is a dispatch of its own.
+ * `team` overrides the lanes a row of both GEMVs (tests).
  */
-export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, opts: { team?: number; sharedSlot?: number } = {}): Op[] {
+export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, opts: { team?: number; sharedSlot?: number; route?: MoeRoute } = {}): Op[] {
   checkT(T, scratch);
+  if (opts.route && T !== 1) throw new RangeError('moeDecode: routing inside the gate/up GEMV is for one token');
   const kk = s.k + (opts.sharedSlot === undefined ? 0 : 1), pairs = T * kk, P = params(ctx, T);
-  const guTeam = opts.team ?? gemvTeam(s.H), dnTeam = opts.team ?? gemvTeam(s.I);
+  const guTeam = opts.team ?? gemvTeam(s.H, s.format), dnTeam = opts.team ?? gemvTeam(s.I, s.format);
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
   const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
   const gu = packedWords(s.format, 2 * s.I, s.H) * 4, dn = packedWords(s.format, s.H, s.I) * 4;
+  const guTiles = ceilDiv(s.I, GATE_UP_WG / guTeam), guc = { ...gateUpConstants(s), ...shared, WG: GATE_UP_WG, TEAM: guTeam };
+  const r = opts.route;
+  const gateUp = !r ? ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', guc, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(T * guTiles))
+    : r.routed ? ctx.op(`moe.gate_up_gemv(${label}) rmsnorm`, SHADER, 'moe_gate_up_gemv_normed', { ...guc, EPS: r.eps },
+      [undefined, b.x, b.gateUp, b.slotOf, b.idx, scratch.h, r.norm], grid(guTiles))
+    : ctx.op(`moe.gate_up_gemv(${label}) routed+rmsnorm`, SHADER, 'moe_gate_up_gemv_fused', { ...guc, E: s.E, NORM_TOPK: r.normTopk ? 1 : 0, EPS: r.eps },
+      [undefined, b.x, b.gateUp, b.slotOf, undefined, scratch.h, r.norm, b.logits, b.idx, b.w], grid(guTiles));
   return [
-    { bytes: pairs * gu, ...ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', { ...gateUpConstants(s), TEAM: guTeam, ...shared }, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(pairs * ceilDiv(s.I, WG / guTeam / 2))) },
-    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, TEAM: dnTeam, ...shared },
+    { bytes: pairs * gu, ...gateUp },
+    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, WG, TEAM: dnTeam, ...shared },
       [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, WG / dnTeam))) },
   ];
 }

@@ -6,6 +6,9 @@
 
 export type WeightFormat = 'f32' | 'f16' | 'q4' | 'q8';
 
+/** The FORMAT override of the shaders (shaders/quant.wgsl: F32, F16, Q4, Q8). */
+export const FORMAT_ID: Record<WeightFormat, number> = { f32: 0, f16: 1, q4: 2, q8: 3 };
+
 export const GROUP = 32;
 
 export const groupsPerRow = (K: number) => Math.ceil(K / GROUP);

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { attnPrep, attention, type AttnDims, type AttnOptions } from '../../src/kernels/attention.ts';
+import { attnPrep, attention, attentionDecode, type AttnDims, type AttnOptions } from '../../src/kernels/attention.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';
@@ -200,3 +200,61 @@ for (const name of ['tiny', 'asym'] as PresetName[]) {
       }));
   });
 }
+
+// One token's decode in two dispatches (attentionDecode): the queries and the new key normed and rotated inside
+// the kernel, K/V written into the cache, flash-decoding over splits, the gate read from the projection. Against the
+// CPU reference at positions on both sides of split boundaries (32-key splits), GQA groups of 2, 3 and 8 query
+// heads, head_dim 32, 48 (16 lanes a head) and 256 with 64 rotary dims; both reduction builds.
+describe('attention decode (attn_decode + combine)', () => {
+  const shapes: [AttnDims, number[]][] = [
+    [{ Hq: 4, Hkv: 2, D: 32, R: 16, maxT: 200, eps: 1e-6 }, [0, 31, 32, 95, 130]],
+    [{ Hq: 6, Hkv: 2, D: 48, R: 48, maxT: 100, eps: 1e-6 }, [5, 64]],
+    [{ Hq: 16, Hkv: 2, D: 256, R: 64, maxT: 80, eps: 1e-6 }, [0, 33, 70]],
+  ];
+  for (const subgroups of [true, false]) {
+    for (const [d, positions] of shapes) {
+      it(`Hq=${d.Hq} Hkv=${d.Hkv} D=${d.D} R=${d.R} at ${positions.join(', ')}: ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
+        withGpuErrors(async (device) => {
+          const ctx = new GpuContext(device, { subgroups });
+          for (const pos0 of positions) {
+            const l = setup(ctx, d, 7 * pos0 + d.D, pos0);
+            const qkv = randn(d.Hq * 2 * d.D + 2 * d.Hkv * d.D, pos0 + 3, 2);
+            const out = poisoned(device, d.Hq * d.D * 4), g = l.gpu;
+            ctx.run(attentionDecode(ctx, ctx.upload(qkv, 'qkv'), g.qNorm, g.kNorm, g.invFreq, g.kCache, g.vCache, out, pos0, d));
+            const r = refPrep(qkv, l.qNorm, l.kNorm, l.invFreq, 1, pos0, d);
+            refCacheWrite(l.kc, r.k, 1, pos0, d);
+            refCacheWrite(l.vc, r.v, 1, pos0, d);
+            expectClose(`out at ${pos0}`, await ctx.readF32(out, d.Hq * d.D), refAttention(r.q, r.gate, l.kc, l.vc, 1, pos0, d), { rel: 2e-5 });
+            const row = async (cache: GPUBuffer, h: number) => ctx.readF32(cache, d.D, (h * d.maxT + pos0) * d.D);
+            for (let h = 0; h < d.Hkv; h++) {
+              expectClose(`k written at ${pos0}`, await row(g.kCache, h), r.k.subarray(h * d.D, (h + 1) * d.D), { rel: 2e-6 });
+              expect(Array.from(await row(g.vCache, h)), `v written at ${pos0}`).toEqual(Array.from(r.v.subarray(h * d.D, (h + 1) * d.D)));
+            }
+          }
+        }));
+    }
+  }
+  it('replays at later positions through its updates, across split counts', () =>
+    withGpuErrors(async (device) => {
+      const ctx = new GpuContext(device), d: AttnDims = { Hq: 4, Hkv: 2, D: 32, R: 16, maxT: 120, eps: 1e-6 };
+      const l = setup(ctx, d, 5, 30), qkvBuf = ctx.buffer((d.Hq * 2 * d.D + 2 * d.Hkv * d.D) * 4, 'qkv'), out = poisoned(device, d.Hq * d.D * 4);
+      const updates: ((p: number) => void)[] = [], g = l.gpu;
+      const ops = attentionDecode(ctx, qkvBuf, g.qNorm, g.kNorm, g.invFreq, g.kCache, g.vCache, out, 30, d, updates);
+      for (const pos0 of [30, 31, 32, 33, 64, 65]) {
+        const qkv = randn(d.Hq * 2 * d.D + 2 * d.Hkv * d.D, pos0, 2);
+        if (pos0 > 33) { // positions skipped: fill the cache on the CPU side and upload it
+          const r = refPrep(randn(qkv.length, pos0 + 100), l.qNorm, l.kNorm, l.invFreq, 1, pos0 - 1, d);
+          for (let p = 34; p < pos0; p++) { refCacheWrite(l.kc, r.k, 1, p, d); refCacheWrite(l.vc, r.v, 1, p, d); }
+          ctx.device.queue.writeBuffer(g.kCache, 0, new Float32Array(l.kc));
+          ctx.device.queue.writeBuffer(g.vCache, 0, new Float32Array(l.vc));
+        }
+        ctx.device.queue.writeBuffer(qkvBuf, 0, new Float32Array(qkv));
+        for (const u of updates) u(pos0);
+        ctx.run(ops);
+        const r = refPrep(qkv, l.qNorm, l.kNorm, l.invFreq, 1, pos0, d);
+        refCacheWrite(l.kc, r.k, 1, pos0, d);
+        refCacheWrite(l.vc, r.v, 1, pos0, d);
+        expectClose(`out at ${pos0}`, await ctx.readF32(out, d.Hq * d.D), refAttention(r.q, r.gate, l.kc, l.vc, 1, pos0, d), { rel: 2e-5 });
+      }
+    }));
+});

@@ -53,29 +53,3 @@ describe('causal conv1d + SiLU', () => {
       }));
   }
 });
-
-// Decode runs the conv inside the GDN in_proj GEMV (matmul's conv epilogue): one token, the first C of N outputs.
-// Against matmul + causalConv1d on the same inputs: the projection and the conv state bit for bit, y within 1e-6.
-describe('in_proj GEMV with the conv epilogue (decode)', () => {
-  for (const [format, N, K, C, width] of [['f32', 300, 64, 260, 4], ['q4', 90, 96, 80, 4], ['q4', 41, 64, 41, 2]] as const) {
-    it(`${format} N=${N} K=${K}, conv on ${C} channels, width ${width}, nonzero state, three tokens in a row`, () =>
-      withGpuErrors(async (device) => {
-        const ctx = new GpuContext(device);
-        const w = uploadWeight(ctx, randn(N * K, 7, 0.5), N, K, format, 'in_proj'), taps = ctx.upload(randn(C * width, 8, 0.5), 'taps');
-        const state0 = randn(C * (width - 1), 9);
-        const fused = { state: ctx.upload(state0, 'state'), proj: poisoned(device, N * 4), y: poisoned(device, C * 4) };
-        const plain = { state: ctx.upload(state0, 'state'), proj: poisoned(device, N * 4), y: poisoned(device, C * 4) };
-        for (let t = 0; t < 3; t++) {
-          const x = ctx.upload(randn(K, 10 + t), 'x');
-          ctx.run([
-            matmul(ctx, x, w, fused.proj, 1, { conv: { channels: C, K: width, w: taps, state: fused.state, y: fused.y } }),
-            matmul(ctx, x, w, plain.proj, 1),
-            causalConv1d(ctx, plain.proj, N, taps, plain.state, plain.y, 1, C, width),
-          ]);
-          expect(Array.from(await ctx.readF32(fused.proj, N)), `token ${t}: projection`).toEqual(Array.from(await ctx.readF32(plain.proj, N)));
-          expectClose(`token ${t}: y`, await ctx.readF32(fused.y, C), await ctx.readF32(plain.y, C), { rel: 1e-6 });
-          expect(Array.from(await ctx.readF32(fused.state, C * (width - 1))), `token ${t}: state`).toEqual(Array.from(await ctx.readF32(plain.state, C * (width - 1))));
-        }
-      }));
-  }
-});

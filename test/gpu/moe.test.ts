@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { router, moeDecode, moePrefill, createMoeScratch, type MoeShape, type MoeScratch, type MoeBuffers } from '../../src/kernels/moe.ts';
+import { rmsNorm } from '../../src/kernels/norm.ts';
 import * as ref from '../../src/reference/ops.ts';
 import { packWeight, unpackWeight, packedWords, type WeightFormat } from '../../src/quant/formats.ts';
 import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
@@ -105,6 +106,31 @@ describe('MoE router', () => {
         expectClose('router w', await ctx.readF32(w, T * k), want.w, { rel: 2e-6 });
       }));
   }
+  it('both reduction builds pick the same experts: subgroups (team 4 on SwiftShader) and workgroup memory', () =>
+    withGpuErrors(async (device) => {
+      const E = 512, k = 10, T = 9;
+      const logits = randn(T * (E + 1), 77, 3);
+      const routerLogits = new Float32Array(T * E);
+      for (let t = 0; t < T; t++) routerLogits.set(logits.subarray(t * (E + 1), t * (E + 1) + E), t * E);
+      const want = ref.routeTopK(routerLogits, T, E, k, true);
+      for (const ctx of [new GpuContext(device), new GpuContext(device, { subgroups: false })]) {
+        const idx = poisoned(device, T * k * 4), w = poisoned(device, T * k * 4);
+        ctx.run([router(ctx, ctx.upload(logits, 'logits'), idx, w, T, { E, k, normTopk: true, team: 4 })]);
+        expect(Array.from(new Uint32Array(await ctx.read(idx, T * k * 4)))).toEqual(Array.from(want.idx));
+        expectClose('router w', await ctx.readF32(w, T * k), want.w, { rel: 2e-6 });
+      }
+    }));
+  it('equal logits everywhere: every expert is a candidate, ties in index order', () =>
+    withGpuErrors(async (device) => {
+      const ctx = context(device);
+      const E = 300, k = 10, T = 2;
+      const logits = new Float32Array(T * (E + 1)).fill(0.5);
+      const idx = poisoned(device, T * k * 4), w = poisoned(device, T * k * 4);
+      ctx.run([router(ctx, ctx.upload(logits, 'logits'), idx, w, T, { E, k, normTopk: true })]);
+      const first = Array.from({ length: k }, (_, j) => j);
+      expect(Array.from(new Uint32Array(await ctx.read(idx, T * k * 4)))).toEqual([...first, ...first]);
+      expectClose('w', await ctx.readF32(w, T * k), new Float32Array(T * k).fill(1 / k), { rel: 1e-6 });
+    }));
   it('exact ties go to the lower expert index', () =>
     withGpuErrors(async (device) => {
       const ctx = context(device);
@@ -224,5 +250,38 @@ describe('MoE block against the HF fixtures (f32 weights)', () => {
           expectClose(`L${l} moe_out (decode)`, got.decode, want, { rel: 2e-4 });
         }
       }));
+  }
+});
+
+// Decode fuses the router's top-k and the post-attention norm into the gate/up GEMV of one token (moeDecode's
+// `route`): against router -> rmsNorm -> the plain decode path, with k above one chunk of pairs (13 + shared).
+describe('MoE decode routing and norming its own token', () => {
+  for (const [E, k, H, I, format, shared] of [[64, 10, 80, 40, 'q4', true], [40, 13, 48, 20, 'f32', true], [16, 4, 64, 16, 'q8', false]] as const) {
+    for (const subgroups of [true, false]) {
+      it(`E=${E} k=${k} H=${H} I=${I} ${format}${shared ? ' +shared pair' : ''}, ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
+        withGpuErrors(async (device) => {
+          const ctx = new GpuContext(device, { subgroups });
+          const s: MoeShape = { E, k, H, I, format }, team = 4;
+          const a = randn(H, 31, 2), norm = randn(H, 32, 0.3), logits = randn(E + 1, 33, 2);
+          const packed = packExperts(Array.from({ length: E + 1 }, (_, e) => randomMlp(H, I, 2000 + 3 * e)), H, I, format, E + 5, 34);
+          const sharedSlot = shared ? packed.slotOf[E] : undefined;
+          const xn = poisoned(device, H * 4);
+          const common = {
+            logits: ctx.upload(logits, 'logits'), slotOf: ctx.upload(packed.slotOf, 'slotOf'), gateUp: ctx.upload(packed.gateUp, 'gateUp'),
+            down: ctx.upload(packed.down, 'down'), shared: ctx.upload(randn(H, 35), 'shared'),
+          };
+          const fused = { ...common, x: ctx.upload(a, 'a'), idx: poisoned(device, k * 4), w: poisoned(device, k * 4), out: poisoned(device, H * 4) };
+          const plain = { ...common, x: xn, idx: poisoned(device, k * 4), w: poisoned(device, k * 4), out: poisoned(device, H * 4) };
+          ctx.run([
+            ...moeDecode(ctx, fused, 1, s, poisonedScratch(ctx, 1, s), { team, sharedSlot, route: { norm: ctx.upload(norm, 'norm'), eps: 1e-6, normTopk: true } }),
+            router(ctx, common.logits, plain.idx, plain.w, 1, { E, k, normTopk: true }),
+            rmsNorm(ctx, fused.x, ctx.upload(norm, 'norm'), xn, 1, H, 1e-6),
+            ...moeDecode(ctx, plain, 1, s, poisonedScratch(ctx, 1, s), { team, sharedSlot }),
+          ]);
+          expect(Array.from(new Uint32Array(await ctx.read(fused.idx, k * 4)))).toEqual(Array.from(new Uint32Array(await ctx.read(plain.idx, k * 4))));
+          expectClose('w', await ctx.readF32(fused.w, k), await ctx.readF32(plain.w, k), { rel: 1e-6 });
+          expectClose('out', await ctx.readF32(fused.out, H), await ctx.readF32(plain.out, H), { rel: 2e-5 });
+        }));
+    }
   }
 });
