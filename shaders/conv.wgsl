@@ -26,7 +26,7 @@ struct Params { T: u32, P: u32 }   // tokens; row stride of proj (its first CONV
 @compute @workgroup_size(WG)
 fn causal_conv1d_silu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let groups_c = (CONV + WG - 1u) / WG;
-  let flat = wg.x + wg.y * 65535u;
+  let flat = flat_group(wg);
   let blk = flat / groups_c;
   let c = (flat % groups_c) * WG + l.x;
   let t0 = blk * TB;

@@ -5,6 +5,7 @@
 // key heads: value head h reads key head h / (HV/HK) (repeat_interleave, not h mod HK); g, beta (T, HV);
 // state (HV, DK, DV) in HF order (dv fastest); o (T, HV, DV).
 #include "common.wgsl"
+#include "reduce.wgsl"
 
 override HK: u32;          // key heads
 override HV: u32;          // value heads (a multiple of HK)
@@ -12,6 +13,7 @@ override DK: u32;          // key head dim
 override DV: u32;          // value head dim
 override CONV: u32 = 2u * HK * DK + HV * DV;
 override WG: u32 = 64u;    // gdn_prep: threads per row (power of two); gdn_recurrent: threads per workgroup
+override TEAM: u32 = 32u;  // reduce.wgsl
 override CB: u32 = 32u;    // gdn_recurrent: state columns per workgroup (divides WG)
 
 const L2_EPS = 1e-6;       // hard-coded in HF's l2norm, independent of rms_norm_eps
@@ -21,7 +23,6 @@ struct Params { T: u32, P: u32, b_off: u32, a_off: u32 }   // tokens; gdn_prep: 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> y: array<f32>;                 // (T, CONV)
 
-var<workgroup> red: array<f32, WG>;
 
 // ---- gdn_prep: q̂ = l2norm(q)·DK^-1/2, k̂ = l2norm(k), g = -exp(A_log)·softplus(a + dt_bias), beta = sigmoid(b)
 
@@ -36,7 +37,7 @@ var<workgroup> red: array<f32, WG>;
 // One workgroup per (token, q or k head); the workgroups of head row 0 also do the token's gates.
 @compute @workgroup_size(WG)
 fn gdn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let row = wg.x + wg.y * 65535u;
+  let row = flat_group(wg);
   if (row >= p.T * 2u * HK) { return; }
   let t = row / (2u * HK);
   let r = row % (2u * HK);           // r < HK: q head r; else k head r - HK
@@ -44,13 +45,7 @@ fn gdn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: v
 
   var ss = 0.0;
   for (var i = l.x; i < DK; i += WG) { let v = y[src + i]; ss += v * v; }
-  red[l.x] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (l.x < s) { red[l.x] += red[l.x + s]; }
-    workgroupBarrier();
-  }
-  let inv = inverseSqrt(red[0] + L2_EPS);
+  let inv = inverseSqrt(workgroup_sum(l.x, ss) + L2_EPS);
   if (r < HK) {
     let scale = inverseSqrt(f32(DK));
     for (var i = l.x; i < DK; i += WG) { q_out[(t * HK + r) * DK + i] = y[src + i] * inv * scale; }
@@ -92,53 +87,73 @@ fn cols_of(flat: u32, lid: u32) -> Cols {
   return Cols(h, h / (HV / HK), b, lid % CB, lid / CB, b < DV);
 }
 
-// One token of the delta rule for this thread's column, with q̂, k̂ in qs, ks. Column dot products over DK are
-// reduced across the WG/CB row groups in workgroup memory. Each thread only re-reads the state entries it wrote
-// itself, so tokens can loop inside a kernel.
+// This thread's rows of its column of the head's state (rows ra, ra + RG, ...; RG = WG / CB row groups), kept in
+// registers for all of the step's tokens: read once before them, written once after.
+const SMAX = 32u;                  // rows a thread: DK <= SMAX · WG / CB (gdn.ts checks)
+var<private> st: array<f32, SMAX>;
+var<workgroup> col_part: array<f32, WG>;   // per-thread column partials, summed over the row groups
+
+fn state_load(w: Cols) {
+  let RG = WG / CB;
+  for (var i = 0u; i < (DK + RG - 1u) / RG; i++) {
+    let a = w.ra + i * RG;
+    st[i] = select(0.0, state[w.h * DK * DV + a * DV + w.b], w.live && a < DK);
+  }
+}
+
+fn state_store(w: Cols) {
+  let RG = WG / CB;
+  for (var i = 0u; i < (DK + RG - 1u) / RG; i++) {
+    let a = w.ra + i * RG;
+    if (w.live && a < DK) { state[w.h * DK * DV + a * DV + w.b] = st[i]; }
+  }
+}
+
+// Σ over the row groups of every thread's `v` for its column, returned to all (two barriers).
+fn column_sum(w: Cols, lid: u32, v: f32) -> f32 {
+  col_part[lid] = v;
+  workgroupBarrier();
+  var s = 0.0;
+  for (var r = 0u; r < WG / CB; r++) { s += col_part[r * CB + w.c]; }
+  workgroupBarrier();
+  return s;
+}
+
+// One token of the delta rule on this thread's column (state in `st`), with q̂, k̂ in qs, ks.
 fn delta_step(t: u32, w: Cols, decay: f32, beta_t: f32, lid: u32) {
   let RG = WG / CB;
-  let s0 = w.h * DK * DV + w.b;
+  let n = (DK + RG - 1u) / RG;
   var part = 0.0;                  // this row group's share of (Sᵀk̂)[b]
-  if (w.live) { for (var a = w.ra; a < DK; a += RG) { part += state[s0 + a * DV] * ks[a]; } }
-  red[lid] = part;
-  workgroupBarrier();
-  var sk = 0.0;
-  for (var r = 0u; r < RG; r++) { sk += red[r * CB + w.c]; }
+  for (var i = 0u; i < n; i++) { part += st[i] * ks[min(w.ra + i * RG, DK - 1u)]; }   // rows past DK hold 0
+  let sk = column_sum(w, lid, part);
   var v = 0.0;
   if (w.live) { v = y[t * CONV + 2u * HK * DK + w.h * DV + w.b]; }
   let e = beta_t * (v - decay * sk);   // S'ᵀk̂ = e^g Sᵀk̂
-  workgroupBarrier();              // everyone has read red
-
   var out = 0.0;
-  if (w.live) {
-    for (var a = w.ra; a < DK; a += RG) {
-      let s = decay * state[s0 + a * DV] + ks[a] * e;
-      state[s0 + a * DV] = s;
-      out += s * qs[a];
-    }
+  for (var i = 0u; i < n; i++) {
+    let a = min(w.ra + i * RG, DK - 1u);
+    let live = w.ra + i * RG < DK;
+    st[i] = select(0.0, decay * st[i] + ks[a] * e, live);
+    out += st[i] * qs[a];
   }
-  red[lid] = out;
-  workgroupBarrier();
-  if (w.ra == 0u && w.live) {
-    var acc = 0.0;
-    for (var r = 0u; r < RG; r++) { acc += red[r * CB + w.c]; }
-    o[(t * HV + w.h) * DV + w.b] = acc;
-  }
-  workgroupBarrier();              // before the next token overwrites red, qs, ks
+  let acc = column_sum(w, lid, out);
+  if (w.ra == 0u && w.live) { o[(t * HV + w.h) * DV + w.b] = acc; }
 }
 
 // From q̂, k̂, g, beta made by gdn_prep (prefill taps, tests).
 @compute @workgroup_size(WG)
 fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let flat = wg.x + wg.y * 65535u;
+  let flat = flat_group(wg);
   if (flat >= HV * COL_BLOCKS) { return; }
   let w = cols_of(flat, lid);
+  state_load(w);
   for (var t = 0u; t < p.T; t++) {
     let qk = (t * HK + w.kh) * DK;
     for (var a = lid; a < DK; a += WG) { qs[a] = query[qk + a]; ks[a] = key[qk + a]; }
     workgroupBarrier();
     delta_step(t, w, exp(g[t * HV + w.h]), beta[t * HV + w.h], lid);
   }
+  state_store(w);
 }
 
 // ---- gdn_step: gdn_prep fused into gdn_recurrent (decode: one dispatch instead of two). Each workgroup
@@ -149,33 +164,26 @@ fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
 @group(0) @binding(4) var<storage, read> step_dt_bias: array<f32>;      // (HV)
 // binding 5 unused; state and o at 6 and 7 as in gdn_recurrent
 
-var<workgroup> red_k: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn gdn_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let flat = wg.x + wg.y * 65535u;
+  let flat = flat_group(wg);
   if (flat >= HV * COL_BLOCKS) { return; }
   let w = cols_of(flat, lid);
+  state_load(w);
   for (var t = 0u; t < p.T; t++) {
     let qsrc = t * CONV + w.kh * DK;
     let ksrc = qsrc + HK * DK;
     var sq = 0.0;
     var sk = 0.0;
     for (var a = lid; a < DK; a += WG) { let q = y[qsrc + a]; let k = y[ksrc + a]; sq += q * q; sk += k * k; }
-    red[lid] = sq;
-    red_k[lid] = sk;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (lid < s) { red[lid] += red[lid + s]; red_k[lid] += red_k[lid + s]; }
-      workgroupBarrier();
-    }
-    let inv_q = inverseSqrt(red[0] + L2_EPS) * inverseSqrt(f32(DK));
-    let inv_k = inverseSqrt(red_k[0] + L2_EPS);
+    let inv_q = inverseSqrt(workgroup_sum(lid, sq) + L2_EPS) * inverseSqrt(f32(DK));
+    let inv_k = inverseSqrt(workgroup_sum(lid, sk) + L2_EPS);
     for (var a = lid; a < DK; a += WG) { qs[a] = y[qsrc + a] * inv_q; ks[a] = y[ksrc + a] * inv_k; }
-    workgroupBarrier();              // qs, ks written; red read by everyone
+    workgroupBarrier();              // qs, ks written
     let a_t = step_proj[t * p.P + p.a_off + w.h];
     let b_t = step_proj[t * p.P + p.b_off + w.h];
     let g_t = -exp(step_a_log[w.h]) * softplus(a_t + step_dt_bias[w.h]);
     delta_step(t, w, exp(g_t), sigmoid(b_t), lid);
   }
+  state_store(w);
 }

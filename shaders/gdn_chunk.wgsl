@@ -86,7 +86,7 @@ var<workgroup> a_tri: array<f32, C * (C - 1u) / 2u>;   // A[i, j] at tri(i, j)
 
 @compute @workgroup_size(WG)
 fn gdn_chunk_wy(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let flat = wg.x + wg.y * 65535u;
+  let flat = flat_group(wg);
   if (flat >= ((p.T + C - 1u) / C) * HV) { return; }
   let h = flat % HV;
   let kh = h / (HV / HK);
@@ -162,7 +162,7 @@ var<workgroup> dl: array<f32, C>;                // e^(γ_last − γ_i)
 @compute @workgroup_size(WG)
 fn gdn_chunk_scan(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let slices = DV / BV;
-  let flat = wg.x + wg.y * 65535u;
+  let flat = flat_group(wg);
   if (flat >= HV * slices) { return; }
   let h = flat / slices;
   let kh = h / (HV / HK);

@@ -8,6 +8,8 @@
 // Values compare as order-preserving u32 keys; masses are 64-bit fixed point (u32 hi, lo; 38 fractional
 // bits) so every sum is exact whatever the order of the atomics, and the result is deterministic.
 
+#include "common.wgsl"
+
 override RADIX_SHIFT: u32 = 0u;         // radix rounds: the digit's position (24, 16, 8, 0)
 override TOP_P_ROUND: bool = false;     // radix rounds: top-p (mass) rather than top-k (count)
 
@@ -147,7 +149,7 @@ fn reset(@builtin(local_invocation_index) lid: u32) {
 
 @compute @workgroup_size(WG)
 fn mark(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let j = (wg.x + wg.y * 65535u) * WG + lid;
+  let j = (flat_group(wg)) * WG + lid;
   if (j < p.n_prev && prev_ids[j] < p.V) {
     let id = prev_ids[j];
     atomicOr(&state.penalised[id / 32u], 1u << (id % 32u));
@@ -161,7 +163,7 @@ var<workgroup> wg_max: atomic<u32>;
 fn prepare(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   if (lid == 0u) { atomicStore(&wg_max, 0u); }
   workgroupBarrier();
-  let i = (wg.x + wg.y * 65535u) * WG + lid;
+  let i = (flat_group(wg)) * WG + lid;
   if (i < p.V) {
     var l = logits[i];
     if (((atomicLoad(&state.penalised[i / 32u]) >> (i % 32u)) & 1u) != 0u) {

@@ -18,6 +18,7 @@ export function checkGdnShape(c: GdnShape) {
   const HK = c.linearNumKeyHeads, HV = c.linearNumValueHeads, DK = c.linearKeyHeadDim, DV = c.linearValueHeadDim;
   if (HV % HK !== 0) throw new Error(`GDN: Hv ${HV} is not a multiple of Hk ${HK}`);
   if (DK % 4 !== 0 || DV % 4 !== 0) throw new Error(`gdnChunked: dk ${DK} and dv ${DV} must be multiples of 4`);
+  if (DK > 256) throw new Error(`GDN: dk ${DK} is over 256 (the recurrent step keeps dk / 8 state rows a thread in registers, at most 32)`);
 }
 
 function shapeConstants(T: number, c: GdnShape) {
@@ -35,7 +36,7 @@ function shapeConstants(T: number, c: GdnShape) {
 export function gdnPrep(ctx: GpuContext, y: Binding, proj: Binding, P: number, aLog: Binding, dtBias: Binding, q: Binding, k: Binding, g: Binding, beta: Binding, T: number, cfg: GdnShape): Op {
   const c = shapeConstants(T, cfg);
   const params = ctx.uniform(new Uint32Array([T, P, P - 2 * c.HV, P - c.HV]));
-  return ctx.op(`gdn_prep(T=${T})`, 'gdn.wgsl', 'gdn_prep', { ...c, WG: 64 }, [params, y, proj, aLog, dtBias, q, k, g, beta], grid(T * 2 * c.HK));
+  return ctx.op(`gdn_prep(T=${T})`, 'gdn.wgsl', 'gdn_prep', { ...c, WG: 64, TEAM: 32 }, [params, y, proj, aLog, dtBias, q, k, g, beta], grid(T * 2 * c.HK));
 }
 
 /**
@@ -58,7 +59,7 @@ export function gdnStep(ctx: GpuContext, y: Binding, proj: Binding, P: number, a
   const CB = 32, WG = 256;
   const params = ctx.uniform(new Uint32Array([T, P, P - 2 * c.HV, P - c.HV]));
   const bytes = 2 * c.HV * c.DK * c.DV * 4; // the state, read and written
-  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB))) };
+  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB, TEAM: 32 }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB))) };
 }
 
 const align256 = (n: number) => Math.ceil(n / 256) * 256;
