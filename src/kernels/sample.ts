@@ -42,12 +42,13 @@ function scratch(ctx: GpuContext, V: number): Scratch {
   return sc;
 }
 
-function paramsBuffer(ctx: GpuContext, V: number, topK: number, nPrev: number, temperature: number, topP: number, random: number, penalty: number): GPUBuffer {
+/** The Params struct of sample.wgsl. */
+function paramsWords(V: number, topK: number, nPrev: number, temperature: number, topP: number, random: number, penalty: number): Uint32Array<ArrayBuffer> {
   const words = new Uint32Array(8);
   const f = new Float32Array(words.buffer);
   words.set([V, Math.ceil(V / BLOCK), topK, nPrev]);
   f.set([temperature, topP, random, penalty], 4);
-  return ctx.uniform(words, 'sample.params');
+  return words;
 }
 
 const argmaxOps = (ctx: GpuContext, params: GPUBuffer, state: GPUBuffer, values: Binding, out: Binding, V: number): Op[] => [
@@ -57,8 +58,7 @@ const argmaxOps = (ctx: GpuContext, params: GPUBuffer, state: GPUBuffer, values:
 
 /** out[0] (u32) = argmax of logits (V) f32; ties go to the lowest index as in torch.argmax. */
 export function argmax(ctx: GpuContext, logits: Binding, out: Binding, V: number): Op[] {
-  const params = paramsBuffer(ctx, V, 0, 0, 1, 1, 0, 1);
-  return argmaxOps(ctx, params, scratch(ctx, V).state, logits, out, V);
+  return argmaxOps(ctx, ctx.uniform(paramsWords(V, 0, 0, 1, 1, 0, 1), 'sample.params'), scratch(ctx, V).state, logits, out, V);
 }
 
 /**
@@ -68,34 +68,60 @@ export function argmax(ctx: GpuContext, logits: Binding, out: Binding, V: number
  * greedy (penalty, then argmax).
  */
 export function sample(ctx: GpuContext, logits: Binding, out: Binding, V: number, params: SampleParams): Op[] {
-  const { topK, topP, random } = params;
-  const greedy = !(params.temperature > 0);
-  const penalty = params.repetitionPenalty ?? 1;
-  const nPrev = penalty !== 1 && params.previous ? params.previous.count : 0;
-  if (greedy && nPrev === 0) return argmax(ctx, logits, out, V);
+  return new Sampler(ctx, logits, out, V).ops(params);
+}
 
-  const { s, state } = scratch(ctx, V);
-  const temperature = greedy ? 1 : params.temperature;
-  const u = paramsBuffer(ctx, V, topK, nPrev, temperature, topP, random, penalty);
-  const ops: Op[] = [ctx.op('sample.reset', 'sample.wgsl', 'reset', {}, [u, state], [1])];
-  if (nPrev > 0) ops.push(ctx.op(`sample.mark(${nPrev})`, 'sample.wgsl', 'mark', {}, [u, state, params.previous!.ids], grid(Math.ceil(nPrev / 256))));
-  ops.push(ctx.op(`sample.prepare(${V})`, 'sample.wgsl', 'prepare', {}, [u, state, s, logits], grid(Math.ceil(V / 256))));
-  if (greedy) return [...ops, ...argmaxOps(ctx, u, state, s, out, V)];
+/**
+ * A sampler bound to its logits and output, for a decode loop: the op list of each kind of request (greedy or not,
+ * penalty, top-k, top-p) is built once, and a token only rewrites its uniform (the draw, the penalty's id count).
+ */
+export class Sampler {
+  private readonly built = new Map<string, { ops: Op[]; params: GPUBuffer; mark?: Op; ids?: Binding }>();
 
-  const blocks = Math.ceil(V / BLOCK);
-  const radix = (topPRound: boolean) => RADIX_SHIFTS.flatMap((shift) => {
-    const c = { RADIX_SHIFT: shift, TOP_P_ROUND: topPRound ? 1 : 0 };
-    const what = `${topPRound ? 'top_p' : 'top_k'}@${shift}`;
-    return [
-      ctx.op(`sample.hist ${what}`, 'sample.wgsl', 'radix_hist', c, [u, state, s], [blocks]),
-      ctx.op(`sample.select ${what}`, 'sample.wgsl', 'radix_select', c, [u, state], [1]),
-    ];
-  });
-  if (topK > 0 && topK < V) ops.push(...radix(false));
-  if (topP < 1) ops.push(...radix(true));
-  ops.push(
-    ctx.op('sample.block_mass', 'sample.wgsl', 'block_mass', {}, [u, state, s], [blocks]),
-    ctx.op('sample.pick', 'sample.wgsl', 'pick', {}, [u, state, s, out], [1]),
-  );
-  return ops;
+  constructor(private readonly ctx: GpuContext, private readonly logits: Binding, private readonly out: Binding, private readonly V: number) {}
+
+  ops(params: SampleParams): Op[] {
+    const { ctx, V } = this, { topK, topP, random } = params;
+    const greedy = !(params.temperature > 0);
+    const penalty = params.repetitionPenalty ?? 1;
+    const nPrev = penalty !== 1 && params.previous ? params.previous.count : 0;
+    const kinds = { greedy, prev: nPrev > 0, topK: !greedy && topK > 0 && topK < V, topP: !greedy && topP < 1 };
+    const ids = nPrev > 0 ? params.previous!.ids : undefined, key = JSON.stringify(kinds);
+    let b = this.built.get(key);
+    if (!b || b.ids !== ids) { // first of its kind, or the penalty's id list moved to a bigger buffer
+      const u = ctx.uniform(new Uint32Array(8), 'sample.params');
+      b = { ...this.build(u, kinds, ids), params: u, ids };
+      this.built.set(key, b);
+    }
+    if (b.mark) b.mark.workgroups = grid(Math.ceil(nPrev / 256));
+    ctx.device.queue.writeBuffer(b.params, 0, paramsWords(V, topK, nPrev, greedy ? 1 : params.temperature, topP, random, penalty));
+    return b.ops;
+  }
+
+  private build(u: GPUBuffer, k: { greedy: boolean; prev: boolean; topK: boolean; topP: boolean }, ids?: Binding): { ops: Op[]; mark?: Op } {
+    const { ctx, V } = this;
+    const { s, state } = scratch(ctx, V);
+    if (k.greedy && !k.prev) return { ops: argmaxOps(ctx, u, state, this.logits, this.out, V) };
+    const ops: Op[] = [ctx.op('sample.reset', 'sample.wgsl', 'reset', {}, [u, state], [1])];
+    const mark = k.prev ? ctx.op('sample.mark', 'sample.wgsl', 'mark', {}, [u, state, ids!], [1]) : undefined;
+    if (mark) ops.push(mark);
+    ops.push(ctx.op(`sample.prepare(${V})`, 'sample.wgsl', 'prepare', {}, [u, state, s, this.logits], grid(Math.ceil(V / 256))));
+    if (k.greedy) return { ops: [...ops, ...argmaxOps(ctx, u, state, s, this.out, V)], mark };
+    const blocks = Math.ceil(V / BLOCK);
+    const radix = (topPRound: boolean) => RADIX_SHIFTS.flatMap((shift) => {
+      const c = { RADIX_SHIFT: shift, TOP_P_ROUND: topPRound ? 1 : 0 };
+      const what = `${topPRound ? 'top_p' : 'top_k'}@${shift}`;
+      return [
+        ctx.op(`sample.hist ${what}`, 'sample.wgsl', 'radix_hist', c, [u, state, s], [blocks]),
+        ctx.op(`sample.select ${what}`, 'sample.wgsl', 'radix_select', c, [u, state], [1]),
+      ];
+    });
+    if (k.topK) ops.push(...radix(false));
+    if (k.topP) ops.push(...radix(true));
+    ops.push(
+      ctx.op('sample.block_mass', 'sample.wgsl', 'block_mass', {}, [u, state, s], [blocks]),
+      ctx.op('sample.pick', 'sample.wgsl', 'pick', {}, [u, state, s, this.out], [1]),
+    );
+    return { ops, mark };
+  }
 }

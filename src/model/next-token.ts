@@ -1,8 +1,9 @@
 // The next token, chosen on the GPU: the sampler kernels (src/kernels/sample.ts) run after lm_head in the decode
 // step's own submit and write the id into the step input (scratch.ids), where the next step embeds it with no round
-// trip, and into a 4-byte readback slot. Slots are reused; the repetition penalty's id list lives here too.
+// trip, and into a 4-byte readback slot. The sampler's ops and the slots are reused from token to token; the
+// repetition penalty's id list lives here too.
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
-import { sample, type SampleParams } from '../kernels/sample.ts';
+import { Sampler, type SampleParams } from '../kernels/sample.ts';
 
 /** A decode step submitted by submitToken: read() waits for its sampled id; discard() drops it unread. */
 export interface PendingToken {
@@ -20,8 +21,11 @@ export interface Pick {
 export class TokenPicker {
   private readonly idle: GPUBuffer[] = []; // (1) u32 MAP_READ slots
   private history?: GPUBuffer; // (n) u32 ids for the repetition penalty
+  private readonly sampler: Sampler;
 
-  constructor(private readonly ctx: GpuContext, private readonly logits: GPUBuffer, private readonly ids: GPUBuffer, private readonly V: number) {}
+  constructor(private readonly ctx: GpuContext, logits: GPUBuffer, private readonly ids: GPUBuffer, V: number) {
+    this.sampler = new Sampler(ctx, logits, { buffer: ids, offset: 0, size: 4 }, V);
+  }
 
   /** `history` (prompt + generated ids) is given only when the repetition penalty applies. */
   prepare(sampling: SampleParams, history?: number[]): Pick {
@@ -32,7 +36,7 @@ export class TokenPicker {
     const slot = this.idle.pop() ?? this.ctx.device.createBuffer({ size: 4, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'sampled id' });
     const params = history ? { ...sampling, previous: { ids: this.history!, count: history.length } } : sampling;
     const after: Step[] = [
-      ...sample(this.ctx, this.logits, { buffer: this.ids, offset: 0, size: 4 }, this.V, params),
+      ...this.sampler.ops(params),
       { label: 'read sampled id', copy: { src: this.ids, srcOffset: 0, dst: slot, dstOffset: 0, size: 4 } },
     ];
     return { after, submitted: () => this.pending(slot), cancel: () => void this.idle.push(slot) };
