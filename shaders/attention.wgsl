@@ -340,25 +340,26 @@ fn attn_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
 // Workgroup = (kv head g, split of split_len keys), one warp (team of TEAM lanes) per query head of g: G · TEAM
 // threads. Each workgroup prepares what it reads itself from the fused projection: its G queries (q_norm, RoPE,
 // D^-1/2) and the new key (k_norm, RoPE) and value at position pos0, which the split holding pos0 also writes into
-// the caches. Lane i of a warp owns head dims [i·DPL, (i+1)·DPL): it reads that slice of each key (the warp reads
-// the key whole, coalesced), the dot product is summed over the team (reduce.wgsl), softmax is online in the warp,
-// and the lane accumulates its slice of the values. The warps share each K/V row through L1. attn_combine merges
-// the splits and applies the gate straight from the projection.
+// the caches. The workgroup stages KT keys and values at a time in workgroup memory (each read once, coalesced);
+// lane i of a warp owns head dims [i·DPL, (i+1)·DPL): its slice of each key's dot product is summed over the team
+// (reduce.wgsl), softmax is online in the warp, and the lane accumulates its slice of the values. attn_combine
+// merges the splits and applies the gate straight from the projection.
 
 override DPL: u32 = D / TEAM;      // head dims a lane
 const DMAX = 16u;                  // DPL <= DMAX (D <= 256, TEAM >= 16)
-const KEYS = 4u;                   // keys a warp loads before it uses them
+const KT = 8u;                     // keys staged at a time
 
 @group(0) @binding(1) var<storage, read> dq_qkv: array<f32>;               // (1, HQ*2D + 2*HKV*D) [q|gate per head][k][v]
 @group(0) @binding(2) var<storage, read> dq_q_norm: array<f32>;            // (D)
 @group(0) @binding(3) var<storage, read> dq_k_norm: array<f32>;            // (D)
 @group(0) @binding(4) var<storage, read> dq_inv_freq: array<f32>;          // (R/2)
-@group(0) @binding(5) var<storage, read_write> dq_k_cache: array<f32>;     // (HKV, MAX_T, D)
-@group(0) @binding(6) var<storage, read_write> dq_v_cache: array<f32>;     // (HKV, MAX_T, D)
+@group(0) @binding(5) var<storage, read_write> dq_k_cache: array<vec4f>;   // (HKV, MAX_T, D / 4)
+@group(0) @binding(6) var<storage, read_write> dq_v_cache: array<vec4f>;   // (HKV, MAX_T, D / 4)
 @group(0) @binding(7) var<storage, read_write> dq_part_o: array<f32>;      // (n_split, 1, HQ, D)
 @group(0) @binding(8) var<storage, read_write> dq_part_ml: array<vec2f>;   // (n_split, 1, HQ)
 
 var<workgroup> dq_rows: array<f32, (G + 2u) * D>;   // G queries, then the new key, then the new value
+var<workgroup> dq_kv: array<vec4f, 2u * KT * D / 4u>; // KT keys, then their KT values
 
 // The G queries and the new key normalised and rotated in dq_rows (rows 0..G), the new value in row G + 1.
 fn decode_prep(g: u32, lid: u32) {
@@ -412,9 +413,11 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
   let kbeg = split * p.split_len;
   let kend = min(kbeg + p.split_len, pos + 1u);
   if (kend == pos + 1u) {             // the split with the new position stores its key and value
-    for (var c = lid; c < 2u * D; c += WG) {
-      let o = (g * MAX_T + pos) * D + c % D;
-      if (c < D) { dq_k_cache[o] = dq_rows[G * D + c]; } else { dq_v_cache[o] = dq_rows[(G + 1u) * D + c - D]; }
+    for (var c = lid; c < D / 2u; c += WG) {
+      let o = (g * MAX_T + pos) * (D / 4u) + c % (D / 4u);
+      let r = select(G + 1u, G, c < D / 4u) * D + 4u * (c % (D / 4u));
+      let v = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]);
+      if (c < D / 4u) { dq_k_cache[o] = v; } else { dq_v_cache[o] = v; }
     }
   }
   let scale = inverseSqrt(f32(D));
@@ -423,36 +426,45 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
   for (var i = 0u; i < DPL; i++) { q[i] = dq_rows[warp * D + lane * DPL + i] * scale; acc[i] = 0.0; }
   var m = NEG;
   var l = 0.0;
-  for (var k0 = kbeg; k0 < kend; k0 += KEYS) {
-    var kv: array<f32, 2u * KEYS * DMAX>;   // [key][0 k | 1 v][dim]
-    for (var j = 0u; j < KEYS; j++) {
-      let key = min(k0 + j, kend - 1u);
-      let base = (g * MAX_T + key) * D + lane * DPL;
-      for (var i = 0u; i < DPL; i++) {
-        if (key == pos) {
-          kv[(2u * j) * DMAX + i] = dq_rows[G * D + lane * DPL + i];
-          kv[(2u * j + 1u) * DMAX + i] = dq_rows[(G + 1u) * D + lane * DPL + i];
-        } else {
-          kv[(2u * j) * DMAX + i] = dq_k_cache[base + i];
-          kv[(2u * j + 1u) * DMAX + i] = dq_v_cache[base + i];
-        }
+  for (var k0 = kbeg; k0 < kend; k0 += KT) {
+    workgroupBarrier();                 // the last tile is consumed
+    for (var i = lid; i < 2u * KT * D / 4u; i += WG) {
+      let j = (i / (D / 4u)) % KT;      // key of the tile
+      let c = i % (D / 4u);
+      let is_v = i >= KT * D / 4u;
+      let key = k0 + j;
+      var v = vec4f(0.0);
+      if (key == pos) {
+        let r = select(G, G + 1u, is_v) * D + 4u * c;
+        v = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]);
+      } else if (key < kend) {
+        let o = (g * MAX_T + key) * (D / 4u) + c;
+        v = select(dq_k_cache[o], dq_v_cache[o], is_v);
       }
+      dq_kv[i] = v;
     }
-    var sc: array<f32, KEYS>;
+    workgroupBarrier();
+    var sc: array<f32, KT>;
     var m_new = m;
-    for (var j = 0u; j < KEYS; j++) {
+    for (var j = 0u; j < KT; j++) {
       var dotp = 0.0;
-      for (var i = 0u; i < DPL; i++) { dotp += q[i] * kv[(2u * j) * DMAX + i]; }
+      for (var i = 0u; i < DPL; i++) {
+        let d = j * D + lane * DPL + i;
+        dotp += q[i] * dq_kv[d / 4u][d % 4u];
+      }
       sc[j] = select(NEG, team_sum(lid, dotp), k0 + j < kend);
       m_new = max(m_new, sc[j]);
     }
     let alpha = exp(m - m_new);
     l *= alpha;
     for (var i = 0u; i < DPL; i++) { acc[i] *= alpha; }
-    for (var j = 0u; j < KEYS; j++) {
+    for (var j = 0u; j < KT; j++) {
       let pj = select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
       l += pj;
-      for (var i = 0u; i < DPL; i++) { acc[i] += pj * kv[(2u * j + 1u) * DMAX + i]; }
+      for (var i = 0u; i < DPL; i++) {
+        let d = (KT + j) * D + lane * DPL + i;
+        acc[i] += pj * dq_kv[d / 4u][d % 4u];
+      }
     }
     m = m_new;
   }

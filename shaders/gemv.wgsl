@@ -30,6 +30,7 @@ override WRITE_H: bool = false;  // rmsnorm: the first workgroup stores h + delt
 override GATE_D: u32 = 1u;       // gated: values a head
 override Z_OFFSET: u32 = 0u;     // gated: z of head g starts at Z_OFFSET + g·GATE_D of `z`
 
+override GROUPS: u32 = 1u;       // prologue entries: workgroups in the grid, each taking tiles flat, flat + GROUPS, ...
 override TEAMS: u32 = WG / TEAM;
 override TILE_ROWS: u32 = TEAMS * ROWS;
 override UNITS: u32 = (K + UNIT_WEIGHTS - 1u) / UNIT_WEIGHTS;
@@ -70,7 +71,7 @@ fn load_x(t: u32, u: u32, staged: bool, xc: ptr<function, array<vec4f, 8>>) -> f
     let k = u * UNIT_WEIGHTS + 4u * j;
     var v: vec4f;
     if (staged) {
-      v = xs[k / 4u];
+      v = xs[staged_vec4(k)];
     } else if (SWIGLU) {
       let g = x_global(2u * K * t, k);
       v = g / (1.0 + exp(-g)) * x_global(2u * K * t + K, k);
@@ -152,7 +153,7 @@ fn stage_residual(flat: u32, lid: u32) -> f32 {
       if (DELTAS > 1u) { v += delta1[i]; }
       if (WRITE_H && flat == 0u) { h_out[i] = v; }
     }
-    xs[i / 4u][i % 4u] = v;
+    xs[staged_vec4(i)][i % 4u] = v;
     ss += v * v;
   }
   return ss;
@@ -167,7 +168,7 @@ fn stage_residual1(lid: u32) -> f32 {
       v = x_at(i);
       if (DELTAS > 0u) { v += delta0[i]; }
     }
-    xs[i / 4u][i % 4u] = v;
+    xs[staged_vec4(i)][i % 4u] = v;
     ss += v * v;
   }
   return ss;
@@ -176,16 +177,17 @@ fn stage_residual1(lid: u32) -> f32 {
 // xs *= rsqrt(mean(xs²) + eps)·(1 + norm_w): Qwen3NextRMSNorm of the staged row, from each thread's sum of squares.
 fn finish_rmsnorm(lid: u32, ss: f32) {
   let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(K) + EPS);
-  for (var i = lid; i < K; i += WG) { xs[i / 4u][i % 4u] *= inv * (1.0 + norm_w[i]); }
+  for (var i = lid; i < K; i += WG) { xs[staged_vec4(i)][i % 4u] *= inv * (1.0 + norm_w[i]); }
   workgroupBarrier();
 }
 
+// A prologue builds the row once per workgroup, so these take several tiles each (GROUPS workgroups in all).
 @compute @workgroup_size(WG)
 fn gemv_rmsnorm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
   finish_rmsnorm(lid, stage_residual(flat, lid));
-  store_tile(flat, 0u, lid, tile_dots(flat, 0u, lid, true));
+  for (var tile = flat; tile < tiles(); tile += GROUPS) { store_tile(tile, 0u, lid, tile_dots(tile, 0u, lid, true)); }
 }
 
 // xs = Qwen3NextRMSNormGated(x, z) per head: team g takes heads g, g + TEAMS, ... (every team the same number of
@@ -194,7 +196,7 @@ fn stage_gated(lid: u32) {
   let team = lid / TEAM;
   let lane = lid % TEAM;
   let heads = K / GATE_D;
-  for (var i = lid; i < XS4 * 4u; i += WG) { xs[i / 4u][i % 4u] = 0.0; }
+  for (var i = lid; i < XS4 * 4u; i += WG) { xs[staged_vec4(i)][i % 4u] = 0.0; }
   workgroupBarrier();
   for (var round = 0u; round < (heads + TEAMS - 1u) / TEAMS; round++) {
     let hd = round * TEAMS + team;
@@ -206,7 +208,7 @@ fn stage_gated(lid: u32) {
     if (hd < heads) {
       for (var i = lane; i < GATE_D; i += TEAM) {
         let k = hd * GATE_D + i;
-        xs[k / 4u][k % 4u] = norm_w[i] * (x_at(k) * inv) * silu(delta0[Z_OFFSET + k]);
+        xs[staged_vec4(k)][k % 4u] = norm_w[i] * (x_at(k) * inv) * silu(delta0[Z_OFFSET + k]);
       }
     }
   }
@@ -218,7 +220,7 @@ fn gemv_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index)
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
   stage_gated(lid);
-  store_tile(flat, 0u, lid, tile_dots(flat, 0u, lid, true));
+  for (var tile = flat; tile < tiles(); tile += GROUPS) { store_tile(tile, 0u, lid, tile_dots(tile, 0u, lid, true)); }
 }
 
 // ---- gemv_rmsnorm_conv: the GDN in_proj of one token -----------------------------------------------------------
@@ -235,9 +237,14 @@ fn gemv_rmsnorm_conv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
   finish_rmsnorm(lid, stage_residual1(lid));
-  let acc = tile_dots(flat, 0u, lid, true);
-  if (lid % TEAM != 0u) { return; }
-  let n0 = flat * TILE_ROWS + (lid / TEAM) * ROWS;
+  for (var tile = flat; tile < tiles(); tile += GROUPS) {
+    let acc = tile_dots(tile, 0u, lid, true);
+    if (lid % TEAM == 0u) { store_conv(tile * TILE_ROWS + (lid / TEAM) * ROWS, acc); }
+  }
+}
+
+// Rows n0 .. n0 + ROWS - 1 of the in_proj; the conv channels among them also go through the causal conv + SiLU.
+fn store_conv(n0: u32, acc: array<f32, 16>) {
   for (var r = 0u; r < ROWS; r++) {
     let c = n0 + r;
     if (c >= N) { break; }

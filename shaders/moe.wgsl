@@ -57,7 +57,7 @@ fn expert_unit(slot: u32, words: u32, N: u32, K: u32, n: u32, u: u32, wd: ptr<fu
 fn staged_unit(base4: u32, u: u32, xc: ptr<function, array<vec4f, 8>>) -> f32 {
   var sx = 0.0;
   for (var j = 0u; j < UNIT_WEIGHTS / 4u; j++) {
-    let v = xs[base4 + u * UNIT_WEIGHTS / 4u + j];
+    let v = xs[base4 + staged_vec4(u * UNIT_WEIGHTS + 4u * j)];
     xc[j] = v;
     sx += dot(v, vec4f(1.0));
   }
@@ -69,7 +69,7 @@ fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
   for (var i = lid; i < (K + 31u) / 32u * 32u; i += WG) {
     var v = 0.0;
     if (i < K) { v = act[a_base + i]; }
-    xs[base4 + i / 4u][i % 4u] = v;
+    xs[base4 + staged_vec4(i)][i % 4u] = v;
   }
 }
 
@@ -141,11 +141,11 @@ fn stage_rmsnorm(lid: u32) {
   for (var i = lid; i < (H + 31u) / 32u * 32u; i += WG) {
     var v = 0.0;
     if (i < H) { v = act[i]; }
-    xs[i / 4u][i % 4u] = v;
+    xs[staged_vec4(i)][i % 4u] = v;
     ss += v * v;
   }
   let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(H) + EPS);
-  for (var i = lid; i < H; i += WG) { xs[i / 4u][i % 4u] *= inv * (1.0 + norm_w[i]); }
+  for (var i = lid; i < H; i += WG) { xs[staged_vec4(i)][i % 4u] *= inv * (1.0 + norm_w[i]); }
   workgroupBarrier();
 }
 

@@ -13,6 +13,7 @@ export interface MatmulTuning {
   team?: number; // GEMV lanes a row (power of two, 4..32)
   teams?: number; // GEMV teams a workgroup (default 256 / team)
   rows?: number; // GEMV rows a team (1, 2 or 4)
+  groups?: number; // workgroups of a GEMV with a prologue (default min(tiles, 512)): each takes tiles in turn
 }
 
 /**
@@ -44,6 +45,8 @@ const GEMM_TILE = 64;
 const WG = 256;
 /** Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). */
 const GEMV_MIN_GROUPS = 256;
+/** A GEMV with a prologue builds its input once per workgroup and then takes tiles in turn: at most this many workgroups. */
+const PROLOGUE_GROUPS = 512;
 
 const pow2ceil = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
@@ -102,24 +105,25 @@ export function matmul(
   const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
   const core = [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y];
   const p = opts.prologue;
+  const groups = Math.min(tiles, tune.groups ?? PROLOGUE_GROUPS), fusedGemv = { ...gemv, GROUPS: groups };
   if (!p) return { bytes, ...ctx.op(`gemv_${label}`, 'gemv.wgsl', 'gemv', gemv, core, grid(tiles * Math.ceil(T / TB))) };
   if (p.kind === 'gated') {
     if (K % p.headDim) throw new RangeError(`matmul: K=${K} is not whole heads of ${p.headDim}`);
-    const c = { ...gemv, EPS: p.eps, GATE_D: p.headDim, Z_OFFSET: p.zOffset };
-    return { bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(tiles)) };
+    const c = { ...fusedGemv, EPS: p.eps, GATE_D: p.headDim, Z_OFFSET: p.zOffset };
+    return { bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(groups)) };
   }
   if (p.deltas.length > 2) throw new RangeError('matmul: at most two pending residual deltas');
   const h = core[1];
   const deltas = [p.deltas[0] ?? h, p.deltas[1] ?? h];
-  const norm = { ...gemv, EPS: p.eps, DELTAS: p.deltas.length };
+  const norm = { ...fusedGemv, EPS: p.eps, DELTAS: p.deltas.length };
   if (opts.conv) {
     const c = opts.conv;
     checkConvWidth(c.K);
     if (p.deltas.length > 1 || p.hOut) throw new RangeError('matmul: the conv GEMV takes at most one delta and writes no h');
     return { bytes, ...ctx.op(`gemv_${label} rmsnorm+conv(${c.channels})`, 'gemv.wgsl', 'gemv_rmsnorm_conv', { ...norm, CONV_CH: c.channels, CONV_K: c.K },
-      [...core, p.weight, deltas[0], undefined, undefined, c.w, c.state, c.y], grid(tiles)) };
+      [...core, p.weight, deltas[0], undefined, undefined, c.w, c.state, c.y], grid(groups)) };
   }
   const hOut = p.hOut ?? ctx.scratchBuffer('gemv.no_h_out', 16);
   return { bytes, ...ctx.op(`gemv_${label} rmsnorm${p.hOut ? '+h' : ''}`, 'gemv.wgsl', 'gemv_rmsnorm', { ...norm, WRITE_H: p.hOut ? 1 : 0 },
-    [...core, p.weight, deltas[0], deltas[1], hOut], grid(tiles)) };
+    [...core, p.weight, deltas[0], deltas[1], hOut], grid(groups)) };
 }

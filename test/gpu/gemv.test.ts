@@ -22,6 +22,7 @@ const VARIANTS: [string, { subgroups?: boolean }, MatmulTuning][] = [
   ['subgroup reductions (team 4)', {}, { team: 4 }],
   ['workgroup reductions (team 4)', { subgroups: false }, { team: 4 }],
   ['default team', {}, {}],
+  ['two workgroups taking tiles in turn', {}, { team: 8, groups: 2 }],
 ];
 
 describe('gemv rmsnorm prologue', () => {

@@ -50,8 +50,8 @@ describe('load-time kernel limits', () => {
   it('hidden_size past the workgroup memory of the MoE GEMV: DeviceLimitError at load, with the limit in the message', () =>
     withGpuErrors(async (device) => {
       const limit = device.limits.maxComputeWorkgroupStorageSize;
-      // moe.wgsl stages a row as ceil(H / 32) groups of 33 floats, next to a 256-float reduction array.
-      const H = 32 * (Math.ceil(limit / 4 / 33) + 1);
+      // the decode GEMVs (gemv.wgsl, moe.wgsl) stage an input row of H floats in workgroup memory
+      const H = 32 * (Math.ceil(limit / 4 / 32) + 1);
       const load = Qwen3NextGpuModel.load(new GpuContext(device), zeroSource({ hidden_size: H }), { maxContext: 16, maxTokensPerStep: 4 });
       const err = await load.then(() => undefined, (e: unknown) => e);
       expect(err, `H = ${H} must not load with ${limit} bytes of workgroup memory`).toBeInstanceOf(DeviceLimitError);
