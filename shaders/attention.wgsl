@@ -345,8 +345,8 @@ fn attn_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
 // (reduce.wgsl), softmax is online in the warp, and the lane accumulates its slice of the values. attn_combine
 // merges the splits and applies the gate straight from the projection.
 
-override DPL: u32 = D / TEAM;      // head dims a lane
-const DMAX = 16u;                  // DPL <= DMAX (D <= 256, TEAM >= 16)
+override DPL4: u32 = D / TEAM / 4u; // head dims a lane, in vec4s (attention.ts picks TEAM so that D / TEAM is a multiple of 4)
+const DMAX4 = 16u;                 // DPL4 <= DMAX4 (D <= 256, TEAM >= 4)
 const KT = 8u;                     // keys staged at a time
 
 @group(0) @binding(1) var<storage, read> dq_qkv: array<f32>;               // (1, HQ*2D + 2*HKV*D) [q|gate per head][k][v]
@@ -421,9 +421,14 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
     }
   }
   let scale = inverseSqrt(f32(D));
-  var q: array<f32, DMAX>;
-  var acc: array<f32, DMAX>;
-  for (var i = 0u; i < DPL; i++) { q[i] = dq_rows[warp * D + lane * DPL + i] * scale; acc[i] = 0.0; }
+  var q: array<vec4f, DMAX4>;
+  var acc: array<vec4f, DMAX4>;
+  let d0 = lane * DPL4 * 4u;          // this lane's first head dim
+  for (var i = 0u; i < DPL4; i++) {
+    let r = warp * D + d0 + 4u * i;
+    q[i] = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]) * scale;
+    acc[i] = vec4f(0.0);
+  }
   var m = NEG;
   var l = 0.0;
   for (var k0 = kbeg; k0 < kend; k0 += KT) {
@@ -439,7 +444,7 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
         v = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]);
       } else if (key < kend) {
         let o = (g * MAX_T + key) * (D / 4u) + c;
-        v = select(dq_k_cache[o], dq_v_cache[o], is_v);
+        if (is_v) { v = dq_v_cache[o]; } else { v = dq_k_cache[o]; }
       }
       dq_kv[i] = v;
     }
@@ -448,27 +453,23 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
     var m_new = m;
     for (var j = 0u; j < KT; j++) {
       var dotp = 0.0;
-      for (var i = 0u; i < DPL; i++) {
-        let d = j * D + lane * DPL + i;
-        dotp += q[i] * dq_kv[d / 4u][d % 4u];
-      }
+      for (var i = 0u; i < DPL4; i++) { dotp += dot(q[i], dq_kv[(j * D + d0) / 4u + i]); }
       sc[j] = select(NEG, team_sum(lid, dotp), k0 + j < kend);
       m_new = max(m_new, sc[j]);
     }
     let alpha = exp(m - m_new);
     l *= alpha;
-    for (var i = 0u; i < DPL; i++) { acc[i] *= alpha; }
+    for (var i = 0u; i < DPL4; i++) { acc[i] *= alpha; }
     for (var j = 0u; j < KT; j++) {
       let pj = select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
       l += pj;
-      for (var i = 0u; i < DPL; i++) {
-        let d = (KT + j) * D + lane * DPL + i;
-        acc[i] += pj * dq_kv[d / 4u][d % 4u];
-      }
+      for (var i = 0u; i < DPL4; i++) { acc[i] += pj * dq_kv[((KT + j) * D + d0) / 4u + i]; }
     }
     m = m_new;
   }
   let row = split * HQ + g * G + warp;
-  for (var i = 0u; i < DPL; i++) { dq_part_o[row * D + lane * DPL + i] = acc[i]; }
+  for (var i = 0u; i < DPL4; i++) {
+    for (var c = 0u; c < 4u; c++) { dq_part_o[row * D + d0 + 4u * i + c] = acc[i][c]; }
+  }
   if (lane == 0u) { dq_part_ml[row] = vec2f(m, l); }
 }

@@ -39,7 +39,8 @@ struct Params { T: u32, max_tiles: u32 }
 override SHARED_SLOT: u32 = 0xffffffffu;                              // none: the shared expert runs on its own
 override KK: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
 override TEAMS: u32 = WG / TEAM;
-const CHUNK = 11u;                                                    // pairs a lane keeps in flight (k = 10 + shared)
+const CHUNK = 11u;                                                    // down: pairs a lane keeps in flight (k = 10 + shared)
+const GU_CHUNK = 4u;                                                  // gate/up: pairs a lane keeps in flight (2 rows each)
 override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(KK, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
 var<workgroup> xs: array<vec4f, XS4>;          // gate/up: the token's x (H); down: a chunk's rows of h (I each)
@@ -74,19 +75,20 @@ fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
 }
 
 // gate/up of a tile of units for every pair of token t into h (T·KK, I): h[pair, u] = silu(gate_u · x)·(up_u · x).
-// Team g takes unit tile·TEAMS + g: its gate row and its up row, for CHUNK pairs at a time.
+// Team g takes unit tile·TEAMS + g: its gate row and its up row, for GU_CHUNK pairs at a time (more would spill the
+// loaded units out of registers).
 fn gate_up_tile(t: u32, tile: u32, lid: u32) {
   let lane = lid % TEAM;
   let unit = tile * TEAMS + lid / TEAM;
   let n = min(unit, I - 1u);
   let units = row_units(H);
-  for (var j0 = 0u; j0 < KK; j0 += CHUNK) {
-    let nj = min(CHUNK, KK - j0);
-    var acc: array<f32, 2 * CHUNK>;   // [pair·2 + (0 gate | 1 up)]
-    for (var i = 0u; i < 2u * CHUNK; i++) { acc[i] = 0.0; }   // explicitly: a loop-local array is not reliably fresh on SwiftShader
+  for (var j0 = 0u; j0 < KK; j0 += GU_CHUNK) {
+    let nj = min(GU_CHUNK, KK - j0);
+    var acc: array<f32, 2 * GU_CHUNK>;   // [pair·2 + (0 gate | 1 up)]
+    for (var i = 0u; i < 2u * GU_CHUNK; i++) { acc[i] = 0.0; }   // explicitly: a loop-local array is not reliably fresh on SwiftShader
     for (var u = lane; u < units; u += TEAM) {
-      var wd: array<vec4u, 2 * CHUNK>;
-      var sm: array<vec2f, 2 * CHUNK>;
+      var wd: array<vec4u, 2 * GU_CHUNK>;
+      var sm: array<vec2f, 2 * GU_CHUNK>;
       for (var j = 0u; j < nj; j++) {
         expert_unit(pair_slots[j0 + j], GU_WORDS, 2u * I, H, n, u, &wd[2u * j], &sm[2u * j]);
         expert_unit(pair_slots[j0 + j], GU_WORDS, 2u * I, H, I + n, u, &wd[2u * j + 1u], &sm[2u * j + 1u]);

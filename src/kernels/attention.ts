@@ -145,8 +145,12 @@ function combine(ctx: GpuContext, params: GPUBuffer, partO: GPUBuffer, partMl: G
 const DECODE_GROUPS = 256;
 const DECODE_MIN_SPLIT = 32;
 
-/** Lanes a query head in attn_decode: 32, or 16 where head_dim is not a multiple of 32. */
-const decodeTeam = (D: number) => (D % 32 === 0 ? 32 : 16);
+/** Lanes a query head in attn_decode: the most (a power of two, at most 32) that leaves each a multiple of 4 dims. */
+const decodeTeam = (D: number) => {
+  let t = 32;
+  while (D % (4 * t)) t /= 2;
+  return t;
+};
 
 /** Whether attentionDecode runs this shape: a warp per query head of a kv head within 256 threads (WebGPU's default). */
 export const attentionDecodeFits = (d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D'>) => (d.Hq / d.Hkv) * decodeTeam(d.D) <= 256;

@@ -25,6 +25,15 @@ export interface RouterShape {
   k: number; // experts per token
   normTopk: boolean; // norm_topk_prob
   team?: number; // reduction team (tests: 4 runs the subgroup build on SwiftShader)
+  wg?: number; // threads (default 256; at least 128, topk.wgsl's bins)
+}
+
+/**
+ * The router shape of moeDecode's fused routing: a router() call with it sums the softmax in the same order as the
+ * gate/up GEMV that routes its token itself, so a step that routes first (streaming) gets the same weights bit for bit.
+ */
+export function fusedRouteShape(s: MoeShape, normTopk: boolean): RouterShape {
+  return { E: s.E, k: s.k, normTopk, wg: GATE_UP_WG, team: gemvTeam(s.H, s.format) };
 }
 
 export interface MoeShape {
@@ -89,7 +98,7 @@ const downConstants = (s: MoeShape) => ({ ...formatConstants(s), DN_WORDS: packe
 
 /** idx/w (T, k) = top-k of softmax(logits[:, :E]) by descending probability, renormalised when normTopk. */
 export function router(ctx: GpuContext, logits: Binding, idx: Binding, w: Binding, T: number, s: RouterShape): Op {
-  const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0, WG, TEAM: s.team ?? 32 };
+  const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0, WG: s.wg ?? WG, TEAM: s.team ?? 32 };
   return ctx.op(`moe.router(${T}x${s.E} top${s.k})`, ROUTE, 'router_topk', c, [params(ctx, T), idx, w, logits], grid(T));
 }
 

@@ -25,7 +25,7 @@ import { embed } from '../kernels/embed.ts';
 import { causalConv1d } from '../kernels/conv.ts';
 import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../kernels/gdn.ts';
 import { attnPrep, attention, attentionDecode, attentionDecodeFits, decodeSplitLen, type AttnDims, type PositionUpdate } from '../kernels/attention.ts';
-import { router, moeDecode, moePrefill, moeExperts, takesDecodePath, type MoeBuffers } from '../kernels/moe.ts';
+import { fusedRouteShape, router, moeDecode, moePrefill, moeExperts, takesDecodePath, type MoeBuffers } from '../kernels/moe.ts';
 import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
 import type { Qwen3NextGpuDynamicCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
 import { moeShape, Scratch, StreamScratch } from './scratch.ts';
@@ -186,10 +186,14 @@ export class ForwardBuilder {
     ops.push(matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, T, { swiglu: true }));
   }
 
-  /** The router's top-k of the step's logits into scratch.topIdx / topW (a resident token routes inside the MoE). */
+  /**
+   * The router's top-k of the step's logits into scratch.topIdx / topW (a resident token routes inside the MoE; a
+   * streaming token routes here with the MoE's own reduction shape, so its weights are the resident ones exactly).
+   */
   private routerTopK(st: StepOps): void {
     const c = this.c, s = this.scratch;
-    st.ops.push(router(this.ctx, s.routerLogits, s.topIdx, s.topW, st.T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
+    const shape = st.token ? fusedRouteShape(moeShape(c, this.w.quant.experts), c.normTopkProb) : { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb };
+    st.ops.push(router(this.ctx, s.routerLogits, s.topIdx, s.topW, st.T, shape));
   }
 
   /** Prefetch guess: layer l's router top-k on the current MoE input (of layer l - 1) into streamScratch.predIdx. */
