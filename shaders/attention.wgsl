@@ -117,11 +117,11 @@ override BK: u32 = 32u;
 override DC: u32 = 32u;
 override TR: u32 = 16u;
 override TC: u32 = 16u;
-override RPT: u32 = BQ / TR;  // rows per thread
+override ROWS_PT: u32 = BQ / TR;  // rows per thread
 override KPT: u32 = BK / TC;  // keys per thread
 override CPT: u32 = D / TC;   // output columns per thread
-const MAX_S = 4;    // >= RPT * KPT
-const MAX_ACC = 32; // >= RPT * CPT (2 rows x 256/16 columns for prefill at D = 256)
+const MAX_S = 4;    // >= ROWS_PT * KPT
+const MAX_ACC = 32; // >= ROWS_PT * CPT (2 rows x 256/16 columns for prefill at D = 256)
 const NEG = -3.0e38;  // "minus infinity" that stays finite: exp(NEG - m) is 0, and NEG - NEG is 0
 
 @group(0) @binding(1) var<storage, read> q: array<f32>;        // (T, HQ, D), normed + rotated
@@ -147,7 +147,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
   let tx = lid % TC;
   let rows = p.T * G;
   let scale = inverseSqrt(f32(D));
-  for (var i = 0u; i < RPT * CPT; i++) { acc[i] = 0.0; }
+  for (var i = 0u; i < ROWS_PT * CPT; i++) { acc[i] = 0.0; }
   if (lid < BQ) { row_m[lid] = NEG; row_l[lid] = 0.0; }
   workgroupBarrier();
 
@@ -155,7 +155,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
     // scores of this key tile, head-dim chunk by chunk
     // zeroed explicitly: Dawn on SwiftShader kept the previous tile's values in a re-declared loop-local array
     var s: array<f32, MAX_S>;
-    for (var i = 0u; i < RPT * KPT; i++) { s[i] = 0.0; }
+    for (var i = 0u; i < ROWS_PT * KPT; i++) { s[i] = 0.0; }
     for (var dc = 0u; dc < D; dc += DC) {
       for (var i = lid; i < BQ * DC; i += TR * TC) {
         let r = row0 + i / DC;
@@ -168,7 +168,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
       }
       workgroupBarrier();
       for (var c = 0u; c < DC; c++) {
-        for (var a = 0u; a < RPT; a++) {
+        for (var a = 0u; a < ROWS_PT; a++) {
           let qv = q_tile[(ty + TR * a) * DC + c];
           for (var b = 0u; b < KPT; b++) { s[a * KPT + b] += qv * kv_tile[(tx + TC * b) * (DC + 1u) + c]; }
         }
@@ -177,7 +177,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
     }
 
     // causal mask: row r (token r / G) at absolute position pos0 + r/G sees keys up to that position
-    for (var a = 0u; a < RPT; a++) {
+    for (var a = 0u; a < ROWS_PT; a++) {
       let r = ty + TR * a;
       for (var b = 0u; b < KPT; b++) {
         let key = k0 + tx + TC * b;
@@ -207,7 +207,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
     workgroupBarrier();
 
     // acc = acc * alpha + P V, head-dim chunk by chunk
-    for (var a = 0u; a < RPT; a++) {
+    for (var a = 0u; a < ROWS_PT; a++) {
       let alpha = row_alpha[ty + TR * a];
       for (var c = 0u; c < CPT; c++) { acc[a * CPT + c] *= alpha; }
     }
@@ -218,7 +218,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
         kv_tile[(i / DC) * (DC + 1u) + i % DC] = select(0.0, v, key < kend);
       }
       workgroupBarrier();
-      for (var a = 0u; a < RPT; a++) {
+      for (var a = 0u; a < ROWS_PT; a++) {
         let prow = (ty + TR * a) * (BK + 1u);
         for (var c = 0u; c < DC / TC; c++) {
           var o = 0.0;
@@ -249,7 +249,7 @@ fn attn_prefill(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
 
   let ty = lid / TC;
   let tx = lid % TC;
-  for (var a = 0u; a < RPT; a++) {
+  for (var a = 0u; a < ROWS_PT; a++) {
     let r = ty + TR * a;
     if (row0 + r >= p.T * G) { continue; }
     let base = row_offset(row0 + r, g);
@@ -282,7 +282,7 @@ fn attn_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index)
   let ty = lid / TC;
   let tx = lid % TC;
   let part = split * p.T * HQ * D;
-  for (var a = 0u; a < RPT; a++) {
+  for (var a = 0u; a < ROWS_PT; a++) {
     let r = ty + TR * a;
     if (row0 + r >= p.T * G) { continue; }
     let base = part + row_offset(row0 + r, g);

@@ -33,19 +33,19 @@ struct Params { T: u32, max_tiles: u32 }
 // ---------------------------------------------------------------------------------------------------------
 // Decode. Pair j of token t is routed choice j (j < TOPK) or, with SHARED_SLOT, the shared expert (j = TOPK, its
 // weights in that slot, its combine weight sigmoid(logits[t, E])). Every workgroup takes one token and a tile of
-// rows, and loops over the token's KK pairs, so each lane has KK · rows units in flight.
+// rows, and loops over the token's PAIRS pairs, so each lane has PAIRS · rows units in flight.
 
 @group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
 override SHARED_SLOT: u32 = 0xffffffffu;                              // none: the shared expert runs on its own
-override KK: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
+override PAIRS: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
 override TEAMS: u32 = WG / TEAM;
 const CHUNK = 11u;                                                    // down: pairs a lane keeps in flight (k = 10 + shared)
 const GU_CHUNK = 4u;                                                  // gate/up: pairs a lane keeps in flight (2 rows each)
-override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(KK, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
+override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(PAIRS, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
 var<workgroup> xs: array<vec4f, XS4>;          // gate/up: the token's x (H); down: a chunk's rows of h (I each)
-var<workgroup> pair_slots: array<u32, KK>;     // the slot of each of the token's pairs
-var<workgroup> pair_w: array<f32, KK>;         // down: each pair's combine weight
+var<workgroup> pair_slots: array<u32, PAIRS>;     // the slot of each of the token's pairs
+var<workgroup> pair_w: array<f32, PAIRS>;         // down: each pair's combine weight
 
 // Unit u (quant.wgsl) of row n of the (N, K) weight in `slot`, and its (scale, min).
 fn expert_unit(slot: u32, words: u32, N: u32, K: u32, n: u32, u: u32, wd: ptr<function, vec4u>, sm: ptr<function, vec2f>) {
@@ -74,7 +74,7 @@ fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
   }
 }
 
-// gate/up of a tile of units for every pair of token t into h (T·KK, I): h[pair, u] = silu(gate_u · x)·(up_u · x).
+// gate/up of a tile of units for every pair of token t into h (T·PAIRS, I): h[pair, u] = silu(gate_u · x)·(up_u · x).
 // Team g takes unit tile·TEAMS + g: its gate row and its up row, for GU_CHUNK pairs at a time (more would spill the
 // loaded units out of registers).
 fn gate_up_tile(t: u32, tile: u32, lid: u32) {
@@ -82,8 +82,8 @@ fn gate_up_tile(t: u32, tile: u32, lid: u32) {
   let unit = tile * TEAMS + lid / TEAM;
   let n = min(unit, I - 1u);
   let units = row_units(H);
-  for (var j0 = 0u; j0 < KK; j0 += GU_CHUNK) {
-    let nj = min(GU_CHUNK, KK - j0);
+  for (var j0 = 0u; j0 < PAIRS; j0 += GU_CHUNK) {
+    let nj = min(GU_CHUNK, PAIRS - j0);
     var acc: array<f32, 2 * GU_CHUNK>;   // [pair·2 + (0 gate | 1 up)]
     for (var i = 0u; i < 2u * GU_CHUNK; i++) { acc[i] = 0.0; }   // explicitly: a loop-local array is not reliably fresh on SwiftShader
     for (var u = lane; u < units; u += TEAM) {
@@ -99,7 +99,7 @@ fn gate_up_tile(t: u32, tile: u32, lid: u32) {
     }
     for (var i = 0u; i < 2u * nj; i++) { acc[i] = team_sum(lid, acc[i]); }
     if (lane == 0u && unit < I) {
-      for (var j = 0u; j < nj; j++) { res[(t * KK + j0 + j) * I + unit] = silu(acc[2u * j]) * acc[2u * j + 1u]; }
+      for (var j = 0u; j < nj; j++) { res[(t * PAIRS + j0 + j) * I + unit] = silu(acc[2u * j]) * acc[2u * j + 1u]; }
     }
   }
 }
@@ -109,10 +109,10 @@ fn gate_up_tile(t: u32, tile: u32, lid: u32) {
 
 // The slots of token t's pairs, from the routing in expert_idx (then a barrier).
 fn load_pair_slots(lid: u32, t: u32) {
-  if (lid < KK) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
+  if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
 }
 
-// h (T·KK, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TEAMS units).
+// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TEAMS units).
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tiles = (I + TEAMS - 1u) / TEAMS;
@@ -157,7 +157,7 @@ fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoc
   if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
   route_topk(lid, 0u);
   if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
-  if (lid < KK) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
+  if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
   stage_rmsnorm(lid);
   gate_up_tile(0u, tile, lid);
 }
@@ -188,16 +188,16 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
   if (t >= p.T) { return; }
   let gate = sigmoid(dc_logits[t * (E + 1u) + E]);
   load_pair_slots(lid, t);
-  if (lid < KK) { pair_w[lid] = select(gate, dc_top_w[t * TOPK + min(lid, TOPK - 1u)], lid < TOPK); }
+  if (lid < PAIRS) { pair_w[lid] = select(gate, dc_top_w[t * TOPK + min(lid, TOPK - 1u)], lid < TOPK); }
   let rows4 = (I + 31u) / 32u * 8u;   // one staged h row in vec4s
   let lane = lid % TEAM;
   let n = (flat % tiles) * TEAMS + lid / TEAM;
   let units = row_units(I);
   var acc = 0.0;
-  for (var j0 = 0u; j0 < KK; j0 += CHUNK) {
-    let nj = min(CHUNK, KK - j0);
+  for (var j0 = 0u; j0 < PAIRS; j0 += CHUNK) {
+    let nj = min(CHUNK, PAIRS - j0);
     workgroupBarrier();   // the previous chunk's rows are read: restage
-    for (var j = 0u; j < nj; j++) { stage_row(lid, j * rows4, (t * KK + j0 + j) * I, I); }
+    for (var j = 0u; j < nj; j++) { stage_row(lid, j * rows4, (t * PAIRS + j0 + j) * I, I); }
     workgroupBarrier();
     for (var u = lane; u < units; u += TEAM) {
       var wd: array<vec4u, CHUNK>;

@@ -63,7 +63,7 @@ export interface MoeBuffers {
  */
 export interface MoeScratch {
   maxT: number;
-  h: GPUBuffer; // (maxT·(k+1), I) f32: expert hidden rows (decode: pair order t·KK + j; prefill: grouped by expert)
+  h: GPUBuffer; // (maxT·(k+1), I) f32: expert hidden rows (decode: pair order t·PAIRS + j; prefill: grouped by expert)
   y: GPUBuffer; // (maxT, k, H) f32: each pair's expert output before the weighted sum
   blocks: GPUBuffer; // (ceil(maxT/64), E) u32: pairs of each expert in each block of 64 tokens
   base: GPUBuffer; // (ceil(maxT/64), E) u32: list position of each block's first pair of each expert
