@@ -16,6 +16,7 @@
 #include "common.wgsl"
 #include "quant.wgsl"
 #include "reduce.wgsl"
+#include "staged_row.wgsl"
 
 override N: u32;                 // rows of W (out features)
 override K: u32;                 // cols of W (in features)
@@ -46,8 +47,6 @@ struct Params { T: u32 }
 @group(0) @binding(5) var<storage, read> delta0: array<f32>;       // rmsnorm: (K) a pending residual delta; gated: z rows
 @group(0) @binding(6) var<storage, read> delta1: array<f32>;       // rmsnorm: (K) a second one
 @group(0) @binding(7) var<storage, read_write> h_out: array<f32>;  // rmsnorm with WRITE_H: (K) h + deltas
-
-var<workgroup> xs: array<vec4f, XS4>;   // the staged input row (one token)
 
 fn x_at(i: u32) -> f32 { return x[i >> 2u][i & 3u]; }
 
@@ -141,44 +140,31 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
 
 // ---- prologues (one token) ---------------------------------------------------------------------------------------
 
-// xs = h + deltas (zero past K); the first workgroup also stores it to h_out when WRITE_H. Returns this thread's
-// share of the sum of squares.
-fn stage_residual(flat: u32, lid: u32) -> f32 {
-  var ss = 0.0;
+// The residual row h + deltas into xs, in three steps so an entry binds only what it reads (WGSL counts every
+// binding a function touches, and gemv_rmsnorm_conv must stay within 8 storage buffers). Each thread touches the
+// same elements (k ≡ lid mod WG) in every step, so the steps need no barrier between them.
+
+// xs = h, zero past K.
+fn stage_h(lid: u32) {
   for (var i = lid; i < XS4 * 4u; i += WG) {
     var v = 0.0;
-    if (i < K) {
-      v = x_at(i);
-      if (DELTAS > 0u) { v += delta0[i]; }
-      if (DELTAS > 1u) { v += delta1[i]; }
-      if (WRITE_H && flat == 0u) { h_out[i] = v; }
-    }
+    if (i < K) { v = x_at(i); }
     xs[staged_vec4(i)][i % 4u] = v;
-    ss += v * v;
   }
-  return ss;
 }
 
-// stage_residual with at most one delta and no h_out (gemv_rmsnorm_conv: fewer bindings, within 8 storage buffers).
-fn stage_residual1(lid: u32) -> f32 {
-  var ss = 0.0;
-  for (var i = lid; i < XS4 * 4u; i += WG) {
-    var v = 0.0;
-    if (i < K) {
-      v = x_at(i);
-      if (DELTAS > 0u) { v += delta0[i]; }
-    }
-    xs[staged_vec4(i)][i % 4u] = v;
-    ss += v * v;
-  }
-  return ss;
+// xs += the first pending delta.
+fn add_delta0(lid: u32) {
+  if (DELTAS > 0u) { for (var i = lid; i < K; i += WG) { xs[staged_vec4(i)][i % 4u] += delta0[i]; } }
 }
 
-// xs *= rsqrt(mean(xs²) + eps)·(1 + norm_w): Qwen3NextRMSNorm of the staged row, from each thread's sum of squares.
-fn finish_rmsnorm(lid: u32, ss: f32) {
-  let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(K) + EPS);
-  for (var i = lid; i < K; i += WG) { xs[staged_vec4(i)][i % 4u] *= inv * (1.0 + norm_w[i]); }
-  workgroupBarrier();
+// xs += the second pending delta; the first workgroup stores the sum to h_out when WRITE_H.
+fn add_delta1_store_h(flat: u32, lid: u32) {
+  for (var i = lid; i < K; i += WG) {
+    let s = staged_vec4(i);
+    if (DELTAS > 1u) { xs[s][i % 4u] += delta1[i]; }
+    if (WRITE_H && flat == 0u) { h_out[i] = xs[s][i % 4u]; }
+  }
 }
 
 // A prologue builds the row once per workgroup, so these take several tiles each (GROUPS workgroups in all).
@@ -186,7 +172,10 @@ fn finish_rmsnorm(lid: u32, ss: f32) {
 fn gemv_rmsnorm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
-  finish_rmsnorm(lid, stage_residual(flat, lid));
+  stage_h(lid);
+  add_delta0(lid);
+  add_delta1_store_h(flat, lid);
+  rmsnorm_staged(lid, K);
   for (var tile = flat; tile < tiles(); tile += GROUPS) { store_tile(tile, 0u, lid, tile_dots(tile, 0u, lid, true)); }
 }
 
@@ -236,7 +225,9 @@ override CONV_K: u32 = 4u;    // conv kernel width
 fn gemv_rmsnorm_conv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
-  finish_rmsnorm(lid, stage_residual1(lid));
+  stage_h(lid);
+  add_delta0(lid);
+  rmsnorm_staged(lid, K);
   for (var tile = flat; tile < tiles(); tile += GROUPS) {
     let acc = tile_dots(tile, 0u, lid, true);
     if (lid % TEAM == 0u) { store_conv(tile * TILE_ROWS + (lid / TEAM) * ROWS, acc); }

@@ -9,6 +9,7 @@
 #include "common.wgsl"
 #include "quant.wgsl"
 #include "reduce.wgsl"
+#include "staged_row.wgsl"
 
 override E: u32 = 1u;            // routed experts
 override TOPK: u32 = 1u;         // experts per token (k)
@@ -43,7 +44,6 @@ const CHUNK = 11u;                                                    // down: p
 const GU_CHUNK = 4u;                                                  // gate/up: pairs a lane keeps in flight (2 rows each)
 override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(PAIRS, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
-var<workgroup> xs: array<vec4f, XS4>;          // gate/up: the token's x (H); down: a chunk's rows of h (I each)
 var<workgroup> pair_slots: array<u32, PAIRS>;     // the slot of each of the token's pairs
 var<workgroup> pair_w: array<f32, PAIRS>;         // down: each pair's combine weight
 
@@ -137,20 +137,6 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 
 #include "topk.wgsl"
 
-// xs = Qwen3NextRMSNorm(act[0 .. H)), zero past H (then a barrier).
-fn stage_rmsnorm(lid: u32) {
-  var ss = 0.0;
-  for (var i = lid; i < (H + 31u) / 32u * 32u; i += WG) {
-    var v = 0.0;
-    if (i < H) { v = act[i]; }
-    xs[staged_vec4(i)][i % 4u] = v;
-    ss += v * v;
-  }
-  let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(H) + EPS);
-  for (var i = lid; i < H; i += WG) { xs[staged_vec4(i)][i % 4u] *= inv * (1.0 + norm_w[i]); }
-  workgroupBarrier();
-}
-
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tile = flat_group(wg);
@@ -158,7 +144,8 @@ fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoc
   route_topk(lid, 0u);
   if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
-  stage_rmsnorm(lid);
+  stage_row(lid, 0u, 0u, H);
+  rmsnorm_staged(lid, H);
   gate_up_tile(0u, tile, lid);
 }
 
@@ -167,7 +154,8 @@ fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invo
   let tile = flat_group(wg);
   if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
   load_pair_slots(lid, 0u);
-  stage_rmsnorm(lid);
+  stage_row(lid, 0u, 0u, H);
+  rmsnorm_staged(lid, H);
   gate_up_tile(0u, tile, lid);
 }
 

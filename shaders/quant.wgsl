@@ -44,15 +44,6 @@ override UNIT_WEIGHTS: u32 = select(select(select(4u, 8u, FORMAT == F16), 32u, F
 
 fn row_units(K: u32) -> u32 { return (K + UNIT_WEIGHTS - 1u) / UNIT_WEIGHTS; }
 
-// Where a GEMV keeps element k of an input row staged in workgroup memory as vec4s: vec4 j of unit u goes to
-// u·V + (j + u) % V (V = UNIT_WEIGHTS / 4). Lanes read consecutive units; without the rotation every lane of a q4
-// row would read the same four banks (a unit is 128 bytes), with it a quarter-warp's lanes hit different ones.
-fn staged_vec4(k: u32) -> u32 {
-  let V = UNIT_WEIGHTS / 4u;
-  let u = k / UNIT_WEIGHTS;
-  return u * V + ((k % UNIT_WEIGHTS) / 4u + u) % V;
-}
-
 // The 4 data words of unit u of row n; words past the end of an f32/f16 row read as 0.
 fn unit_data(p: Packed, n: u32, u: u32) -> vec4u {
   var first: u32;       // word of the unit's first weight
