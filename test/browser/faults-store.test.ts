@@ -65,13 +65,15 @@ describe.skipIf(skip)('store faults (chromium)', () => {
       return tp;
     };
     let tp = await open();
-    // The stored records once the store is still: a closed page's last write can commit after the page is gone (a
-    // record it had fetched in full), and reading before it lands would make `before` one short (CI saw it: the next
-    // cut-off then fell past the last missing record). So read until two reads 300 ms apart agree.
+    // The stored records once the store is still: a closed page's last writes can commit after the page is gone
+    // (records it had fetched in full), and reading before they land would make `before` short (CI saw it, and a
+    // loaded 2-core box again with two reads 300 ms apart: the next cut-off then fell past the last missing record).
+    // So read until three reads 400 ms apart agree.
     const settled = async (page: Page, name: string) => {
-      for (let last = -1; ; await new Promise((r) => setTimeout(r, 300))) {
+      for (let last = -1, same = 0; ; await new Promise((r) => setTimeout(r, 400))) {
         const ok = (await page.evaluate((n) => window.faultsTest.stored(n), name)).ok;
-        if (ok.length === last) return ok;
+        same = ok.length === last ? same + 1 : 0;
+        if (same === 2) return ok;
         last = ok.length;
       }
     };
