@@ -6,6 +6,7 @@ import { requestNodeDevice } from '../src/gpu/node-device.ts';
 import { runBench, markdown, readCeiling } from './bench.ts';
 import { profileMarkdown } from './profile.ts';
 import { runEndToEnd } from './e2e.ts';
+import { runAblation } from './ablate.ts';
 import { runStreaming, type StreamOptions } from './stream.ts';
 
 const arg = (name: string, fallback: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : fallback);
@@ -33,6 +34,13 @@ if (suites.has('e2e') || suites.has('profile')) {
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
   for (const r of rows) console.log(`| ${r.name} (${r.detail}) | ${r.median.toFixed(2)} | ${r.perSecond.toFixed(1)} |`);
   for (const { context, profile: p } of profiles) console.log(`\ndecode token at ${context} context, per kernel (timestamp queries):\n${profileMarkdown(p)}`);
+}
+
+if (suites.has('ablate')) {
+  const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
+  console.log(`\nadapter: ${info?.vendor} ${info?.architecture} ${info?.description}; subgroups ${info?.subgroupMinSize}..${info?.subgroupMaxSize}, used for teams up to ${ctx.subgroupMinSize}`);
+  const read = await readCeiling(ctx, real ? 1024 : 4);
+  console.log(`\nablation (read ceiling ${read.GBs.toFixed(0)} GB/s):\n${await runAblation(ctx, read.GBs)}`);
 }
 
 if (suites.has('stream')) {

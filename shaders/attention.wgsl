@@ -340,14 +340,16 @@ fn attn_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
 // Workgroup = (kv head g, split of split_len keys), one warp (team of TEAM lanes) per query head of g: G · TEAM
 // threads. Each workgroup prepares what it reads itself from the fused projection: its G queries (q_norm, RoPE,
 // D^-1/2) and the new key (k_norm, RoPE) and value at position pos0, which the split holding pos0 also writes into
-// the caches. The workgroup stages KT keys and values at a time in workgroup memory (each read once, coalesced);
-// lane i of a warp owns head dims [i·DPL, (i+1)·DPL): its slice of each key's dot product is summed over the team
-// (reduce.wgsl), softmax is online in the warp, and the lane accumulates its slice of the values. attn_combine
-// merges the splits and applies the gate straight from the projection.
+// the caches. Then every warp streams the split's keys and values straight from the caches, KT keys at a time with
+// all their loads issued before the first FMA and no barrier in the loop (the G warps read the same rows: the
+// first brings them into L1 for the others). Lane i of a warp owns head dims [i·DPL, (i+1)·DPL): its slice of each
+// key's dot product is summed over the team (reduce.wgsl), softmax is online in the warp, and the lane accumulates
+// its slice of the values. attn_combine merges the splits and applies the gate straight from the projection.
 
 override DPL4: u32 = D / TEAM / 4u; // head dims a lane, in vec4s (attention.ts picks TEAM so that D / TEAM is a multiple of 4)
 const DMAX4 = 16u;                 // DPL4 <= DMAX4 (D <= 256, TEAM >= 4)
-const KT = 8u;                     // keys staged at a time
+const KT = 4u;                     // keys a warp has in flight
+const KV_MAX4 = 32u;               // KT · DPL4 <= KV_MAX4 (attention.ts picks TEAM so)
 
 @group(0) @binding(1) var<storage, read> dq_qkv: array<f32>;               // (1, HQ*2D + 2*HKV*D) [q|gate per head][k][v]
 @group(0) @binding(2) var<storage, read> dq_q_norm: array<f32>;            // (D)
@@ -359,7 +361,6 @@ const KT = 8u;                     // keys staged at a time
 @group(0) @binding(8) var<storage, read_write> dq_part_ml: array<vec2f>;   // (n_split, 1, HQ)
 
 var<workgroup> dq_rows: array<f32, (G + 2u) * D>;   // G queries, then the new key, then the new value
-var<workgroup> dq_kv: array<vec4f, 2u * KT * D / 4u>; // KT keys, then their KT values
 
 // The G queries and the new key normalised and rotated in dq_rows (rows 0..G), the new value in row G + 1.
 fn decode_prep(g: u32, lid: u32) {
@@ -432,28 +433,27 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
   var m = NEG;
   var l = 0.0;
   for (var k0 = kbeg; k0 < kend; k0 += KT) {
-    workgroupBarrier();                 // the last tile is consumed
-    for (var i = lid; i < 2u * KT * D / 4u; i += WG) {
-      let j = (i / (D / 4u)) % KT;      // key of the tile
-      let c = i % (D / 4u);
-      let is_v = i >= KT * D / 4u;
-      let key = k0 + j;
-      var v = vec4f(0.0);
-      if (key == pos) {
-        let r = select(G, G + 1u, is_v) * D + 4u * c;
-        v = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]);
-      } else if (key < kend) {
-        let o = (g * MAX_T + key) * (D / 4u) + c;
-        if (is_v) { v = dq_v_cache[o]; } else { v = dq_k_cache[o]; }
+    var kr: array<vec4f, KV_MAX4>;   // [j·DPL4 + i]: this lane's slice of key k0 + j
+    var vr: array<vec4f, KV_MAX4>;
+    for (var j = 0u; j < KT; j++) {
+      let key = min(k0 + j, kend - 1u);   // past the split: a valid row, masked below
+      for (var i = 0u; i < DPL4; i++) {
+        if (key == pos) {   // this dispatch writes it: take it from the prepared rows
+          let r = d0 + 4u * i;
+          kr[j * DPL4 + i] = vec4f(dq_rows[G * D + r], dq_rows[G * D + r + 1u], dq_rows[G * D + r + 2u], dq_rows[G * D + r + 3u]);
+          vr[j * DPL4 + i] = vec4f(dq_rows[(G + 1u) * D + r], dq_rows[(G + 1u) * D + r + 1u], dq_rows[(G + 1u) * D + r + 2u], dq_rows[(G + 1u) * D + r + 3u]);
+        } else {
+          let o = (g * MAX_T + key) * (D / 4u) + d0 / 4u + i;
+          kr[j * DPL4 + i] = dq_k_cache[o];
+          vr[j * DPL4 + i] = dq_v_cache[o];
+        }
       }
-      dq_kv[i] = v;
     }
-    workgroupBarrier();
     var sc: array<f32, KT>;
     var m_new = m;
     for (var j = 0u; j < KT; j++) {
       var dotp = 0.0;
-      for (var i = 0u; i < DPL4; i++) { dotp += dot(q[i], dq_kv[(j * D + d0) / 4u + i]); }
+      for (var i = 0u; i < DPL4; i++) { dotp += dot(q[i], kr[j * DPL4 + i]); }
       sc[j] = select(NEG, team_sum(lid, dotp), k0 + j < kend);
       m_new = max(m_new, sc[j]);
     }
@@ -463,7 +463,7 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
     for (var j = 0u; j < KT; j++) {
       let pj = select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
       l += pj;
-      for (var i = 0u; i < DPL4; i++) { acc[i] += pj * dq_kv[((KT + j) * D + d0) / 4u + i]; }
+      for (var i = 0u; i < DPL4; i++) { acc[i] += pj * vr[j * DPL4 + i]; }
     }
     m = m_new;
   }

@@ -152,8 +152,11 @@ const decodeTeam = (D: number) => {
   return t;
 };
 
-/** Whether attentionDecode runs this shape: a warp per query head of a kv head within 256 threads (WebGPU's default). */
-export const attentionDecodeFits = (d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D'>) => (d.Hq / d.Hkv) * decodeTeam(d.D) <= 256;
+/**
+ * Whether attentionDecode runs this shape: a warp per query head of a kv head within 256 threads (WebGPU's default),
+ * and a lane's slice of 4 keys within attention.wgsl's registers (KT · DPL4 <= KV_MAX4).
+ */
+export const attentionDecodeFits = (d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D'>) => (d.Hq / d.Hkv) * decodeTeam(d.D) <= 256 && d.D / decodeTeam(d.D) <= 32;
 
 /**
  * One new token at position pos0 (attnPrep + attention in two dispatches): its queries and key normed and rotated
