@@ -1,5 +1,7 @@
 // Ablation of decode kernels at the real shapes: each variant is encoded `inner` times in one compute pass between
 // two timestamps (as in a token's list: each dispatch waits for the one before), median of `reps`, divided by inner.
+// A token reads every weight once, so each variant cycles through copies of its weights (or expert choices) that
+// together pass the 50 MB L2: a kernel repeated on the same 15 MB would read it from L2 and look faster than it is.
 // Beside them the small-read ceilings (a plain streaming read of as many bytes as one kernel moves, in the same way)
 // and an empty dispatch, so each variant reads against what a kernel of its size can reach at all.
 import { GpuContext, type Op } from '../src/gpu/context.ts';
@@ -60,35 +62,43 @@ export async function runAblation(ctx: GpuContext, readGBs: number): Promise<str
     big.destroy();
   }
 
-  // GEMV tunings at the GDN in_proj shape (q4 12352 x 2048) and the out_proj shape (q4 2048 x 4096).
-  const weight = (format: WeightFormat, N: number, K: number) => ({ buffer: filled(packedWords(format, N, K) * 4, 0x3bff3bff), offset: 0, format, N, K });
-  for (const [N, K] of [[12352, 2048], [2048, 4096]]) {
-    const w = weight('q4', N, K), x = filled(K * 4), y = ctx.buffer(N * 4, 'y');
-    const tunes: MatmulTuning[] = [{}, { team: 32, rows: 1 }, { team: 32, rows: 2 }, { team: 32, rows: 4 }, { team: 16, rows: 1 }, { team: 16, rows: 2 }, { team: 16, rows: 4 }, { team: 8, rows: 4 }, { team: 32, teams: 4, rows: 2 }];
-    for (const t of tunes) await add(`gemv q4 ${N}x${K} ${JSON.stringify(t)}`, [matmul(ctx, x, w, y, 1, { tuning: t })], packedWords('q4', N, K) * 4);
-    for (const b of [w.buffer, x, y]) b.destroy();
+  // GEMV tunings at the GDN in_proj shape (q4 12352 x 2048), the out_proj shape (q4 2048 x 4096) and the router
+  // (f32 513 x 2048): each over copies of the weight that pass the L2 together.
+  const weight = (format: WeightFormat, N: number, K: number) => ({ buffer: filled(packedWords(format, N, K) * 4, format === 'f32' ? 0x3c7fffff : 0x3bff3bff), offset: 0, format, N, K });
+  const copies = (bytes: number) => Math.max(2, Math.ceil(128 * 2 ** 20 / bytes));
+  for (const [format, N, K, tunes] of [
+    ['q4', 12352, 2048, [{}, { rows: 2 }, { rows: 1 }, { team: 16 }, { uj: 1 }]],
+    ['q4', 2048, 4096, [{}, { rows: 2 }, { rows: 4 }, { teams: 4, rows: 2 }, { uj: 1 }]],
+    ['f32', 513, 2048, [{}, { uj: 2 }, { team: 16 }]],
+  ] as [WeightFormat, number, number, MatmulTuning[]][]) {
+    const bytes = packedWords(format, N, K) * 4, ws = Array.from({ length: copies(bytes) }, () => weight(format, N, K));
+    const x = filled(K * 4), y = ctx.buffer(N * 4, 'y');
+    for (const t of tunes) await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)}`, ws.map((w) => matmul(ctx, x, w, y, 1, { tuning: t })), bytes);
+    for (const b of [...ws.map((w) => w.buffer), x, y]) b.destroy();
   }
 
-  // MoE decode at the real shape: the gate/up GEMV routed (expert ids given), normed, normed + routing itself; the
-  // router alone in the fused shape; the down GEMV + combine.
+  // MoE decode at the real shape over 12 different expert choices (168 MB of experts): the gate/up GEMV routed
+  // (expert ids given), normed, normed + routing itself; the router alone in the fused shape; down + combine.
   const s: MoeShape = { E: 512, k: 10, H: 2048, I: 512, format: 'q4' };
   const gu = packedWords('q4', 2 * s.I, s.H) * 4, dn = packedWords('q4', s.H, s.I) * 4;
-  const logits = filled((s.E + 1) * 4), idx = ctx.upload(Uint32Array.from({ length: s.k }, (_, j) => 37 * j + 5), 'idx'), wts = filled(s.k * 4);
+  const choices = 12, w = filled(s.k * 4);
   const slotOf = ctx.upload(Uint32Array.from({ length: s.E + 1 }, (_, e) => e), 'slot_of');
-  const b = { x: filled(s.H * 4), logits, idx, w: wts, slotOf, gateUp: filled((s.E + 1) * gu, 0x3bff3bff), down: filled((s.E + 1) * dn, 0x3bff3bff), shared: filled(s.H * 4), out: ctx.buffer(s.H * 4, 'out') };
+  const common = { x: filled(s.H * 4), w, slotOf, gateUp: filled((s.E + 1) * gu, 0x3bff3bff), down: filled((s.E + 1) * dn, 0x3bff3bff), shared: filled(s.H * 4), out: ctx.buffer(s.H * 4, 'out') };
   const scratch = createMoeScratch(ctx, 1, s), norm = filled(s.H * 4, 0x3c7fffff);
+  const sets = Array.from({ length: choices }, (_, c) => ({
+    ...common,
+    idx: ctx.upload(Uint32Array.from({ length: s.k }, (_, j) => (c * s.k + j) * 4 % s.E + c), 'idx'),
+    logits: filledBuffer(ctx, (s.E + 1) * 4, 0x3f7fffff, 'logits', 1000 + c),
+  }));
   const opts = { sharedSlot: s.E };
-  const [plain, down] = moeDecode(ctx, b, 1, s, scratch, opts);
-  const [normed] = moeDecode(ctx, b, 1, s, scratch, { ...opts, route: { norm, eps: 1e-6, normTopk: true, routed: true } });
-  await add('moe gate_up, expert ids given', [plain], 11 * gu);
-  await add('moe gate_up, expert ids given, + rmsnorm', [normed], 11 * gu);
-  // the fused one writes idx: time it last
-  await add('moe down + combine', [down], 11 * dn);
-  await add('router softmax + top-10 of 512, 128 threads, teams of 32', [router(ctx, logits, idx, wts, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })]);
+  const route = { norm, eps: 1e-6, normTopk: true };
+  await add('moe gate_up, expert ids given', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[0]), 11 * gu);
+  await add('moe gate_up, expert ids given, + rmsnorm', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route: { ...route, routed: true } })[0]), 11 * gu);
+  await add('moe down + combine', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[1]), 11 * dn);
+  await add('router softmax + top-10 of 512, 128 threads, teams of 32', sets.map((b) => router(ctx, b.logits, b.idx, w, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })));
   const portable = new GpuContext(ctx.device, { subgroups: false });
-  await add('the same router, reductions in workgroup memory', [router(portable, logits, idx, wts, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })]);
-  const [fused] = moeDecode(ctx, b, 1, s, scratch, { ...opts, route: { norm, eps: 1e-6, normTopk: true } });
-  await add('moe gate_up, routes + rmsnorm (the decode op)', [fused], 11 * gu);
+  await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })));
+  await add('moe gate_up, routes + rmsnorm (the decode op)', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route })[0]), 11 * gu);
 
   const lines = ['| variant | us a dispatch (in one pass) | GB/s | of read ceiling |', '|---|---|---|---|'];
   for (const r of rows) {

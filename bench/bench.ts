@@ -117,9 +117,9 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   return rows;
 }
 
-export function filledBuffer(ctx: GpuContext, bytes: number, mask = 0x3f7fffff, label = 'bench'): GPUBuffer {
+export function filledBuffer(ctx: GpuContext, bytes: number, mask = 0x3f7fffff, label = 'bench', seed = 12345): GPUBuffer {
   const buf = ctx.buffer(bytes, label), n = Math.ceil(bytes / 4);
-  ctx.run([ctx.op(`fill ${label}`, 'probe.wgsl', 'fill', {}, [ctx.uniform(new Uint32Array([n, mask, 12345, 0])), buf], grid(Math.ceil(n / 256)))]);
+  ctx.run([ctx.op(`fill ${label}`, 'probe.wgsl', 'fill', {}, [ctx.uniform(new Uint32Array([n, mask, seed, 0])), buf], grid(Math.ceil(n / 256)))]);
   return buf;
 }
 
