@@ -7,6 +7,8 @@
 import { GpuContext, type Op } from '../src/gpu/context.ts';
 import { matmul, type MatmulTuning } from '../src/kernels/matmul.ts';
 import { router, moeDecode, createMoeScratch, type MoeShape } from '../src/kernels/moe.ts';
+import { attentionDecode } from '../src/kernels/attention.ts';
+import { gdnStep } from '../src/kernels/gdn.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
 import './probe.ts';
 import { filledBuffer } from './bench.ts';
@@ -99,6 +101,32 @@ export async function runAblation(ctx: GpuContext, readGBs: number): Promise<str
   const portable = new GpuContext(ctx.device, { subgroups: false });
   await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })));
   await add('moe gate_up, routes + rmsnorm (the decode op)', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route })[0]), 11 * gu);
+
+  // Attention decode at 4K and 32K keys (real dims): each warp reading its K/V slices, or tiles staged in workgroup
+  // memory; over copies of the cache (layers) that pass the L2 together.
+  const dims = { Hq: 16, Hkv: 2, D: 256, R: 64, eps: 1e-6 };
+  for (const keys of [4096, 32768]) {
+    const d = { ...dims, maxT: keys }, kv = 2 * d.Hkv * keys * d.D * 4;
+    const caches = Array.from({ length: copies(kv) }, () => ({ k: filled(kv / 2, 0x3c7fffff), v: filled(kv / 2, 0x3f7fffff) }));
+    const qkv = filled((d.Hq * 2 * d.D + 2 * d.Hkv * d.D) * 4, 0x3f7fffff), qn = filled(d.D * 4, 0x3c7fffff), inv = filled(d.R * 2, 0x3c7fffff);
+    const out = ctx.buffer(d.Hq * d.D * 4, 'attn out');
+    for (const stage of [false, true]) {
+      const ops = caches.map((c) => attentionDecode(ctx, qkv, qn, qn, inv, c.k, c.v, out, keys - 1, d, undefined, { stage }));
+      await add(`attn_decode at ${keys} keys, K/V ${stage ? 'staged in tiles of 8' : 'read by each warp'}`, ops.map((o) => o[0]), kv);
+      if (!stage) await add(`attn_combine at ${keys} keys`, ops.map((o) => o[1]));
+    }
+    for (const c of caches) { c.k.destroy(); c.v.destroy(); }
+  }
+
+  // The GDN decode step (32 value heads of 128 x 128 state) over copies of the state (layers).
+  {
+    const g = { linearNumKeyHeads: 16, linearNumValueHeads: 32, linearKeyHeadDim: 128, linearValueHeadDim: 128 };
+    const conv = 2 * 16 * 128 + 32 * 128, P = conv + 32 * 128 + 64, stateBytes = 32 * 128 * 128 * 4;
+    const y = filled(conv * 4, 0x3f7fffff), proj = filled(P * 4, 0xbc7fffff), hv = filled(32 * 4, 0xbc7fffff), o = ctx.buffer(32 * 128 * 4, 'o');
+    const states = Array.from({ length: copies(2 * stateBytes) }, () => filled(stateBytes, 0x3c7fffff));
+    await add('gdn_step T=1 (state read + written)', states.map((st) => gdnStep(ctx, y, proj, P, hv, hv, st, o, 1, g)), 2 * stateBytes);
+    for (const b of states) b.destroy();
+  }
 
   const lines = ['| variant | us a dispatch (in one pass) | GB/s | of read ceiling |', '|---|---|---|---|'];
   for (const r of rows) {

@@ -146,7 +146,7 @@ describe('GDN delta rule: chunked and recurrent vs the CPU recurrence', () => {
 
 // gdn_step (decode) takes the raw conv output and proj's b, a columns and does prep + the delta rule itself.
 describe('GDN fused decode step (prep + recurrent) vs the CPU prep and recurrence', () => {
-  const cases: GdnDims[] = [{ T: 1, Hk: 2, Hv: 6, dk: 16, dv: 24 }, { T: 3, Hk: 2, Hv: 6, dk: 16, dv: 24 }, { T: 2, Hk: 1, Hv: 2, dk: 128, dv: 128 }];
+  const cases: GdnDims[] = [{ T: 1, Hk: 2, Hv: 6, dk: 16, dv: 24 }, { T: 3, Hk: 2, Hv: 6, dk: 16, dv: 24 }, { T: 2, Hk: 1, Hv: 2, dk: 128, dv: 128 }, { T: 1, Hk: 1, Hv: 2, dk: 256, dv: 40 }];
   for (const d of cases) {
     it(`T=${d.T} Hk=${d.Hk} Hv=${d.Hv} dk=${d.dk} dv=${d.dv}, nonzero initial state`, () =>
       withGpuErrors(async (device) => {
@@ -166,10 +166,12 @@ describe('GDN fused decode step (prep + recurrent) vs the CPU prep and recurrenc
         }
         const S = S0.slice();
         const oRef = ref.gatedDeltaRecurrent(expandHeads(qHat(qRaw, dk), T, Hk, Hv, dk), expandHeads(ref.l2Norm(kRaw, dk), T, Hk, Hv, dk), v, g, beta, S, T, Hv, dk, dv);
-        const state = ctx.upload(S0, 'state'), o = poisoned(device, T * Hv * dv * 4);
-        ctx.run([gdnStep(ctx, ctx.upload(y, 'y'), ctx.upload(proj, 'proj'), P, ctx.upload(aLog, 'A_log'), ctx.upload(dtBias, 'dt_bias'), state, o, T, shape(d))]);
-        expectClose('o', await ctx.readF32(o, T * Hv * dv), oRef, { rel: 2e-5 });
-        expectClose('state', await ctx.readF32(state, Hv * dk * dv), S, { rel: 2e-5 });
+        for (const c of [ctx, new GpuContext(device, { subgroups: false })]) { // team sums on subgroups, then in workgroup memory
+          const state = c.upload(S0, 'state'), o = poisoned(device, T * Hv * dv * 4);
+          c.run([gdnStep(c, c.upload(y, 'y'), c.upload(proj, 'proj'), P, c.upload(aLog, 'A_log'), c.upload(dtBias, 'dt_bias'), state, o, T, shape(d))]);
+          expectClose('o', await c.readF32(o, T * Hv * dv), oRef, { rel: 2e-5 });
+          expectClose('state', await c.readF32(state, Hv * dk * dv), S, { rel: 2e-5 });
+        }
       }));
   }
 });
