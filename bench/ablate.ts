@@ -69,9 +69,9 @@ export async function runAblation(ctx: GpuContext, readGBs: number): Promise<str
   const weight = (format: WeightFormat, N: number, K: number) => ({ buffer: filled(packedWords(format, N, K) * 4, format === 'f32' ? 0x3c7fffff : 0x3bff3bff), offset: 0, format, N, K });
   const copies = (bytes: number) => Math.max(2, Math.ceil(128 * 2 ** 20 / bytes));
   for (const [format, N, K, tunes] of [
-    ['q4', 12352, 2048, [{}, { rows: 2 }, { rows: 1 }, { team: 16 }, { uj: 1 }]],
-    ['q4', 2048, 4096, [{}, { rows: 2 }, { rows: 4 }, { teams: 4, rows: 2 }, { uj: 1 }]],
-    ['f32', 513, 2048, [{}, { uj: 2 }, { team: 16 }]],
+    ['q4', 12352, 2048, [{}, { rows: 2 }, { team: 16 }]],
+    ['q4', 2048, 4096, [{}, { rows: 1 }, { rows: 4 }, { teams: 4, rows: 2 }]],
+    ['f32', 513, 2048, [{}, { team: 16 }]],
   ] as [WeightFormat, number, number, MatmulTuning[]][]) {
     const bytes = packedWords(format, N, K) * 4, ws = Array.from({ length: copies(bytes) }, () => weight(format, N, K));
     const x = filled(K * 4), y = ctx.buffer(N * 4, 'y');

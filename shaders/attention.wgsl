@@ -435,30 +435,6 @@ fn stage_tile(lid: u32, g: u32, k0: u32, kend: u32) -> array<vec4f, PRE_MAX> {
   return pre;
 }
 
-struct Softmax { m: f32, l: f32 }   // running max and sum of a warp's online softmax
-
-// KT keys from k0 (this lane's slices in kr, vr) into the warp's online softmax and the lane's slice of the output.
-fn attend_keys(lid: u32, kr: ptr<function, array<vec4f, KV_MAX4>>, vr: ptr<function, array<vec4f, KV_MAX4>>, k0: u32, kend: u32,
-               q: ptr<function, array<vec4f, DMAX4>>, acc: ptr<function, array<vec4f, DMAX4>>, st: ptr<function, Softmax>) {
-  var sc: array<f32, KT>;
-  var m_new = (*st).m;
-  for (var j = 0u; j < KT; j++) {
-    var dotp = 0.0;
-    for (var i = 0u; i < DPL4; i++) { dotp += dot((*q)[i], (*kr)[j * DPL4 + i]); }
-    sc[j] = select(NEG, team_sum(lid, dotp), k0 + j < kend);
-    m_new = max(m_new, sc[j]);
-  }
-  let alpha = exp((*st).m - m_new);
-  (*st).l *= alpha;
-  for (var i = 0u; i < DPL4; i++) { (*acc)[i] *= alpha; }
-  for (var j = 0u; j < KT; j++) {
-    let pj = select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
-    (*st).l += pj;
-    for (var i = 0u; i < DPL4; i++) { (*acc)[i] += pj * (*vr)[j * DPL4 + i]; }
-  }
-  (*st).m = m_new;
-}
-
 @compute @workgroup_size(WG)
 fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let idx = flat_group(wg);
@@ -488,49 +464,54 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
     q[i] = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]) * scale;
     acc[i] = vec4f(0.0);
   }
-  var st: Softmax;
-  st.m = NEG;
-  if (KV_STAGE) {
-    var pre = stage_tile(lid, g, kbeg, kend);
-    for (var k0 = kbeg; k0 < kend; k0 += ST) {
+  var m = NEG;
+  var l = 0.0;
+  var pre: array<vec4f, PRE_MAX>;
+  if (KV_STAGE) { pre = stage_tile(lid, g, kbeg, kend); }
+  for (var k0 = kbeg; k0 < kend; k0 += KT) {
+    let h = (k0 - kbeg) % ST;   // KV_STAGE: this step's first key in the staged tile
+    if (KV_STAGE && h == 0u) {
       workgroupBarrier();   // the last tile is consumed
       for (var r = 0u; r < PRE; r++) { let i = lid + r * WG; if (i < 2u * ST * D / 4u) { dq_kv[i] = pre[r]; } }
       workgroupBarrier();
       if (k0 + ST < kend) { pre = stage_tile(lid, g, k0 + ST, kend); }   // in flight while this tile is used
-      for (var h = 0u; h < ST; h += KT) {
-        var kr: array<vec4f, KV_MAX4>;
-        var vr: array<vec4f, KV_MAX4>;
-        for (var j = 0u; j < KT; j++) {
-          for (var i = 0u; i < DPL4; i++) {
-            kr[j * DPL4 + i] = dq_kv[((h + j) * D + d0) / 4u + i];
-            vr[j * DPL4 + i] = dq_kv[((ST + h + j) * D + d0) / 4u + i];
-          }
-        }
-        attend_keys(lid, &kr, &vr, k0 + h, kend, &q, &acc, &st);
-      }
     }
-  } else {
-    for (var k0 = kbeg; k0 < kend; k0 += KT) {
-      var kr: array<vec4f, KV_MAX4>;   // [j·DPL4 + i]: this lane's slice of key k0 + j
-      var vr: array<vec4f, KV_MAX4>;
-      for (var j = 0u; j < KT; j++) {
-        let key = min(k0 + j, kend - 1u);   // past the split: a valid row, masked
-        for (var i = 0u; i < DPL4; i++) {
-          if (key == pos) {   // this dispatch writes it: take it from the prepared rows
-            kr[j * DPL4 + i] = prepared_vec4(G, d0 + 4u * i);
-            vr[j * DPL4 + i] = prepared_vec4(G + 1u, d0 + 4u * i);
-          } else {
-            let o = (g * MAX_T + key) * (D / 4u) + d0 / 4u + i;
-            kr[j * DPL4 + i] = dq_k_cache[o];
-            vr[j * DPL4 + i] = dq_v_cache[o];
-          }
+    var kr: array<vec4f, KV_MAX4>;   // [j·DPL4 + i]: this lane's slice of key k0 + j
+    var vr: array<vec4f, KV_MAX4>;
+    for (var j = 0u; j < KT; j++) {
+      let key = min(k0 + j, kend - 1u);   // past the split: a valid row, masked below
+      for (var i = 0u; i < DPL4; i++) {
+        if (KV_STAGE) {
+          kr[j * DPL4 + i] = dq_kv[((h + j) * D + d0) / 4u + i];
+          vr[j * DPL4 + i] = dq_kv[((ST + h + j) * D + d0) / 4u + i];
+        } else if (key == pos) {   // this dispatch writes it: take it from the prepared rows
+          kr[j * DPL4 + i] = prepared_vec4(G, d0 + 4u * i);
+          vr[j * DPL4 + i] = prepared_vec4(G + 1u, d0 + 4u * i);
+        } else {
+          let o = (g * MAX_T + key) * (D / 4u) + d0 / 4u + i;
+          kr[j * DPL4 + i] = dq_k_cache[o];
+          vr[j * DPL4 + i] = dq_v_cache[o];
         }
       }
-      attend_keys(lid, &kr, &vr, k0, kend, &q, &acc, &st);
     }
+    var sc: array<f32, KT>;
+    var m_new = m;
+    for (var j = 0u; j < KT; j++) {
+      var dotp = 0.0;
+      for (var i = 0u; i < DPL4; i++) { dotp += dot(q[i], kr[j * DPL4 + i]); }
+      sc[j] = select(NEG, team_sum(lid, dotp), k0 + j < kend);
+      m_new = max(m_new, sc[j]);
+    }
+    let alpha = exp(m - m_new);
+    l *= alpha;
+    for (var i = 0u; i < DPL4; i++) { acc[i] *= alpha; }
+    for (var j = 0u; j < KT; j++) {
+      let pj = select(0.0, exp(sc[j] - m_new), sc[j] > NEG);
+      l += pj;
+      for (var i = 0u; i < DPL4; i++) { acc[i] += pj * vr[j * DPL4 + i]; }
+    }
+    m = m_new;
   }
-  let m = st.m;
-  let l = st.l;
   let row = split * HQ + g * G + warp;
   for (var i = 0u; i < DPL4; i++) {
     for (var c = 0u; c < 4u; c++) { dq_part_o[row * D + d0 + 4u * i + c] = acc[i][c]; }

@@ -156,64 +156,34 @@ fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
   state_store(w);
 }
 
-// ---- gdn_step: gdn_prep fused into the recurrence (decode: one dispatch, no barrier) --------------------------
-// A team of TEAM consecutive lanes owns one state column b of one value head: lane r holds rows r, r + TEAM, ... of
-// it (DK / TEAM <= SMAX values, in registers for all of the step's tokens). Every sum over the DK rows is a team_sum
-// (reduce.wgsl: two shuffles at TEAM = 4), so the step has no workgroup barrier: the lane reads its rows of q and k
-// from the conv output itself, and the team sums their squares for the l2 norms. Per instruction a warp reads
-// WG / TEAM adjacent columns of TEAM rows: whole 32-byte sectors. Workgroup = WG / TEAM columns of one head.
+// ---- gdn_step: gdn_prep fused into gdn_recurrent (decode: one dispatch instead of two). Each workgroup
+// normalises its key head's q and k from the conv output itself and computes its head's g and beta.
+
 @group(0) @binding(2) var<storage, read> step_proj: array<f32>;         // (T, P) b at column b_off + h, a at a_off + h
 @group(0) @binding(3) var<storage, read> step_a_log: array<f32>;        // (HV)
 @group(0) @binding(4) var<storage, read> step_dt_bias: array<f32>;      // (HV)
 // binding 5 unused; state and o at 6 and 7 as in gdn_recurrent
 
-override STEP_COLS: u32 = WG / TEAM;   // columns a workgroup
-
 @compute @workgroup_size(WG)
 fn gdn_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let blocks = (DV + STEP_COLS - 1u) / STEP_COLS;
   let flat = flat_group(wg);
-  if (flat >= HV * blocks) { return; }
-  let h = flat / blocks;
-  let kh = h / (HV / HK);
-  let b = (flat % blocks) * STEP_COLS + lid / TEAM;
-  let live = b < DV;
-  let bc = min(b, DV - 1u);
-  let r0 = lid % TEAM;
-  let n = DK / TEAM;   // rows a lane (gdn.ts: DK is a multiple of TEAM)
-  let base = h * DK * DV + bc;
-  for (var i = 0u; i < n; i++) { st[i] = state[base + (r0 + i * TEAM) * DV]; }
-  let decay_scale = -exp(step_a_log[h]);
-  let dt = step_dt_bias[h];
+  if (flat >= HV * COL_BLOCKS) { return; }
+  let w = cols_of(flat, lid);
+  state_load(w);
   for (var t = 0u; t < p.T; t++) {
-    let qsrc = t * CONV + kh * DK + r0;
+    let qsrc = t * CONV + w.kh * DK;
     let ksrc = qsrc + HK * DK;
-    let v = y[t * CONV + 2u * HK * DK + h * DV + bc];
-    let a_t = step_proj[t * p.P + p.a_off + h];
-    let b_t = step_proj[t * p.P + p.b_off + h];
-    var q: array<f32, SMAX>;
-    var k: array<f32, SMAX>;
     var sq = 0.0;
     var sk = 0.0;
-    for (var i = 0u; i < n; i++) {
-      q[i] = y[qsrc + i * TEAM];
-      k[i] = y[ksrc + i * TEAM];
-      sq += q[i] * q[i];
-      sk += k[i] * k[i];
-    }
-    let inv_q = inverseSqrt(team_sum(lid, sq) + L2_EPS) * inverseSqrt(f32(DK));
-    let inv_k = inverseSqrt(team_sum(lid, sk) + L2_EPS);
-    let decay = exp(decay_scale * softplus(a_t + dt));
-    var part = 0.0;   // this lane's share of (Sᵀk̂)[b]
-    for (var i = 0u; i < n; i++) { part += st[i] * k[i]; }
-    let e = sigmoid(b_t) * (v - decay * team_sum(lid, part) * inv_k);   // β(v − S'ᵀk̂), S' = e^g S
-    var out = 0.0;
-    for (var i = 0u; i < n; i++) {
-      st[i] = decay * st[i] + k[i] * inv_k * e;
-      out += st[i] * q[i];
-    }
-    out = team_sum(lid, out) * inv_q;
-    if (r0 == 0u && live) { o[(t * HV + h) * DV + b] = out; }
+    for (var a = lid; a < DK; a += WG) { let q = y[qsrc + a]; let k = y[ksrc + a]; sq += q * q; sk += k * k; }
+    let inv_q = inverseSqrt(workgroup_sum(lid, sq) + L2_EPS) * inverseSqrt(f32(DK));
+    let inv_k = inverseSqrt(workgroup_sum(lid, sk) + L2_EPS);
+    for (var a = lid; a < DK; a += WG) { qs[a] = y[qsrc + a] * inv_q; ks[a] = y[ksrc + a] * inv_k; }
+    workgroupBarrier();              // qs, ks written
+    let a_t = step_proj[t * p.P + p.a_off + w.h];
+    let b_t = step_proj[t * p.P + p.b_off + w.h];
+    let g_t = -exp(step_a_log[w.h]) * softplus(a_t + step_dt_bias[w.h]);
+    delta_step(t, w, exp(g_t), sigmoid(b_t), lid);
   }
-  if (live) { for (var i = 0u; i < n; i++) { state[base + (r0 + i * TEAM) * DV] = st[i]; } }
+  state_store(w);
 }

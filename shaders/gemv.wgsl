@@ -1,6 +1,6 @@
 // Decode's y (T, N) = x (T, K) · Wᵀ for T <= 4 tokens, W (N, K) packed (quant.wgsl). Memory-bound: a team of TEAM
 // lanes owns ROWS rows of the workgroup's tile and lane i streams units i, i + TEAM, ... of them (16 bytes each,
-// consecutive lanes at consecutive addresses), UJ units of every row loaded before their dot products; team_sum
+// consecutive lanes at consecutive addresses), two units of every row loaded before their dot products; team_sum
 // (reduce.wgsl: subgroup shuffles where the device has them) adds the lanes. WG / TEAM teams a workgroup.
 //
 // For one token the input row can be built in workgroup memory first, so the norm before a projection is no
@@ -83,52 +83,37 @@ fn load_x(t: u32, u: u32, staged: bool, xc: ptr<function, array<vec4f, 8>>) -> f
   return sx;
 }
 
-// A lane's loads of one round: units u0 + j·TEAM (j < UJ) of its team's ROWS rows, entry [j·ROWS + r]. All of them
-// go out before the first FMA; a prologue entry issues its first round before it builds the row, so the row's
-// latency (loads, reductions, barriers) hides under the weights'.
-const WMAX = 16u;                // UJ · ROWS <= WMAX (matmul.ts)
-override UJ: u32 = 2u;           // units of a row a lane loads a round
-struct Loads { wd: array<vec4u, WMAX>, sm: array<vec2f, WMAX> }
-
-fn load_units(tile: u32, lid: u32, u0: u32) -> Loads {
-  let n0 = tile * TILE_ROWS + (lid / TEAM) * ROWS;
-  let w = Packed(0u, N, K);
-  var l: Loads;
-  for (var j = 0u; j < UJ; j++) {
-    let u = min(u0 + j * TEAM, UNITS - 1u);
-    for (var r = 0u; r < ROWS; r++) {
-      let n = min(n0 + r, N - 1u);   // rows past N repeat the last one and are never stored
-      l.wd[j * ROWS + r] = unit_data(w, n, u);
-      l.sm[j * ROWS + r] = unit_scale_min(w, n, u);
-    }
-  }
-  return l;
-}
-
 // The workgroup's dot products: entry [t·ROWS + r] of the result is row tile·TILE_ROWS + team·ROWS + r for token
-// t0 + t, summed over the team (every lane holds it). `first`: the lane's first round of loads (load_units).
-fn tile_dots_from(tile: u32, t0: u32, lid: u32, staged: bool, first: Loads) -> array<f32, 16> {
+// t0 + t, summed over the team (every lane holds it). Loads of two units of all ROWS rows go out before their FMAs.
+fn tile_dots(tile: u32, t0: u32, lid: u32, staged: bool) -> array<f32, 16> {
+  let team = lid / TEAM;
   let lane = lid % TEAM;
+  let n0 = tile * TILE_ROWS + team * ROWS;
   var acc: array<f32, 16>;
-  var l = first;
-  for (var u0 = lane; u0 < UNITS; u0 += UJ * TEAM) {
-    if (u0 != lane) { l = load_units(tile, lid, u0); }
-    for (var j = 0u; j < UJ; j++) {
+  for (var u0 = lane; u0 < UNITS; u0 += 2u * TEAM) {
+    var wd: array<vec4u, 8>;   // [j·ROWS + r]
+    var sm: array<vec2f, 8>;
+    for (var j = 0u; j < 2u; j++) {
+      let u = min(u0 + j * TEAM, UNITS - 1u);
+      for (var r = 0u; r < ROWS; r++) {
+        let w = Packed(0u, N, K);
+        let n = min(n0 + r, N - 1u);   // rows past N repeat the last one and are never stored
+        wd[j * ROWS + r] = unit_data(w, n, u);
+        sm[j * ROWS + r] = unit_scale_min(w, n, u);
+      }
+    }
+    for (var j = 0u; j < 2u; j++) {
       let u = u0 + j * TEAM;
       if (u >= UNITS) { break; }
       for (var t = 0u; t < TB; t++) {
         var xc: array<vec4f, 8>;
         let sx = load_x(min(t0 + t, p.T - 1u), u, staged, &xc);
-        for (var r = 0u; r < ROWS; r++) { acc[t * ROWS + r] += unit_dot(l.wd[j * ROWS + r], l.sm[j * ROWS + r], &xc, sx); }
+        for (var r = 0u; r < ROWS; r++) { acc[t * ROWS + r] += unit_dot(wd[j * ROWS + r], sm[j * ROWS + r], &xc, sx); }
       }
     }
   }
   for (var i = 0u; i < TB * ROWS; i++) { acc[i] = team_sum(lid, acc[i]); }
   return acc;
-}
-
-fn tile_dots(tile: u32, t0: u32, lid: u32, staged: bool) -> array<f32, 16> {
-  return tile_dots_from(tile, t0, lid, staged, load_units(tile, lid, lid % TEAM));
 }
 
 // Stores of the tile for tokens t0 .. t0 + TB - 1: lane 0 of each team writes its rows.
@@ -187,18 +172,11 @@ fn add_delta1_store_h(flat: u32, lid: u32) {
 fn gemv_rmsnorm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
-  let first = load_units(flat, lid, lid % TEAM);
   stage_h(lid);
   add_delta0(lid);
   add_delta1_store_h(flat, lid);
   rmsnorm_staged(lid, K);
-  store_tiles(flat, lid, first);
-}
-
-// The workgroup's tiles flat, flat + GROUPS, ... from the staged row; `first`: the first tile's first loads.
-fn store_tiles(flat: u32, lid: u32, first: Loads) {
-  store_tile(flat, 0u, lid, tile_dots_from(flat, 0u, lid, true, first));
-  for (var tile = flat + GROUPS; tile < tiles(); tile += GROUPS) { store_tile(tile, 0u, lid, tile_dots(tile, 0u, lid, true)); }
+  for (var tile = flat; tile < tiles(); tile += GROUPS) { store_tile(tile, 0u, lid, tile_dots(tile, 0u, lid, true)); }
 }
 
 // xs = Qwen3NextRMSNormGated(x, z) per head: team g takes heads g, g + TEAMS, ... (every team the same number of
@@ -230,9 +208,8 @@ fn stage_gated(lid: u32) {
 fn gemv_gated(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
-  let first = load_units(flat, lid, lid % TEAM);
   stage_gated(lid);
-  store_tiles(flat, lid, first);
+  for (var tile = flat; tile < tiles(); tile += GROUPS) { store_tile(tile, 0u, lid, tile_dots(tile, 0u, lid, true)); }
 }
 
 // ---- gemv_rmsnorm_conv: the GDN in_proj of one token -----------------------------------------------------------
@@ -248,13 +225,11 @@ override CONV_K: u32 = 4u;    // conv kernel width
 fn gemv_rmsnorm_conv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let flat = flat_group(wg);
   if (flat >= tiles()) { return; }
-  let first = load_units(flat, lid, lid % TEAM);
   stage_h(lid);
   add_delta0(lid);
   rmsnorm_staged(lid, K);
   for (var tile = flat; tile < tiles(); tile += GROUPS) {
-    var acc: array<f32, 16>;
-    if (tile == flat) { acc = tile_dots_from(tile, 0u, lid, true, first); } else { acc = tile_dots(tile, 0u, lid, true); }
+    let acc = tile_dots(tile, 0u, lid, true);
     if (lid % TEAM == 0u) { store_conv(tile * TILE_ROWS + (lid / TEAM) * ROWS, acc); }
   }
 }

@@ -34,15 +34,14 @@ struct Params { T: u32, max_tiles: u32 }
 // ---------------------------------------------------------------------------------------------------------
 // Decode. Pair j of token t is routed choice j (j < TOPK) or, with SHARED_SLOT, the shared expert (j = TOPK, its
 // weights in that slot, its combine weight sigmoid(logits[t, E])). Every workgroup takes one token and a tile of
-// rows, and pairs of the token (gate/up: a group of GU_CHUNK; down: all, CHUNK at a time), so each lane has a unit
-// of every pair's rows in flight at once.
+// rows, and loops over the token's PAIRS pairs, so each lane has PAIRS · rows units in flight.
 
 @group(0) @binding(3) var<storage, read> slot_of: array<u32>;          // (E) expert -> slot
 override SHARED_SLOT: u32 = 0xffffffffu;                              // none: the shared expert runs on its own
 override PAIRS: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pairs a token: the routed k (+ the shared one)
 override TEAMS: u32 = WG / TEAM;
 const CHUNK = 11u;                                                    // down: pairs a lane keeps in flight (k = 10 + shared)
-const GU_CHUNK = 4u;                                                  // gate/up: pairs a workgroup (moe.ts GATE_UP_PAIRS)
+const GU_CHUNK = 4u;                                                  // gate/up: pairs a lane keeps in flight (2 rows each)
 override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(PAIRS, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
 var<workgroup> pair_slots: array<u32, PAIRS>;     // the slot of each of the token's pairs
@@ -75,89 +74,55 @@ fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
   }
 }
 
-// gate/up into h (T·PAIRS, I): h[pair, u] = silu(gate_u · x)·(up_u · x). A workgroup takes one token, a tile of TEAMS
-// units (team g: unit tile·TEAMS + g, its gate row and its up row) and a group of GU_CHUNK pairs, so a tile of rows
-// is PG workgroups and every lane's loads of a group go out at once (more pairs a lane would spill them out of
-// registers). The first loads go out before the workgroup builds its input row.
-override PG: u32 = (PAIRS + GU_CHUNK - 1u) / GU_CHUNK;   // pair groups
-override GU_TILES: u32 = (I + TEAMS - 1u) / TEAMS;
-
-// A lane's loads of a round: units u0 and u0 + TEAM of the gate and up rows of its unit, for each pair of the group;
-// entry [(j·2 + (0 gate | 1 up))·2 + k].
-struct GuLoads { wd: array<vec4u, 4 * GU_CHUNK>, sm: array<vec2f, 4 * GU_CHUNK> }
-
-fn group_pairs(pg: u32) -> u32 { return min(GU_CHUNK, PAIRS - pg * GU_CHUNK); }
-
-fn gate_up_load(slots: array<u32, GU_CHUNK>, pg: u32, unit: u32, u0: u32) -> GuLoads {
-  let n = min(unit, I - 1u);
-  let units = row_units(H);
-  var l: GuLoads;
-  for (var j = 0u; j < group_pairs(pg); j++) {
-    for (var i = 0u; i < 4u; i++) {   // i = (gate | up)·2 + k
-      let u = min(u0 + (i % 2u) * TEAM, units - 1u);
-      let w = Packed(slots[j] * GU_WORDS, 2u * I, H);
-      l.wd[4u * j + i] = unit_data(w, (i / 2u) * I + n, u);
-      l.sm[4u * j + i] = unit_scale_min(w, (i / 2u) * I + n, u);
-    }
-  }
-  return l;
-}
-
-fn gate_up_tile(t: u32, tile: u32, pg: u32, lid: u32, slots: array<u32, GU_CHUNK>, first: GuLoads) {
+// gate/up of a tile of units for every pair of token t into h (T·PAIRS, I): h[pair, u] = silu(gate_u · x)·(up_u · x).
+// Team g takes unit tile·TEAMS + g: its gate row and its up row, for GU_CHUNK pairs at a time (more would spill the
+// loaded units out of registers).
+fn gate_up_tile(t: u32, tile: u32, lid: u32) {
   let lane = lid % TEAM;
   let unit = tile * TEAMS + lid / TEAM;
+  let n = min(unit, I - 1u);
   let units = row_units(H);
-  let nj = group_pairs(pg);
-  var acc: array<f32, 2 * GU_CHUNK>;   // [pair·2 + (0 gate | 1 up)]
-  var l = first;
-  for (var u0 = lane; u0 < units; u0 += 2u * TEAM) {
-    if (u0 != lane) { l = gate_up_load(slots, pg, unit, u0); }
-    for (var k = 0u; k < 2u; k++) {
-      let u = u0 + k * TEAM;
-      if (u >= units) { break; }
+  for (var j0 = 0u; j0 < PAIRS; j0 += GU_CHUNK) {
+    let nj = min(GU_CHUNK, PAIRS - j0);
+    var acc: array<f32, 2 * GU_CHUNK>;   // [pair·2 + (0 gate | 1 up)]
+    for (var i = 0u; i < 2u * GU_CHUNK; i++) { acc[i] = 0.0; }   // explicitly: a loop-local array is not reliably fresh on SwiftShader
+    for (var u = lane; u < units; u += TEAM) {
+      var wd: array<vec4u, 2 * GU_CHUNK>;
+      var sm: array<vec2f, 2 * GU_CHUNK>;
+      for (var j = 0u; j < nj; j++) {
+        expert_unit(pair_slots[j0 + j], GU_WORDS, 2u * I, H, n, u, &wd[2u * j], &sm[2u * j]);
+        expert_unit(pair_slots[j0 + j], GU_WORDS, 2u * I, H, I + n, u, &wd[2u * j + 1u], &sm[2u * j + 1u]);
+      }
       var xc: array<vec4f, 8>;
       let sx = staged_unit(0u, u, &xc);
-      for (var i = 0u; i < 2u * nj; i++) { acc[i] += unit_dot(l.wd[2u * i + k], l.sm[2u * i + k], &xc, sx); }
+      for (var i = 0u; i < 2u * nj; i++) { acc[i] += unit_dot(wd[i], sm[i], &xc, sx); }
     }
-  }
-  for (var i = 0u; i < 2u * nj; i++) { acc[i] = team_sum(lid, acc[i]); }
-  if (lane == 0u && unit < I) {
-    for (var j = 0u; j < nj; j++) { res[(t * PAIRS + pg * GU_CHUNK + j) * I + unit] = silu(acc[2u * j]) * acc[2u * j + 1u]; }
+    for (var i = 0u; i < 2u * nj; i++) { acc[i] = team_sum(lid, acc[i]); }
+    if (lane == 0u && unit < I) {
+      for (var j = 0u; j < nj; j++) { res[(t * PAIRS + j0 + j) * I + unit] = silu(acc[2u * j]) * acc[2u * j + 1u]; }
+    }
   }
 }
 
 @group(0) @binding(4) var<storage, read> expert_idx: array<u32>;       // (T, k) router choice per pair
 @group(0) @binding(5) var<storage, read_write> res: array<f32>;        // GEMV/GEMM output rows
 
-// The slot of pair j of token t (routed choice j, or the shared expert), from expert_idx.
-fn routed_slot(t: u32, j: u32) -> u32 {
-  return select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(j, TOPK - 1u)]], j < TOPK);
-}
-
-// The slots of token t's pairs into pair_slots (then a barrier), for the down GEMV.
+// The slots of token t's pairs, from the routing in expert_idx (then a barrier).
 fn load_pair_slots(lid: u32, t: u32) {
-  if (lid < PAIRS) { pair_slots[lid] = routed_slot(t, lid); }
+  if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
 }
 
-fn routed_group(t: u32, pg: u32) -> array<u32, GU_CHUNK> {
-  var slots: array<u32, GU_CHUNK>;
-  for (var j = 0u; j < GU_CHUNK; j++) { slots[j] = routed_slot(t, min(pg * GU_CHUNK + j, PAIRS - 1u)); }
-  return slots;
-}
-
-// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TEAMS units, pair group).
+// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TEAMS units).
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tiles = (I + TEAMS - 1u) / TEAMS;
   let flat = flat_group(wg);
-  let t = flat / (GU_TILES * PG);
+  let t = flat / tiles;
   if (t >= p.T) { return; }
-  let tile = flat / PG % GU_TILES;
-  let pg = flat % PG;
-  let slots = routed_group(t, pg);
-  let first = gate_up_load(slots, pg, tile * TEAMS + lid / TEAM, lid % TEAM);
+  load_pair_slots(lid, t);
   stage_row(lid, 0u, t * H, H);
   workgroupBarrier();
-  gate_up_tile(t, tile, pg, lid, slots, first);
+  gate_up_tile(t, flat % tiles, lid);
 }
 
 // ---- one token that norms its own input (moe_gate_up_gemv_normed), and routes itself too (..._fused) ---------------
@@ -174,34 +139,24 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let flat = flat_group(wg);
-  if (flat >= GU_TILES * PG) { return; }
-  let tile = flat / PG;
-  let pg = flat % PG;
+  let tile = flat_group(wg);
+  if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
   route_topk(lid, 0u);
-  if (flat == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
-  var slots: array<u32, GU_CHUNK>;
-  for (var j = 0u; j < GU_CHUNK; j++) {
-    let jj = min(pg * GU_CHUNK + j, PAIRS - 1u);
-    slots[j] = select(SHARED_SLOT, slot_of[topk_idx[min(jj, TOPK - 1u)]], jj < TOPK);
-  }
-  let first = gate_up_load(slots, pg, tile * TEAMS + lid / TEAM, lid % TEAM);
+  if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
+  if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
   stage_row(lid, 0u, 0u, H);
   rmsnorm_staged(lid, H);
-  gate_up_tile(0u, tile, pg, lid, slots, first);
+  gate_up_tile(0u, tile, lid);
 }
 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let flat = flat_group(wg);
-  if (flat >= GU_TILES * PG) { return; }
-  let tile = flat / PG;
-  let pg = flat % PG;
-  let slots = routed_group(0u, pg);
-  let first = gate_up_load(slots, pg, tile * TEAMS + lid / TEAM, lid % TEAM);
+  let tile = flat_group(wg);
+  if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
+  load_pair_slots(lid, 0u);
   stage_row(lid, 0u, 0u, H);
   rmsnorm_staged(lid, H);
-  gate_up_tile(0u, tile, pg, lid, slots, first);
+  gate_up_tile(0u, tile, lid);
 }
 
 // ---- moe_down_combine_gemv --------------------------------------------------------------------------------------
@@ -213,11 +168,6 @@ fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invo
 @group(0) @binding(7) var<storage, read> dc_logits: array<f32>;    // (T, E+1): router | shared gate
 @group(0) @binding(8) var<storage, read> dc_shared: array<f32>;    // (T, H) shared expert output (unread with SHARED_SLOT)
 
-// Unit u of row n of the down weights of pairs j0 .. j0 + nj - 1.
-fn down_load(j0: u32, nj: u32, n: u32, u: u32, wd: ptr<function, array<vec4u, CHUNK>>, sm: ptr<function, array<vec2f, CHUNK>>) {
-  for (var j = 0u; j < nj; j++) { expert_unit(pair_slots[j0 + j], DN_WORDS, H, I, min(n, H - 1u), u, &(*wd)[j], &(*sm)[j]); }
-}
-
 @compute @workgroup_size(WG)
 fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tiles = (H + TEAMS - 1u) / TEAMS;
@@ -227,7 +177,6 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
   let gate = sigmoid(dc_logits[t * (E + 1u) + E]);
   load_pair_slots(lid, t);
   if (lid < PAIRS) { pair_w[lid] = select(gate, dc_top_w[t * TOPK + min(lid, TOPK - 1u)], lid < TOPK); }
-  workgroupBarrier();
   let rows4 = (I + 31u) / 32u * 8u;   // one staged h row in vec4s
   let lane = lid % TEAM;
   let n = (flat % tiles) * TEAMS + lid / TEAM;
@@ -235,14 +184,13 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
   var acc = 0.0;
   for (var j0 = 0u; j0 < PAIRS; j0 += CHUNK) {
     let nj = min(CHUNK, PAIRS - j0);
-    var wd: array<vec4u, CHUNK>;
-    var sm: array<vec2f, CHUNK>;
-    down_load(j0, nj, n, lane, &wd, &sm);   // in flight while the h rows stage
-    if (j0 > 0u) { workgroupBarrier(); }    // the previous chunk's rows are read: restage
+    workgroupBarrier();   // the previous chunk's rows are read: restage
     for (var j = 0u; j < nj; j++) { stage_row(lid, j * rows4, (t * PAIRS + j0 + j) * I, I); }
     workgroupBarrier();
     for (var u = lane; u < units; u += TEAM) {
-      if (u != lane) { down_load(j0, nj, n, u, &wd, &sm); }
+      var wd: array<vec4u, CHUNK>;
+      var sm: array<vec2f, CHUNK>;
+      for (var j = 0u; j < nj; j++) { expert_unit(pair_slots[j0 + j], DN_WORDS, H, I, min(n, H - 1u), u, &wd[j], &sm[j]); }
       for (var j = 0u; j < nj; j++) {
         var xc: array<vec4f, 8>;
         let sx = staged_unit(j * rows4, u, &xc);

@@ -146,7 +146,7 @@ const DECODE_GROUPS = 256;
 const DECODE_MIN_SPLIT = 32;
 // Each warp reads its K/V slices itself (the G warps of a kv head read the same rows), or the workgroup stages tiles of
 // 8 keys in workgroup memory once, the next tile loaded while this one is used (attention.wgsl KV_STAGE).
-const DECODE_KV_STAGE = false;
+const DECODE_KV_STAGE = true;
 
 /** Lanes a query head in attn_decode: the most (a power of two, at most 32) that leaves each a multiple of 4 dims. */
 const decodeTeam = (D: number): number => {

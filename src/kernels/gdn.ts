@@ -51,18 +51,15 @@ export function gdnRecurrent(ctx: GpuContext, q: Binding, k: Binding, y: Binding
 }
 
 /**
- * gdnPrep and gdnRecurrent in one dispatch (decode): each team of lanes normalises its key head's q, k from y and
- * computes its head's g, beta from proj's b, a columns (no q̂/k̂/g/beta buffers; prefill taps use the pair), with no
- * workgroup barrier.
+ * gdnPrep and gdnRecurrent in one dispatch (decode): each workgroup normalises its key head's q, k from y and
+ * computes its head's g, beta from proj's b, a columns (no q̂/k̂/g/beta buffers; prefill taps use the pair).
  */
 export function gdnStep(ctx: GpuContext, y: Binding, proj: Binding, P: number, aLog: Binding, dtBias: Binding, state: Binding, o: Binding, T: number, cfg: GdnShape): Op {
   const c = shapeConstants(T, cfg);
-  // a team of lanes a state column, DK / TEAM <= 32 rows a lane (gdn.wgsl SMAX); WG / TEAM columns a workgroup
-  const TEAM = Math.max(4, 2 ** Math.ceil(Math.log2(c.DK / 32))), WG = 128;
-  if (c.DK % TEAM) throw new RangeError(`gdnStep: key head dim ${c.DK} is not a multiple of ${TEAM}`);
+  const CB = 32, WG = 256;
   const params = ctx.uniform(new Uint32Array([T, P, P - 2 * c.HV, P - c.HV]));
   const bytes = 2 * c.HV * c.DK * c.DV * 4; // the state, read and written
-  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, TEAM }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, WG / TEAM))) };
+  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB, TEAM: 32 }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB))) };
 }
 
 const align256 = (n: number) => Math.ceil(n / 256) * 256;

@@ -13,7 +13,6 @@ export interface MatmulTuning {
   team?: number; // GEMV lanes a row (power of two, 4..32)
   teams?: number; // GEMV teams a workgroup (default 256 / team)
   rows?: number; // GEMV rows a team (1, 2 or 4)
-  uj?: number; // GEMV units of a row a lane loads a round (default: all, within 16 loads)
   groups?: number; // workgroups of a GEMV with a prologue (default min(tiles, 512)): each takes tiles in turn
 }
 
@@ -45,7 +44,7 @@ const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8:
 const GEMM_TILE = 64;
 const WG = 256;
 /** Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). */
-const GEMV_MIN_GROUPS = 256;
+const GEMV_MIN_GROUPS = 128;
 /** A GEMV with a prologue builds its input once per workgroup and then takes tiles in turn: at most this many workgroups. */
 const PROLOGUE_GROUPS = 512;
 
@@ -102,10 +101,7 @@ export function matmul(
   if (tune.rows === undefined) while (ROWS > 1 && Math.ceil(N / (teams * ROWS)) < GEMV_MIN_GROUPS) ROWS /= 2;
   if (TEAM > 32 || TEAM * teams > WG || ![1, 2, 4].includes(ROWS)) throw new RangeError(`matmul: bad GEMV tuning ${JSON.stringify(tune)}`);
   const tiles = Math.ceil(N / (teams * ROWS));
-  // a lane's units of a row loaded in one round: all of them where 16 registers' worth (WMAX) allows
-  const UJ = tune.uj ?? Math.max(1, Math.min(Math.ceil(units / TEAM), Math.floor(16 / ROWS)));
-  if (UJ < 1 || UJ * ROWS > 16) throw new RangeError(`matmul: ${UJ} units a round of ${ROWS} rows pass gemv.wgsl's 16 loads`);
-  const gemv = { ...base, WG: TEAM * teams, TEAM, ROWS, TB, UJ };
+  const gemv = { ...base, WG: TEAM * teams, TEAM, ROWS, TB };
   const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
   const core = [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y];
   const p = opts.prologue;

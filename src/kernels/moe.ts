@@ -9,8 +9,7 @@ import { FORMAT_ID, packedWords, type WeightFormat } from '../quant/formats.ts';
 const SHADER = 'moe.wgsl';
 const ROUTE = 'moe_route.wgsl';
 const WG = 256; // threads of the expert kernels (the decode gate/up: GATE_UP_WG)
-const GATE_UP_WG = 128; // threads of the decode gate/up: a tile of GATE_UP_WG / TEAM units
-const GATE_UP_PAIRS = 4; // pairs a decode gate/up workgroup takes (moe.wgsl GU_CHUNK): 128 tiles x 3 at the real shape
+const GATE_UP_WG = 128; // one decode token's gate/up is I / (GATE_UP_WG / TEAM) workgroups: 128 at the real shape
 
 /** Weights per 16-byte unit (shaders/quant.wgsl): the decode GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
@@ -143,7 +142,7 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
   const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
   const gu = packedWords(s.format, 2 * s.I, s.H) * 4, dn = packedWords(s.format, s.H, s.I) * 4;
-  const guTiles = ceilDiv(s.I, GATE_UP_WG / guTeam) * ceilDiv(kk, GATE_UP_PAIRS), guc = { ...gateUpConstants(s), ...shared, WG: GATE_UP_WG, TEAM: guTeam };
+  const guTiles = ceilDiv(s.I, GATE_UP_WG / guTeam), guc = { ...gateUpConstants(s), ...shared, WG: GATE_UP_WG, TEAM: guTeam };
   const r = opts.route;
   const gateUp = !r ? ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', guc, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(T * guTiles))
     : r.routed ? ctx.op(`moe.gate_up_gemv(${label}) rmsnorm`, SHADER, 'moe_gate_up_gemv_normed', { ...guc, EPS: r.eps },

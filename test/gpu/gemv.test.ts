@@ -23,7 +23,6 @@ const VARIANTS: [string, { subgroups?: boolean }, MatmulTuning][] = [
   ['workgroup reductions (team 4)', { subgroups: false }, { team: 4 }],
   ['default team', {}, {}],
   ['two workgroups taking tiles in turn', {}, { team: 8, groups: 2 }],
-  ['one unit a round (several rounds a lane)', {}, { team: 4, uj: 1, rows: 2 }],
 ];
 
 describe('gemv rmsnorm prologue', () => {
