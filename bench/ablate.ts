@@ -5,8 +5,8 @@
 // Beside them the small-read ceilings (a plain streaming read of as many bytes as one kernel moves, in the same way)
 // and an empty dispatch, so each variant reads against what a kernel of its size can reach at all.
 import { GpuContext, type Op } from '../src/gpu/context.ts';
-import { matmul, type MatmulTuning } from '../src/kernels/matmul.ts';
-import { router, moeDecode, createMoeScratch, type MoeShape } from '../src/kernels/moe.ts';
+import { matmul, type MatmulTuning, type GemvPrologue } from '../src/kernels/matmul.ts';
+import { router, moeDecode, createMoeScratch, fusedRouteShape, type MoeShape } from '../src/kernels/moe.ts';
 import { attentionDecode } from '../src/kernels/attention.ts';
 import { gdnStep } from '../src/kernels/gdn.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
@@ -48,7 +48,22 @@ async function passUs(ctx: GpuContext, ops: Op[], reps = 9, inner = 20): Promise
   return [...us].sort((a, b) => a - b)[Math.floor(us.length / 2)];
 }
 
-export async function runAblation(ctx: GpuContext, readGBs: number): Promise<string> {
+/** The shapes ablated: the 80B-A3B ones, and toys for SwiftShader (test/gpu/bench.test.ts keeps the suite running). */
+const ABLATION_SHAPES = {
+  real: {
+    readsMiB: [1, 4, 16, 64], copyBytes: 128 * 2 ** 20, // past the H100's 50 MB L2
+    gemvs: [['q4', 12352, 2048, [{}, { rows: 2 }, { team: 16 }]], ['q4', 2048, 4096, [{}, { rows: 1 }, { rows: 4 }, { teams: 4, rows: 2 }]], ['f32', 513, 2048, [{}, { team: 16 }]]],
+    moe: { E: 512, k: 10, H: 2048, I: 512 }, attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
+  },
+  tiny: {
+    readsMiB: [1 / 16], copyBytes: 1 << 16,
+    gemvs: [['q4', 96, 64, [{}, { rows: 2 }]], ['q4', 64, 128, [{}]], ['f32', 17, 64, [{}]]],
+    moe: { E: 16, k: 4, H: 64, I: 32 }, attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
+  },
+} as const;
+
+export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyof typeof ABLATION_SHAPES = 'real'): Promise<string> {
+  const S = ABLATION_SHAPES[shapes];
   const rows: AblationRow[] = [];
   const add = async (name: string, ops: Op[], bytes?: number) => rows.push({ name, us: await passUs(ctx, ops), bytes });
   const filled = (bytes: number, mask = 0x3f7fffff) => filledBuffer(ctx, bytes, mask);
@@ -56,10 +71,10 @@ export async function runAblation(ctx: GpuContext, readGBs: number): Promise<str
 
   await add('empty dispatch, 1 workgroup', [ctx.op('tick', 'probe.wgsl', 'tick', {}, [ctx.uniform(new Uint32Array([1, 0, 0, 0])), sink], [1])]);
   await add('empty dispatch, 512 workgroups', [ctx.op('tick', 'probe.wgsl', 'tick', {}, [ctx.uniform(new Uint32Array([1, 0, 0, 0])), sink], [512])]);
-  for (const mib of [1, 4, 16, 64]) {
-    const big = filled(mib << 20, 0xffffffff);
+  for (const mib of S.readsMiB) {
+    const big = filled(mib * 2 ** 20, 0xffffffff);
     for (const groups of [132 * 4, 132 * 16]) {
-      await add(`streaming read ${mib} MiB, ${groups} workgroups`, [ctx.op('read_sum', 'probe.wgsl', 'read_sum', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, 0])), sink, big], [groups])], mib << 20);
+      await add(`streaming read ${mib} MiB, ${groups} workgroups`, [ctx.op('read_sum', 'probe.wgsl', 'read_sum', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, 0])), sink, big], [groups])], mib * 2 ** 20);
     }
     big.destroy();
   }
@@ -67,45 +82,47 @@ export async function runAblation(ctx: GpuContext, readGBs: number): Promise<str
   // GEMV tunings at the GDN in_proj shape (q4 12352 x 2048), the out_proj shape (q4 2048 x 4096) and the router
   // (f32 513 x 2048): each over copies of the weight that pass the L2 together.
   const weight = (format: WeightFormat, N: number, K: number) => ({ buffer: filled(packedWords(format, N, K) * 4, format === 'f32' ? 0x3c7fffff : 0x3bff3bff), offset: 0, format, N, K });
-  const copies = (bytes: number) => Math.max(2, Math.ceil(128 * 2 ** 20 / bytes));
-  for (const [format, N, K, tunes] of [
-    ['q4', 12352, 2048, [{}, { rows: 2 }, { team: 16 }]],
-    ['q4', 2048, 4096, [{}, { rows: 1 }, { rows: 4 }, { teams: 4, rows: 2 }]],
-    ['f32', 513, 2048, [{}, { team: 16 }]],
-  ] as [WeightFormat, number, number, MatmulTuning[]][]) {
+  const copies = (bytes: number) => Math.max(2, Math.ceil(S.copyBytes / bytes));
+  for (const [format, N, K, tunes] of S.gemvs as unknown as [WeightFormat, number, number, MatmulTuning[]][]) {
     const bytes = packedWords(format, N, K) * 4, ws = Array.from({ length: copies(bytes) }, () => weight(format, N, K));
     const x = filled(K * 4), y = ctx.buffer(N * 4, 'y');
     for (const t of tunes) await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)}`, ws.map((w) => matmul(ctx, x, w, y, 1, { tuning: t })), bytes);
-    for (const b of [...ws.map((w) => w.buffer), x, y]) b.destroy();
+    // the same with its decode prologue: what building the input row costs
+    const norm = filled(K * 4, 0x3c7fffff), d0 = filled(K * 4), d1 = filled(K * 4), hOut = ctx.buffer(K * 4, 'h out');
+    const prologue: GemvPrologue = N < K ? { kind: 'gated', weight: norm, eps: 1e-6, z: d0, zOffset: 0, headDim: S.gateD }
+      : { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: format === 'f32' ? [d0, d1] : [d0], hOut: format === 'f32' ? hOut : undefined };
+    await add(`gemv ${format} ${N}x${K} + its decode prologue (${prologue.kind})`, ws.map((w) => matmul(ctx, x, w, y, 1, { prologue })), bytes);
+    for (const b of [...ws.map((w) => w.buffer), x, y, norm, d0, d1, hOut]) b.destroy();
   }
 
   // MoE decode at the real shape over 12 different expert choices (168 MB of experts): the gate/up GEMV routed
   // (expert ids given), normed, normed + routing itself; the router alone in the fused shape; down + combine.
-  const s: MoeShape = { E: 512, k: 10, H: 2048, I: 512, format: 'q4' };
+  const s: MoeShape = { ...S.moe, format: 'q4' };
   const gu = packedWords('q4', 2 * s.I, s.H) * 4, dn = packedWords('q4', s.H, s.I) * 4;
-  const choices = 12, w = filled(s.k * 4);
+  const pairs = s.k + 1, choices = copies(pairs * (gu + dn)), w = filled(s.k * 4);
   const slotOf = ctx.upload(Uint32Array.from({ length: s.E + 1 }, (_, e) => e), 'slot_of');
   const common = { x: filled(s.H * 4), w, slotOf, gateUp: filled((s.E + 1) * gu, 0x3bff3bff), down: filled((s.E + 1) * dn, 0x3bff3bff), shared: filled(s.H * 4), out: ctx.buffer(s.H * 4, 'out') };
   const scratch = createMoeScratch(ctx, 1, s), norm = filled(s.H * 4, 0x3c7fffff);
   const sets = Array.from({ length: choices }, (_, c) => ({
     ...common,
-    idx: ctx.upload(Uint32Array.from({ length: s.k }, (_, j) => (c * s.k + j) * 4 % s.E + c), 'idx'),
+    idx: ctx.upload(Uint32Array.from({ length: s.k }, (_, j) => (c * s.k + j) % s.E), 'idx'),
     logits: filledBuffer(ctx, (s.E + 1) * 4, 0x3f7fffff, 'logits', 1000 + c),
   }));
   const opts = { sharedSlot: s.E };
   const route = { norm, eps: 1e-6, normTopk: true };
-  await add('moe gate_up, expert ids given', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[0]), 11 * gu);
-  await add('moe gate_up, expert ids given, + rmsnorm', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route: { ...route, routed: true } })[0]), 11 * gu);
-  await add('moe down + combine', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[1]), 11 * dn);
-  await add('router softmax + top-10 of 512, 128 threads, teams of 32', sets.map((b) => router(ctx, b.logits, b.idx, w, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })));
+  await add('moe gate_up, expert ids given', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[0]), pairs * gu);
+  await add('moe gate_up, expert ids given, + rmsnorm', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route: { ...route, routed: true } })[0]), pairs * gu);
+  await add('moe down + combine', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[1]), pairs * dn);
+  const routerShape = fusedRouteShape(s, true);
+  await add(`router softmax + top-${s.k} of ${s.E} (the fused op's shape)`, sets.map((b) => router(ctx, b.logits, b.idx, w, 1, routerShape)));
   const portable = new GpuContext(ctx.device, { subgroups: false });
-  await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, { E: s.E, k: s.k, normTopk: true, wg: 128, team: 32 })));
-  await add('moe gate_up, routes + rmsnorm (the decode op)', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route })[0]), 11 * gu);
+  await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, routerShape)));
+  await add('moe gate_up, routes + rmsnorm (the decode op)', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route })[0]), pairs * gu);
 
   // Attention decode at 4K and 32K keys (real dims): each warp reading its K/V slices, or tiles staged in workgroup
   // memory; over copies of the cache (layers) that pass the L2 together.
-  const dims = { Hq: 16, Hkv: 2, D: 256, R: 64, eps: 1e-6 };
-  for (const keys of [4096, 32768]) {
+  const dims = { ...S.attn, eps: 1e-6 };
+  for (const keys of S.keys) {
     const d = { ...dims, maxT: keys }, kv = 2 * d.Hkv * keys * d.D * 4;
     const caches = Array.from({ length: copies(kv) }, () => ({ k: filled(kv / 2, 0x3c7fffff), v: filled(kv / 2, 0x3f7fffff) }));
     const qkv = filled((d.Hq * 2 * d.D + 2 * d.Hkv * d.D) * 4, 0x3f7fffff), qn = filled(d.D * 4, 0x3c7fffff), inv = filled(d.R * 2, 0x3c7fffff);
@@ -120,9 +137,10 @@ export async function runAblation(ctx: GpuContext, readGBs: number): Promise<str
 
   // The GDN decode step (32 value heads of 128 x 128 state) over copies of the state (layers).
   {
-    const g = { linearNumKeyHeads: 16, linearNumValueHeads: 32, linearKeyHeadDim: 128, linearValueHeadDim: 128 };
-    const conv = 2 * 16 * 128 + 32 * 128, P = conv + 32 * 128 + 64, stateBytes = 32 * 128 * 128 * 4;
-    const y = filled(conv * 4, 0x3f7fffff), proj = filled(P * 4, 0xbc7fffff), hv = filled(32 * 4, 0xbc7fffff), o = ctx.buffer(32 * 128 * 4, 'o');
+    const [hk, hvs, dk, dv] = S.gdn;
+    const g = { linearNumKeyHeads: hk, linearNumValueHeads: hvs, linearKeyHeadDim: dk, linearValueHeadDim: dv };
+    const conv = 2 * hk * dk + hvs * dv, P = conv + hvs * dv + 2 * hvs, stateBytes = hvs * dk * dv * 4;
+    const y = filled(conv * 4, 0x3f7fffff), proj = filled(P * 4, 0xbc7fffff), hv = filled(hvs * 4, 0xbc7fffff), o = ctx.buffer(hvs * dv * 4, 'o');
     const states = Array.from({ length: copies(2 * stateBytes) }, () => filled(stateBytes, 0x3c7fffff));
     await add('gdn_step T=1 (state read + written)', states.map((st) => gdnStep(ctx, y, proj, P, hv, hv, st, o, 1, g)), 2 * stateBytes);
     for (const b of states) b.destroy();

@@ -1,5 +1,5 @@
 // Entry of dist/bench/bench.mjs: prints markdown tables (paste them into BENCHMARKS.md with the card and date).
-//   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,stream] [--dir /tmp] [--upload writeBuffer]
+//   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer]
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
@@ -40,7 +40,7 @@ if (suites.has('ablate')) {
   const info = (ctx.device as GPUDevice & { adapterInfo?: GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
   console.log(`\nadapter: ${info?.vendor} ${info?.architecture} ${info?.description}; subgroups ${info?.subgroupMinSize}..${info?.subgroupMaxSize}, used for teams up to ${ctx.subgroupMinSize}`);
   const read = await readCeiling(ctx, real ? 1024 : 4);
-  console.log(`\nablation (read ceiling ${read.GBs.toFixed(0)} GB/s):\n${await runAblation(ctx, read.GBs)}`);
+  console.log(`\nablation (read ceiling ${read.GBs.toFixed(0)} GB/s):\n${await runAblation(ctx, read.GBs, real ? 'real' : 'tiny')}`);
 }
 
 if (suites.has('stream')) {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { runBench, markdown } from '../../bench/bench.ts';
 import { runEndToEnd } from '../../bench/e2e.ts';
 import { runStreaming } from '../../bench/stream.ts';
+import { runAblation } from '../../bench/ablate.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { requestNodeDevice } from '../../src/gpu/node-device.ts';
 import { withGpuErrors } from '../helpers/gpu.ts';
@@ -18,6 +19,14 @@ describe('benchmark suites (tiny shapes)', () => {
     for (const r of rows) expect(Number.isFinite(r.ms) && r.ms > 0, `${r.name}: ${r.ms} ms`).toBe(true);
     expect(markdown(rows).split('\n')).toHaveLength(rows.length + 2);
   });
+
+  it('ablation: every variant with a finite time', { timeout: 300_000 }, () =>
+    withGpuErrors(async (device) => {
+      const table = await runAblation(new GpuContext(device), 1, 'tiny');
+      const rows = table.split('\n').slice(2);
+      expect(rows.length).toBeGreaterThanOrEqual(20);
+      for (const r of rows) expect(Number(r.split('|')[2]), r).toBeGreaterThan(0);
+    }));
 
   it('end to end (resident) and streaming under a cap, with the telemetry they report', { timeout: 300_000 }, () =>
     withGpuErrors(async (device) => {
