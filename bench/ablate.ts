@@ -52,7 +52,7 @@ async function passUs(ctx: GpuContext, ops: Op[], reps = 9, inner = 20): Promise
 const ABLATION_SHAPES = {
   real: {
     readsMiB: [1, 4, 16, 64], copyBytes: 128 * 2 ** 20, // past the H100's 50 MB L2
-    gemvs: [['q4', 12352, 2048, [{}, { rows: 2 }, { team: 16 }]], ['q4', 2048, 4096, [{}, { rows: 1 }, { rows: 4 }, { teams: 4, rows: 2 }]], ['f32', 513, 2048, [{}, { team: 16 }]]],
+    gemvs: [['q4', 12352, 2048, [{}, { rows: 2 }, { team: 16 }]], ['q4', 2048, 4096, [{}, { rows: 2 }, { rows: 4 }, { teams: 4, rows: 2 }]], ['f32', 513, 2048, [{}, { team: 16 }]]],
     moe: { E: 512, k: 10, H: 2048, I: 512 }, attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
   },
   tiny: {
@@ -89,7 +89,7 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
     for (const t of tunes) await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)}`, ws.map((w) => matmul(ctx, x, w, y, 1, { tuning: t })), bytes);
     // the same with its decode prologue: what building the input row costs
     const norm = filled(K * 4, 0x3c7fffff), d0 = filled(K * 4), d1 = filled(K * 4), hOut = ctx.buffer(K * 4, 'h out');
-    const prologue: GemvPrologue = N < K ? { kind: 'gated', weight: norm, eps: 1e-6, z: d0, zOffset: 0, headDim: S.gateD }
+    const prologue: GemvPrologue = format === 'q4' && N < K ? { kind: 'gated', weight: norm, eps: 1e-6, z: d0, zOffset: 0, headDim: S.gateD }
       : { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: format === 'f32' ? [d0, d1] : [d0], hOut: format === 'f32' ? hOut : undefined };
     await add(`gemv ${format} ${N}x${K} + its decode prologue (${prologue.kind})`, ws.map((w) => matmul(ctx, x, w, y, 1, { prologue })), bytes);
     for (const b of [...ws.map((w) => w.buffer), x, y, norm, d0, d1, hOut]) b.destroy();
@@ -119,19 +119,16 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
   await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, routerShape)));
   await add('moe gate_up, routes + rmsnorm (the decode op)', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route })[0]), pairs * gu);
 
-  // Attention decode at 4K and 32K keys (real dims): each warp reading its K/V slices, or tiles staged in workgroup
-  // memory; over copies of the cache (layers) that pass the L2 together.
+  // Attention decode (real dims: 4K and 32K keys) over copies of the cache (layers) that pass the L2 together.
   const dims = { ...S.attn, eps: 1e-6 };
   for (const keys of S.keys) {
     const d = { ...dims, maxT: keys }, kv = 2 * d.Hkv * keys * d.D * 4;
     const caches = Array.from({ length: copies(kv) }, () => ({ k: filled(kv / 2, 0x3c7fffff), v: filled(kv / 2, 0x3f7fffff) }));
     const qkv = filled((d.Hq * 2 * d.D + 2 * d.Hkv * d.D) * 4, 0x3f7fffff), qn = filled(d.D * 4, 0x3c7fffff), inv = filled(d.R * 2, 0x3c7fffff);
     const out = ctx.buffer(d.Hq * d.D * 4, 'attn out');
-    for (const stage of [false, true]) {
-      const ops = caches.map((c) => attentionDecode(ctx, qkv, qn, qn, inv, c.k, c.v, out, keys - 1, d, undefined, { stage }));
-      await add(`attn_decode at ${keys} keys, K/V ${stage ? 'staged in tiles of 8' : 'read by each warp'}`, ops.map((o) => o[0]), kv);
-      if (!stage) await add(`attn_combine at ${keys} keys`, ops.map((o) => o[1]));
-    }
+    const ops = caches.map((c) => attentionDecode(ctx, qkv, qn, qn, inv, c.k, c.v, out, keys - 1, d));
+    await add(`attn_decode at ${keys} keys`, ops.map((o) => o[0]), kv);
+    await add(`attn_combine at ${keys} keys`, ops.map((o) => o[1]));
     for (const c of caches) { c.k.destroy(); c.v.destroy(); }
   }
 

@@ -350,10 +350,6 @@ override DPL4: u32 = D / TEAM / 4u; // head dims a lane, in vec4s (attention.ts 
 const DMAX4 = 16u;                 // DPL4 <= DMAX4 (D <= 256, TEAM >= 4)
 const KT = 4u;                     // keys a warp has in flight
 const KV_MAX4 = 32u;               // KT · DPL4 <= KV_MAX4 (attention.ts picks TEAM so)
-override KV_STAGE: bool = false;   // stage ST keys' K/V at a time in workgroup memory, the next tile loaded meanwhile
-const ST = 8u;                     // keys a staged tile
-const PRE_MAX = 16u;               // PRE <= PRE_MAX (attention.ts checks)
-override PRE: u32 = (2u * ST * D / 4u + WG - 1u) / WG;   // vec4s of a staged tile a thread loads
 
 @group(0) @binding(1) var<storage, read> dq_qkv: array<f32>;               // (1, HQ*2D + 2*HKV*D) [q|gate per head][k][v]
 @group(0) @binding(2) var<storage, read> dq_q_norm: array<f32>;            // (D)
@@ -365,7 +361,6 @@ override PRE: u32 = (2u * ST * D / 4u + WG - 1u) / WG;   // vec4s of a staged ti
 @group(0) @binding(8) var<storage, read_write> dq_part_ml: array<vec2f>;   // (n_split, 1, HQ)
 
 var<workgroup> dq_rows: array<f32, (G + 2u) * D>;   // G queries, then the new key, then the new value
-var<workgroup> dq_kv: array<vec4f, 2u * ST * D / 4u>;   // KV_STAGE: ST keys, then their ST values
 
 // The G queries and the new key normalised and rotated in dq_rows (rows 0..G), the new value in row G + 1.
 fn decode_prep(g: u32, lid: u32) {
@@ -406,35 +401,6 @@ fn decode_prep(g: u32, lid: u32) {
   workgroupBarrier();
 }
 
-// Row r of dq_rows at column c, four values.
-fn prepared_vec4(r: u32, c: u32) -> vec4f {
-  let i = r * D + c;
-  return vec4f(dq_rows[i], dq_rows[i + 1u], dq_rows[i + 2u], dq_rows[i + 3u]);
-}
-
-// KV_STAGE: this thread's share of the K/V tile of keys k0 .. k0 + ST - 1 (vec4 lid + r·WG of [keys | values]); the
-// new position from the prepared rows, keys past kend zero.
-fn stage_tile(lid: u32, g: u32, k0: u32, kend: u32) -> array<vec4f, PRE_MAX> {
-  var pre: array<vec4f, PRE_MAX>;
-  for (var r = 0u; r < PRE; r++) {
-    let i = lid + r * WG;
-    let j = (i / (D / 4u)) % ST;
-    let c = i % (D / 4u);
-    let is_v = i >= ST * D / 4u;
-    let key = k0 + j;
-    var v = vec4f(0.0);
-    if (i >= 2u * ST * D / 4u) {
-    } else if (key == p.pos0) {
-      v = prepared_vec4(select(G, G + 1u, is_v), 4u * c);
-    } else if (key < kend) {
-      let o = (g * MAX_T + key) * (D / 4u) + c;
-      if (is_v) { v = dq_v_cache[o]; } else { v = dq_k_cache[o]; }
-    }
-    pre[r] = v;
-  }
-  return pre;
-}
-
 @compute @workgroup_size(WG)
 fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let idx = flat_group(wg);
@@ -466,27 +432,16 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
   }
   var m = NEG;
   var l = 0.0;
-  var pre: array<vec4f, PRE_MAX>;
-  if (KV_STAGE) { pre = stage_tile(lid, g, kbeg, kend); }
   for (var k0 = kbeg; k0 < kend; k0 += KT) {
-    let h = (k0 - kbeg) % ST;   // KV_STAGE: this step's first key in the staged tile
-    if (KV_STAGE && h == 0u) {
-      workgroupBarrier();   // the last tile is consumed
-      for (var r = 0u; r < PRE; r++) { let i = lid + r * WG; if (i < 2u * ST * D / 4u) { dq_kv[i] = pre[r]; } }
-      workgroupBarrier();
-      if (k0 + ST < kend) { pre = stage_tile(lid, g, k0 + ST, kend); }   // in flight while this tile is used
-    }
     var kr: array<vec4f, KV_MAX4>;   // [j·DPL4 + i]: this lane's slice of key k0 + j
     var vr: array<vec4f, KV_MAX4>;
     for (var j = 0u; j < KT; j++) {
       let key = min(k0 + j, kend - 1u);   // past the split: a valid row, masked below
       for (var i = 0u; i < DPL4; i++) {
-        if (KV_STAGE) {
-          kr[j * DPL4 + i] = dq_kv[((h + j) * D + d0) / 4u + i];
-          vr[j * DPL4 + i] = dq_kv[((ST + h + j) * D + d0) / 4u + i];
-        } else if (key == pos) {   // this dispatch writes it: take it from the prepared rows
-          kr[j * DPL4 + i] = prepared_vec4(G, d0 + 4u * i);
-          vr[j * DPL4 + i] = prepared_vec4(G + 1u, d0 + 4u * i);
+        if (key == pos) {   // this dispatch writes it: take it from the prepared rows
+          let r = d0 + 4u * i;
+          kr[j * DPL4 + i] = vec4f(dq_rows[G * D + r], dq_rows[G * D + r + 1u], dq_rows[G * D + r + 2u], dq_rows[G * D + r + 3u]);
+          vr[j * DPL4 + i] = vec4f(dq_rows[(G + 1u) * D + r], dq_rows[(G + 1u) * D + r + 1u], dq_rows[(G + 1u) * D + r + 2u], dq_rows[(G + 1u) * D + r + 3u]);
         } else {
           let o = (g * MAX_T + key) * (D / 4u) + d0 / 4u + i;
           kr[j * DPL4 + i] = dq_k_cache[o];

@@ -24,6 +24,5 @@ fn workgroup_reduce(lid: u32, v: f32, is_max: bool) -> f32 {
 }
 
 fn team_sum(lid: u32, v: f32) -> f32 { return team_reduce(v, false); }
-fn team_max(lid: u32, v: f32) -> f32 { return team_reduce(v, true); }
 fn workgroup_sum(lid: u32, v: f32) -> f32 { return workgroup_reduce(lid, v, false); }
 fn workgroup_max(lid: u32, v: f32) -> f32 { return workgroup_reduce(lid, v, true); }

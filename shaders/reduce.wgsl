@@ -24,6 +24,5 @@ fn reduce_tree(lid: u32, v: f32, width: u32, is_max: bool) -> f32 {
 }
 
 fn team_sum(lid: u32, v: f32) -> f32 { return reduce_tree(lid, v, TEAM, false); }
-fn team_max(lid: u32, v: f32) -> f32 { return reduce_tree(lid, v, TEAM, true); }
 fn workgroup_sum(lid: u32, v: f32) -> f32 { return reduce_tree(lid, v, WG, false); }
 fn workgroup_max(lid: u32, v: f32) -> f32 { return reduce_tree(lid, v, WG, true); }

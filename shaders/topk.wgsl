@@ -2,54 +2,90 @@
 // probable experts in torch.topk's order (probability descending, the lower index first on ties), their
 // probabilities renormalised to sum 1 when NORM_TOPK. Into workgroup memory: topk_idx, topk_w.
 //
-// Selection: TOPK rounds of argmax. Every team of TEAM lanes (reduce.wgsl) runs them on its own over the staged
-// probabilities and reaches the same answer, so no round needs a workgroup barrier: a lane holds experts
-// lane, lane + TEAM, ... and a bit an expert for those already taken; a round is one pass over the lane's experts and
-// two team reductions (the largest probability, then the lowest index holding it). The cost, TOPK · (E / TEAM + 2
-// reductions), does not depend on how the probabilities are spread (a cut by value bins degrades to E² when the
-// k-th largest lies far below the largest, as it does for logits of a wide range).
+// Selection without sorting all E: the probabilities are binned by the top bits of their f32 pattern (monotone in
+// the value; a bin is 1/16 octave, counted down from the largest, 8 octaves, the last bin catching the rest), a
+// prefix sum over the bins finds the smallest set of whole bins holding at least TOPK experts, those become the
+// candidates (ties are never split: equal values share a bin), and only the candidates rank themselves against each
+// other. Usually a few dozen candidates; equal logits everywhere leave all E (still right, just slower).
 //
-// The includer declares `override E`, `override TOPK`, `override NORM_TOPK: bool`, WG and TEAM (reduce.wgsl;
-// E <= 32·TOPK_MASKS·TEAM, moe.ts checks) and the logits binding `router_logits: array<f32>` ((T, E + 1): router | shared
-// gate). Call in uniform control flow.
+// The includer declares `override E`, `override TOPK`, `override NORM_TOPK: bool`, WG >= TOPK_BINS and TEAM
+// (reduce.wgsl), and the logits binding `router_logits: array<f32>` ((T, E + 1): router | shared gate). Call in
+// uniform control flow.
 
-const TOPK_MASKS = 4u;   // u32 words of a lane's taken bits
+const TOPK_BINS = 128u;
 
 var<workgroup> topk_idx: array<u32, TOPK>;
 var<workgroup> topk_w: array<f32, TOPK>;
 var<workgroup> topk_prob: array<f32, E>;
+var<workgroup> topk_hist: array<atomic<u32>, TOPK_BINS>;
+var<workgroup> topk_scan: array<u32, TOPK_BINS>;     // running counts over the bins
+var<workgroup> topk_cut: u32;                        // the last bin of the candidates
+var<workgroup> topk_count: atomic<u32>;              // candidates
+var<workgroup> topk_cand: array<u32, E>;             // candidate expert ids, in no particular order
+
+// Bin of probability `v` against the largest probability `top`: 1/16 octaves, the last bin catches the rest.
+fn topk_bin(v: f32, top: f32) -> u32 {
+  return min(TOPK_BINS - 1u, (bitcast<u32>(top) >> 19u) - (bitcast<u32>(v) >> 19u));
+}
+
+// Whether expert a ranks before expert b.
+fn topk_before(a: u32, b: u32) -> bool {
+  let pa = topk_prob[a];
+  let pb = topk_prob[b];
+  return pa > pb || (pa == pb && a < b);
+}
 
 fn route_topk(lid: u32, row: u32) {
+  for (var b = lid; b < TOPK_BINS; b += WG) { atomicStore(&topk_hist[b], 0u); }
+  if (lid == 0u) { atomicStore(&topk_count, 0u); }
   var m = -3.4e38;
   for (var e = lid; e < E; e += WG) { m = max(m, router_logits[row + e]); }
   m = workgroup_max(lid, m);
   var s = 0.0;
   for (var e = lid; e < E; e += WG) { s += exp(router_logits[row + e] - m); }
   s = workgroup_sum(lid, s);
-  // torch's softmax: exp(x - max) / sum
-  for (var e = lid; e < E; e += WG) { topk_prob[e] = exp(router_logits[row + e] - m) / s; }
+  // torch's softmax: exp(x - max) / sum; the largest is exp(0) / sum
+  let top = 1.0 / s;
+  for (var e = lid; e < E; e += WG) {
+    let v = exp(router_logits[row + e] - m) / s;
+    topk_prob[e] = v;
+    atomicAdd(&topk_hist[topk_bin(v, top)], 1u);
+  }
   workgroupBarrier();
-  let lane = lid % TEAM;
-  var taken: array<u32, TOPK_MASKS>;   // bit i: expert i·TEAM + lane is chosen (indexed by loop counters only: registers)
-  for (var w = 0u; w < TOPK_MASKS; w++) { taken[w] = 0u; }
+  // the first bin whose running count reaches TOPK: an inclusive scan over the bins (Hillis-Steele)
+  if (lid < TOPK_BINS) { topk_scan[lid] = atomicLoad(&topk_hist[lid]); }
+  workgroupBarrier();
+  for (var o = 1u; o < TOPK_BINS; o <<= 1u) {
+    var add = 0u;
+    if (lid < TOPK_BINS && lid >= o) { add = topk_scan[lid - o]; }
+    workgroupBarrier();
+    if (lid < TOPK_BINS) { topk_scan[lid] += add; }
+    workgroupBarrier();
+  }
+  if (lid < TOPK_BINS && topk_scan[lid] >= TOPK && (lid == 0u || topk_scan[lid - 1u] < TOPK)) { topk_cut = lid; }
+  workgroupBarrier();
+  let cut = topk_cut;
+  for (var e = lid; e < E; e += WG) {
+    if (topk_bin(topk_prob[e], top) <= cut) { topk_cand[atomicAdd(&topk_count, 1u)] = e; }
+  }
+  workgroupBarrier();
+  let n = atomicLoad(&topk_count);
+  for (var i = lid; i < n; i += WG) {
+    let e = topk_cand[i];
+    var r = 0u;
+    for (var j = 0u; j < n && r < TOPK; j++) {
+      if (topk_before(topk_cand[j], e)) { r++; }
+    }
+    if (r < TOPK) {
+      topk_idx[r] = e;
+      topk_w[r] = topk_prob[e];
+    }
+  }
+  workgroupBarrier();
+  // renormalise in rank order (torch sums the sorted top-k); every thread computes the same
   var sum = 0.0;
-  for (var r = 0u; r < TOPK; r++) {
-    var best = -1.0;
-    var best_e = E;
-    for (var i = 0u; i < (E + TEAM - 1u) / TEAM; i++) {
-      let e = i * TEAM + lane;
-      if (e < E && (taken[i / 32u] & (1u << (i % 32u))) == 0u && topk_prob[e] > best) { best = topk_prob[e]; best_e = e; }   // ties: the lower index stays
-    }
-    let top = team_max(lid, best);
-    let e = u32(-team_max(lid, -f32(select(E, best_e, best == top))));   // the lowest index holding it
-    for (var w = 0u; w < TOPK_MASKS; w++) {
-      if (e % TEAM == lane && e / TEAM / 32u == w) { taken[w] |= 1u << (e / TEAM % 32u); }
-    }
-    if (lid == 0u) { topk_idx[r] = e; topk_w[r] = top; }
-    sum += top;   // in rank order, as torch sums the sorted top-k
-  }
-  if (NORM_TOPK && lid == 0u) {
-    for (var r = 0u; r < TOPK; r++) { topk_w[r] = topk_w[r] / sum; }
-  }
+  for (var j = 0u; j < TOPK; j++) { sum += topk_w[j]; }
+  workgroupBarrier();
+  if (NORM_TOPK && lid < TOPK) { topk_w[lid] = topk_w[lid] / sum; }
   workgroupBarrier();
 }

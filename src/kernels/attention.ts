@@ -144,12 +144,9 @@ function combine(ctx: GpuContext, params: GPUBuffer, partO: GPUBuffer, partMl: G
 // DECODE_MIN_SPLIT keys (a multiple of 4: a warp loads 4 keys at a time).
 const DECODE_GROUPS = 256;
 const DECODE_MIN_SPLIT = 32;
-// Each warp reads its K/V slices itself (the G warps of a kv head read the same rows), or the workgroup stages tiles of
-// 8 keys in workgroup memory once, the next tile loaded while this one is used (attention.wgsl KV_STAGE).
-const DECODE_KV_STAGE = true;
 
 /** Lanes a query head in attn_decode: the most (a power of two, at most 32) that leaves each a multiple of 4 dims. */
-const decodeTeam = (D: number): number => {
+const decodeTeam = (D: number) => {
   let t = 32;
   while (D % (4 * t)) t /= 2;
   return t;
@@ -168,18 +165,16 @@ export const attentionDecodeFits = (d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D'>) => (d
  */
 export function attentionDecode(
   ctx: GpuContext, qkv: Binding, qNorm: Binding, kNorm: Binding, invFreq: Binding, kCache: Binding, vCache: Binding,
-  out: Binding, pos0: number, dims: AttnDims, updates?: PositionUpdate[], opts: { stage?: boolean } = {},
+  out: Binding, pos0: number, dims: AttnDims, updates?: PositionUpdate[],
 ): Op[] {
   check(1, pos0, dims);
   const { Hq, Hkv, D, R, maxT, eps } = dims, TEAM = decodeTeam(D), G = Hq / Hkv;
-  const stage = opts.stage ?? DECODE_KV_STAGE;
-  if (stage && Math.ceil((2 * 8 * D) / 4 / (G * TEAM)) > 16) throw new RangeError(`attentionDecode: a staged tile of D=${D} is too many loads for ${G * TEAM} threads`);
   const len = decodeSplitLen(pos0 + 1, dims), nSplit = Math.ceil((pos0 + 1) / len);
   const capacity = updates ? Math.ceil(maxT / len) : nSplit;
   const params = ctx.uniform(new Uint32Array([1, pos0, len, nSplit]));
   const partO = ctx.scratchBuffer('attn.part_o', capacity * Hq * D * 4);
   const partMl = ctx.scratchBuffer('attn.part_ml', capacity * Hq * 8);
-  const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, TEAM, WG: G * TEAM, KV_STAGE: stage ? 1 : 0 };
+  const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, TEAM, WG: G * TEAM };
   const op = ctx.op(`attn_decode(${len} keys/split)`, 'attention.wgsl', 'attn_decode', c,
     [params, qkv, qNorm, kNorm, invFreq, kCache, vCache, partO, partMl], grid(Hkv * nSplit));
   const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;

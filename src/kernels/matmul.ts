@@ -44,7 +44,7 @@ const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8:
 const GEMM_TILE = 64;
 const WG = 256;
 /** Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). */
-const GEMV_MIN_GROUPS = 128;
+const GEMV_MIN_GROUPS = 256;
 /** A GEMV with a prologue builds its input once per workgroup and then takes tiles in turn: at most this many workgroups. */
 const PROLOGUE_GROUPS = 512;
 

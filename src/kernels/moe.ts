@@ -25,7 +25,7 @@ export interface RouterShape {
   k: number; // experts per token
   normTopk: boolean; // norm_topk_prob
   team?: number; // reduction team (tests: 4 runs the subgroup build on SwiftShader)
-  wg?: number; // threads (default 256)
+  wg?: number; // threads (default 256; at least 128, topk.wgsl's bins)
 }
 
 /**
@@ -92,19 +92,13 @@ export function createMoeScratch(ctx: GpuContext, maxT: number, s: MoeShape): Mo
 const params = (ctx: GpuContext, T: number, tiles = 0) => ctx.uniform(new Uint32Array([T, tiles, 0, 0]));
 
 // Override constants per kernel: only those it reads, so layers of one model share pipelines.
-/** topk.wgsl keeps one bit a lane for each of its E / TEAM experts, in 4 words. */
-function routeTeam(E: number, team: number): number {
-  if (E > 128 * team) throw new RangeError(`top-k: ${E} experts need teams of at least ${Math.ceil(E / 128)} lanes (got ${team})`);
-  return team;
-}
-
 const formatConstants = (s: MoeShape) => ({ H: s.H, I: s.I, FORMAT: FORMAT_ID[s.format] });
 const gateUpConstants = (s: MoeShape) => ({ ...formatConstants(s), TOPK: s.k, GU_WORDS: packedWords(s.format, 2 * s.I, s.H) });
 const downConstants = (s: MoeShape) => ({ ...formatConstants(s), DN_WORDS: packedWords(s.format, s.H, s.I) });
 
 /** idx/w (T, k) = top-k of softmax(logits[:, :E]) by descending probability, renormalised when normTopk. */
 export function router(ctx: GpuContext, logits: Binding, idx: Binding, w: Binding, T: number, s: RouterShape): Op {
-  const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0, WG: s.wg ?? WG, TEAM: routeTeam(s.E, s.team ?? 32) };
+  const c = { E: s.E, TOPK: s.k, NORM_TOPK: s.normTopk ? 1 : 0, WG: s.wg ?? WG, TEAM: s.team ?? 32 };
   return ctx.op(`moe.router(${T}x${s.E} top${s.k})`, ROUTE, 'router_topk', c, [params(ctx, T), idx, w, logits], grid(T));
 }
 
@@ -147,7 +141,7 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const gateUp = !r ? ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', guc, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(T * guTiles))
     : r.routed ? ctx.op(`moe.gate_up_gemv(${label}) rmsnorm`, SHADER, 'moe_gate_up_gemv_normed', { ...guc, EPS: r.eps },
       [undefined, b.x, b.gateUp, b.slotOf, b.idx, scratch.h, r.norm], grid(guTiles))
-    : ctx.op(`moe.gate_up_gemv(${label}) routed+rmsnorm`, SHADER, 'moe_gate_up_gemv_fused', { ...guc, TEAM: routeTeam(s.E, guTeam), E: s.E, NORM_TOPK: r.normTopk ? 1 : 0, EPS: r.eps },
+    : ctx.op(`moe.gate_up_gemv(${label}) routed+rmsnorm`, SHADER, 'moe_gate_up_gemv_fused', { ...guc, E: s.E, NORM_TOPK: r.normTopk ? 1 : 0, EPS: r.eps },
       [undefined, b.x, b.gateUp, b.slotOf, undefined, scratch.h, r.norm, b.logits, b.idx, b.w], grid(guTiles));
   return [
     { bytes: pairs * gu, ...gateUp },

@@ -204,24 +204,23 @@ for (const name of ['tiny', 'asym'] as PresetName[]) {
 // One token's decode in two dispatches (attentionDecode): the queries and the new key normed and rotated inside
 // the kernel, K/V written into the cache, flash-decoding over splits, the gate read from the projection. Against the
 // CPU reference at positions on both sides of split boundaries (32-key splits), GQA groups of 2, 3 and 8 query
-// heads, head_dim 32, 48 (16 lanes a head) and 256 with 64 rotary dims; both reduction builds; K/V read by each
-// warp and staged in tiles.
+// heads, head_dim 32, 48 (16 lanes a head) and 256 with 64 rotary dims; both reduction builds.
 describe('attention decode (attn_decode + combine)', () => {
   const shapes: [AttnDims, number[]][] = [
     [{ Hq: 4, Hkv: 2, D: 32, R: 16, maxT: 200, eps: 1e-6 }, [0, 31, 32, 95, 130]],
     [{ Hq: 6, Hkv: 2, D: 48, R: 48, maxT: 100, eps: 1e-6 }, [5, 64]],
     [{ Hq: 16, Hkv: 2, D: 256, R: 64, maxT: 80, eps: 1e-6 }, [0, 33, 70]],
   ];
-  for (const [subgroups, stage] of [[true, false], [false, false], [true, true], [false, true]]) {
+  for (const subgroups of [true, false]) {
     for (const [d, positions] of shapes) {
-      it(`Hq=${d.Hq} Hkv=${d.Hkv} D=${d.D} R=${d.R} at ${positions.join(', ')}: ${subgroups ? 'subgroup' : 'workgroup'} reductions, K/V ${stage ? 'staged in tiles' : 'read by each warp'}`, () =>
+      it(`Hq=${d.Hq} Hkv=${d.Hkv} D=${d.D} R=${d.R} at ${positions.join(', ')}: ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
         withGpuErrors(async (device) => {
           const ctx = new GpuContext(device, { subgroups });
           for (const pos0 of positions) {
             const l = setup(ctx, d, 7 * pos0 + d.D, pos0);
             const qkv = randn(d.Hq * 2 * d.D + 2 * d.Hkv * d.D, pos0 + 3, 2);
             const out = poisoned(device, d.Hq * d.D * 4), g = l.gpu;
-            ctx.run(attentionDecode(ctx, ctx.upload(qkv, 'qkv'), g.qNorm, g.kNorm, g.invFreq, g.kCache, g.vCache, out, pos0, d, undefined, { stage }));
+            ctx.run(attentionDecode(ctx, ctx.upload(qkv, 'qkv'), g.qNorm, g.kNorm, g.invFreq, g.kCache, g.vCache, out, pos0, d));
             const r = refPrep(qkv, l.qNorm, l.kNorm, l.invFreq, 1, pos0, d);
             refCacheWrite(l.kc, r.k, 1, pos0, d);
             refCacheWrite(l.vc, r.v, 1, pos0, d);
