@@ -59,3 +59,9 @@ export class DeviceLimitError extends Qwen3NextError {
     super(message);
   }
 }
+
+/**
+ * A saved session (engine.restoreSession) cannot be restored here: it was saved with another model, by another
+ * format version, for a longer context than this engine has, or the bytes are not a session.
+ */
+export class SessionError extends Qwen3NextError {}

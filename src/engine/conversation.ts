@@ -44,6 +44,18 @@ export class Conversation {
     this.ids.push(id);
   }
 
+  /** The tokens the state holds (a saved session's ids). */
+  get tokens(): number[] {
+    return this.ids.slice();
+  }
+
+  /** The GPU state was just written (a restored session): it holds `ids`; no turn snapshot yet. */
+  restored(ids: number[]): void {
+    for (const b of this.saved?.state.states ?? []) b.destroy();
+    this.saved = undefined;
+    this.ids = ids.slice();
+  }
+
   /** Forget everything (resetChat, or after a failure left the GPU state unknown). */
   reset(): void {
     this.model.reset();

@@ -10,6 +10,7 @@ import { storeSource, type ModelStore } from '../store/store.ts';
 import { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { downloadModel, IdbModelStore } from '../store/browser.ts';
 import { HttpStore } from './http-store.ts';
+import { modelIdentity } from './session.ts';
 import type { EngineOptions } from './types.ts';
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(1);
@@ -91,6 +92,8 @@ export interface Loaded {
   model: Qwen3NextGpuModel;
   tokenizer: Qwen3Tokenizer;
   name: string;
+  /** session.ts modelIdentity: what a saved session must match to be restored here. */
+  modelId: string;
   ownsDevice: boolean;
   /** The store, while experts stream from it (closed by unload); undefined once every weight is on the GPU. */
   store?: ModelStore;
@@ -129,7 +132,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     streaming = expertStats(model) !== undefined;
     opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });
     const name = typeof opts.model === 'string' ? opts.model : 'qwen3-next';
-    return { ctx, model, tokenizer, name, ownsDevice: !opts.device, store: opened && streaming ? store : undefined };
+    return { ctx, model, tokenizer, name, modelId: await modelIdentity(m), ownsDevice: !opts.device, store: opened && streaming ? store : undefined };
   } finally {
     if (opened && !streaming) await store.close(); // every weight is on the GPU now
   }

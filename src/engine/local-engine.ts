@@ -8,7 +8,7 @@
 // A lost GPU device (driver reset, device.destroy()) fails the request in progress with DeviceLostError; the next
 // request makes a new device and reloads the model first (load.ts reloadEngineParts: with `cache`, from IndexedDB),
 // then answers from an empty conversation.
-import { ContextLengthError, DeviceLostError, Qwen3NextError } from '../errors.ts';
+import { ContextLengthError, DeviceLostError, Qwen3NextError, SessionError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { expertStats } from '../cache/load.ts';
 import { seededRandom } from '../model/generate.ts';
@@ -19,7 +19,8 @@ import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { Conversation } from './conversation.ts';
 import { loadEngineParts, reloadEngineParts, type Loaded } from './load.ts';
 import { ReplyText } from './reply.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completions, CompletionUsage, Engine, EngineOptions, FinishReason } from './types.ts';
+import { decodeSession, encodeSession } from './session.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completions, CompletionUsage, Engine, EngineOptions, FinishReason } from './types.ts';
 
 const DEFAULT_MAX_TOKENS = 256;
 const now = () => globalThis.performance.now();
@@ -28,6 +29,7 @@ export class LocalEngine implements Engine {
   readonly chat: { completions: Completions };
   private parts!: Loaded; // replaced after a lost device
   private conversation!: Conversation;
+  private messages: ChatMessage[] = []; // the last request's messages and its reply (a saved session's)
   private eos!: Set<number>;
   private queue: Promise<unknown> = Promise.resolve();
   private current?: AbortController;
@@ -212,13 +214,57 @@ export class LocalEngine implements Engine {
         gpu_memory_bytes: this.ctx.allocatedBytes,
         ...(stats ? { expert_cache: stats } : {}),
       };
-      yield chunk(text.delta(true), finish, usage);
+      const tail = text.delta(true);
+      this.messages = [...req.messages, text.message()];
+      yield chunk(tail, finish, usage);
     } catch (e) {
+      this.messages = [];
       this.conversation.reset(); // a failed GPU step leaves the state unknown
       throw await this.lostError(e, device);
     } finally {
       req.signal?.removeEventListener('abort', onAbort);
       if (this.current === abort) this.current = undefined;
+    }
+  }
+
+  async saveSession(): Promise<Blob> {
+    return this.exclusive(async () => {
+      const arrays = await this.model.cache.read();
+      return encodeSession({ model: this.parts.modelId, messages: this.messages, ids: this.conversation.tokens }, arrays);
+    });
+  }
+
+  async restoreSession(session: Blob): Promise<{ messages: ChatMessage[]; tokens: number }> {
+    const { header, arrays } = await decodeSession(session);
+    return this.exclusive(async () => {
+      if (header.model !== this.parts.modelId) {
+        throw new SessionError('this session was saved with another model (or another packing of it): load the model it was saved with, or start a new chat.');
+      }
+      if (header.ids.length >= this.maxContext) {
+        throw new SessionError(`this session holds ${header.ids.length} tokens; this engine's context is ${this.maxContext}. Create the engine with a larger maxContext to continue it.`);
+      }
+      const want = this.model.cache.stateLengths(header.ids.length);
+      if (arrays.length !== want.length || arrays.some((a, i) => a.length !== want[i])) throw new SessionError('the session\'s state does not match its model: the bytes are damaged. Start a new chat.');
+      this.conversation.reset();
+      this.model.cache.write(header.ids.length, arrays);
+      this.conversation.restored(header.ids);
+      this.messages = header.messages;
+      return { messages: header.messages, tokens: header.ids.length };
+    });
+  }
+
+  /** `body` between requests: after the one in progress, before the next. */
+  private async exclusive<T>(body: () => Promise<T>): Promise<T> {
+    if (this.unloaded) throw new Error('The engine was unloaded: create a new one with createEngine().');
+    const before = this.queue;
+    let release!: () => void;
+    this.queue = new Promise<void>((r) => (release = r));
+    try {
+      await before;
+      if (this.lost !== undefined) await this.recover();
+      return await body();
+    } finally {
+      release();
     }
   }
 

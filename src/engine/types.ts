@@ -94,6 +94,19 @@ export interface Engine {
   resetChat(): Promise<void>;
   /** Free the GPU memory; the engine serves no more requests. */
   unload(): Promise<void>;
+  /**
+   * The conversation as bytes, to continue after a reload (restoreSession): its messages (the last request's and the
+   * reply), its tokens, and the model's state after them (every GDN layer's recurrent and conv state, the used part
+   * of the K/V caches), with the model's identity and the format version. Waits for the request in progress.
+   */
+  saveSession(): Promise<Blob>;
+  /**
+   * Continue a saved conversation: the next request whose messages extend `messages` prefills only its new tokens,
+   * and its reply is the one the conversation would have given without the reload. SessionError when the session
+   * was saved with another model, by another format version, for more context than this engine has, or is no
+   * session at all; the engine's conversation is then unchanged.
+   */
+  restoreSession(session: Blob): Promise<{ messages: ChatMessage[]; tokens: number }>;
 }
 
 export interface EngineOptions {

@@ -4,7 +4,7 @@
 import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { registerErrorTransfer } from './error-transfer.ts';
 import type { EngineHost } from './worker-host.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completions, Engine, EngineOptions } from './types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completions, Engine, EngineOptions } from './types.ts';
 
 export type WorkerEngineOptions = Omit<EngineOptions, 'model' | 'device'> & { model: string };
 
@@ -71,6 +71,14 @@ class WorkerEngine implements Engine {
 
   resetChat(): Promise<void> {
     return this.host.resetChat();
+  }
+
+  saveSession(): Promise<Blob> {
+    return this.host.saveSession();
+  }
+
+  restoreSession(session: Blob): Promise<{ messages: ChatMessage[]; tokens: number }> {
+    return this.host.restoreSession(session);
   }
 
   async unload(): Promise<void> {

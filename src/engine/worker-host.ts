@@ -4,7 +4,7 @@
 import { expose } from 'comlink';
 import { registerErrorTransfer } from './error-transfer.ts';
 import { LocalEngine } from './local-engine.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EngineOptions, LoadProgress } from './types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, EngineOptions, LoadProgress } from './types.ts';
 
 export type WireRequest = Omit<ChatCompletionRequest, 'signal'>;
 export type WireOptions = Omit<EngineOptions, 'model' | 'device' | 'onProgress' | 'onWarning'> & { model: string };
@@ -64,6 +64,14 @@ export class EngineHost {
 
   resetChat(): Promise<void> {
     return this.loaded().resetChat();
+  }
+
+  saveSession(): Promise<Blob> {
+    return this.loaded().saveSession();
+  }
+
+  restoreSession(session: Blob): Promise<{ messages: ChatMessage[]; tokens: number }> {
+    return this.loaded().restoreSession(session);
   }
 
   async unload(): Promise<void> {

@@ -59,6 +59,58 @@ export class Qwen3NextGpuDynamicCache {
     this.position = s.position;
   }
 
+  /**
+   * The state as host arrays, layer by layer: a linear layer's conv and recurrent state whole, a full layer's keys
+   * and values at positions 0 .. position-1 ((Hkv, position, D) each: the rest of the cache is never read).
+   */
+  async read(): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (const l of this.layers) {
+      if (l.type === 'linear_attention') {
+        out.push(await this.ctx.readF32(l.conv), await this.ctx.readF32(l.recurrent));
+      } else {
+        for (const b of [l.keys, l.values]) out.push(await this.readRows(b));
+      }
+    }
+    return out;
+  }
+
+  /** Take a state read() made (at `position`, from a cache of this config): the inverse of read(). */
+  write(position: number, arrays: Float32Array<ArrayBuffer>[]): void {
+    const want = this.stateLengths(position);
+    if (arrays.length !== want.length || arrays.some((a, i) => a.length !== want[i])) throw new RangeError('Qwen3NextGpuDynamicCache.write: the arrays are not a state of this model at this position');
+    const { numKeyValueHeads: H, headDim: D } = this.config, q = this.ctx.device.queue;
+    let i = 0;
+    for (const l of this.layers) {
+      if (l.type === 'linear_attention') {
+        q.writeBuffer(l.conv, 0, arrays[i++]);
+        q.writeBuffer(l.recurrent, 0, arrays[i++]);
+      } else {
+        for (const b of [l.keys, l.values]) {
+          const a = arrays[i++];
+          for (let h = 0; h < H; h++) q.writeBuffer(b, h * this.maxT * D * 4, a, h * position * D, position * D);
+        }
+      }
+    }
+    this.position = position;
+  }
+
+  /** Floats of each array read() returns at `position`. */
+  stateLengths(position: number): number[] {
+    const c = this.config;
+    return c.layerTypes.flatMap((t) => t === 'linear_attention'
+      ? [c.convDim * (c.convKernel - 1), c.linearNumValueHeads * c.linearKeyHeadDim * c.linearValueHeadDim]
+      : [c.numKeyValueHeads * position * c.headDim, c.numKeyValueHeads * position * c.headDim]);
+  }
+
+  /** Positions 0 .. position-1 of every kv head of a (Hkv, maxT, D) cache, as (Hkv, position, D). */
+  private async readRows(b: GPUBuffer): Promise<Float32Array> {
+    const { numKeyValueHeads: H, headDim: D } = this.config, n = this.position * D;
+    const out = new Float32Array(H * n);
+    for (let h = 0; h < H && n > 0; h++) out.set(await this.ctx.readF32(b, n, h * this.maxT * D), h * n);
+    return out;
+  }
+
   private linearStates(): GPUBuffer[] {
     return this.layers.flatMap((l) => (l.type === 'linear_attention' ? [l.conv, l.recurrent] : []));
   }

@@ -29,6 +29,15 @@ describe.skipIf(skip)('Engine in a Web Worker (chromium)', () => {
     expect(r.count).toBeGreaterThan(3);
   });
 
+  it('a saved session restores into a newly loaded worker engine and gives the same reply, prefilling only the new turn', async () => {
+    const r = await pg.tp.page.evaluate((p) => window.engineTest.sessionAcrossEngines('/models/brown-tiny-q4/', p), PROMPT);
+    expect(r.again).toBe(r.straight);
+    expect(r.messages).toBe(2);
+    expect(r.cachedAgain).toBe(r.tokens);
+    expect(r.cachedAgain).toBe(r.cachedStraight);
+    expect(r.bytes).toBeGreaterThan(r.tokens * 4);
+  });
+
   it('a signal aborts a streamed reply in the worker', async () => {
     const r = await pg.tp.page.evaluate((p) => window.engineTest.abortAfter(p, 1), PROMPT);
     expect(r.finish).toBe('abort');

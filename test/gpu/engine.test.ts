@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine } from '../../src/engine/engine.ts';
 import type { Engine } from '../../src/engine/types.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatMessage, LoadProgress } from '../../src/engine/types.ts';
-import { ContextLengthError } from '../../src/errors.ts';
+import { ContextLengthError, SessionError } from '../../src/errors.ts';
+import { decodeSession, encodeSession } from '../../src/engine/session.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
 import { getTestDevice, withGpuErrors } from '../helpers/gpu.ts';
 
@@ -133,6 +134,48 @@ describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
       expect(r.usage.cached_prompt_tokens).toBe(0);
       expect(r.choices[0].message.content.length).toBeGreaterThan(0);
       expect(REPLY.startsWith(r.choices[0].message.content)).toBe(true);
+    }));
+
+  it('a saved session restores into an emptied engine and continues with the same greedy reply, prefilling only the new turn', () =>
+    withGpuErrors(async () => {
+      await engine.resetChat();
+      const turn1 = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 10 });
+      const session = await engine.saveSession();
+      const history: ChatMessage[] = [user(PROMPT), { ...turn1.choices[0].message }, user('What did the jury say next?')];
+      const straight = await engine.chat.completions.create({ messages: history, max_tokens: 10 });
+
+      await engine.resetChat(); // the reload: nothing of the conversation is left on the GPU
+      const restored = await engine.restoreSession(session);
+      expect(restored.messages).toEqual([user(PROMPT), turn1.choices[0].message]);
+      expect(restored.tokens).toBe(straight.usage.cached_prompt_tokens);
+      const again = await engine.chat.completions.create({ messages: history, max_tokens: 10 });
+      log('restored session', again);
+      expect(again.choices[0].message.content).toBe(straight.choices[0].message.content);
+      expect(again.usage.completion_tokens).toBe(straight.usage.completion_tokens);
+      expect(again.usage.cached_prompt_tokens).toBe(restored.tokens);
+    }));
+
+  it('a session it cannot continue is a SessionError and leaves the conversation as it was', () =>
+    withGpuErrors(async () => {
+      await engine.resetChat();
+      const turn1 = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 4 });
+      const good = await engine.saveSession();
+      const { header, arrays } = await decodeSession(good);
+      const bad: [string, Blob, RegExp][] = [
+        ['another model', encodeSession({ ...header, model: 'f'.repeat(64) }, arrays), /another model/],
+        ['more context', encodeSession({ ...header, ids: Array(300).fill(1) }, arrays), /context is 256.*larger maxContext/],
+        ['no session', new Blob([new Uint8Array(64)]), /not a saved session/],
+        ['truncated', good.slice(0, good.size - 4), /not a saved session/],
+        ['damaged state', encodeSession(header, arrays.slice(1)), /damaged/],
+      ];
+      for (const [what, blob, message] of bad) {
+        const err = await engine.restoreSession(blob).catch((e) => e);
+        expect(err, what).toBeInstanceOf(SessionError);
+        expect(err.message, what).toMatch(message);
+      }
+      // the conversation still holds turn 1: the next turn reuses it
+      const next = await engine.chat.completions.create({ messages: [user(PROMPT), { ...turn1.choices[0].message }, user('And?')], max_tokens: 2 });
+      expect(next.usage.cached_prompt_tokens).toBe(header.ids.length);
     }));
 
   it('a prompt plus max_tokens beyond maxContext throws ContextLengthError', async () => {

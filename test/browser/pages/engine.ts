@@ -50,6 +50,26 @@ const engineTest = {
     }
   },
 
+  /**
+   * A conversation saved in one engine and restored into a new one (a page reload in miniature): the session Blob
+   * crosses the worker boundary both ways; the restored engine's next reply is compared with the first engine's.
+   */
+  async sessionAcrossEngines(model: string, content: string) {
+    const turn1 = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: 4 });
+    const session = await engine!.saveSession();
+    const history = [{ role: 'user', content }, { ...turn1.choices[0].message }, { role: 'user', content: 'And then?' }];
+    const straight = await engine!.chat.completions.create({ messages: history, max_tokens: 4 });
+    await engine!.unload();
+    await engineTest.load(model);
+    const restored = await engine!.restoreSession(session);
+    const again = await engine!.chat.completions.create({ messages: history, max_tokens: 4 });
+    return {
+      bytes: session.size, tokens: restored.tokens, messages: restored.messages.length,
+      straight: straight.choices[0].message.content, again: again.choices[0].message.content,
+      cachedStraight: straight.usage.cached_prompt_tokens, cachedAgain: again.usage.cached_prompt_tokens,
+    };
+  },
+
   async unload() {
     await engine?.unload();
   },
