@@ -9,3 +9,4 @@ export type { ModelStore } from './store/store.ts';
 export { PackedStore, storeSource } from './store/store.ts';
 export { Qwen3Tokenizer } from './tokenizer/tokenizer.ts';
 export { deleteStoredModel, listStoredModels, type StoredModelInfo } from './store/browser-models.ts';
+export { storeSession, listStoredSessions, loadStoredSession, renameStoredSession, deleteStoredSession, type StoredSessionInfo } from './store/browser-sessions.ts';

@@ -28,6 +28,32 @@ describe.skipIf(skip)('IndexedDB model store (chromium)', () => {
   });
   afterAll(() => session?.close());
 
+  it('saved sessions: stored, listed newest first with sizes, renamed, read back, kept across a reload, deleted', async () => {
+    const context = await session.browser.newContext({ baseURL: session.baseURL }); // one profile: IndexedDB survives the reload
+    const open = async () => {
+      const page = await context.newPage();
+      await page.goto('/test/browser/pages/store.html');
+      await page.waitForFunction(() => 'storeTest' in window);
+      return page;
+    };
+    try {
+      let page = await open();
+      const { list, same } = await page.evaluate(() => window.storeTest.storeSessions());
+      expect(same).toBe(true);
+      expect(list.map((s) => [s.id, s.title, s.bytes])).toEqual([['chat-b', 'second', 1000], ['chat-a', 'first, renamed', 5]]);
+      expect(list[1].meta).toEqual({ model: '/models/brown-tiny-q4/' });
+      await page.close();
+      page = await open();
+      const r = await page.evaluate(() => window.storeTest.sessionsAfterReload());
+      expect(r.before.map((s) => s.id)).toEqual(['chat-b', 'chat-a']);
+      expect(r.after.map((s) => s.id)).toEqual(['chat-a']);
+      expect(r.missing).toBe(true);
+      expect(r.renameMissing).toMatch(/no stored session "chat-b"/);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('downloads with progress, resumes after a dropped connection without refetching, verifies, and runs', { timeout: 240_000 }, async () => {
     const m = parseManifest(readFileSync(join(DIR, 'manifest.json'), 'utf8'));
     const records = m.files.length + m.dense.length + m.experts.flat().length;

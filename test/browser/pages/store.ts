@@ -4,6 +4,7 @@ import { GpuContext } from '../../../src/gpu/context.ts';
 import { expertStats, loadModel } from '../../../src/cache/load.ts';
 import { downloadModel, IdbModelStore, type DownloadProgress } from '../../../src/store/browser.ts';
 import { storeSource } from '../../../src/store/store.ts';
+import { deleteStoredSession, listStoredSessions, loadStoredSession, renameStoredSession, storeSession, type StoredSessionInfo } from '../../../src/store/browser-sessions.ts';
 import type { QuotaExceededError } from '../../../src/errors.ts';
 import type { ExpertCacheStats } from '../../../src/cache/expert-cache.ts';
 import { browserDevice } from './gpu.ts';
@@ -38,6 +39,27 @@ const storeTest = {
     } finally {
       navigator.storage.estimate = real;
     }
+  },
+
+  /** Two sessions stored, listed newest first, one renamed; returns the list and whether a Blob reads back bytewise. */
+  async storeSessions(): Promise<{ list: StoredSessionInfo[]; same: boolean }> {
+    const a = new Blob([new Uint8Array([1, 2, 3, 4, 5])]), b = new Blob([new Uint8Array(1000).fill(9)]);
+    await storeSession('chat-a', a, { title: 'first', meta: { model: URL } });
+    await new Promise((r) => setTimeout(r, 5));
+    await storeSession('chat-b', b, { title: 'second' });
+    await renameStoredSession('chat-a', 'first, renamed');
+    const back = await loadStoredSession('chat-a');
+    const same = !!back && new Uint8Array(await back.arrayBuffer()).join() === '1,2,3,4,5';
+    return { list: await listStoredSessions(), same };
+  },
+
+  /** After a reload: the list, then one deleted, then the list again, and a missing id. */
+  async sessionsAfterReload(): Promise<{ before: StoredSessionInfo[]; after: StoredSessionInfo[]; missing: boolean; renameMissing: string }> {
+    const before = await listStoredSessions();
+    await deleteStoredSession('chat-b');
+    const after = await listStoredSessions();
+    const renameMissing = await renameStoredSession('chat-b', 'x').then(() => '', (e: Error) => e.message);
+    return { before, after, missing: (await loadStoredSession('chat-b')) === undefined, renameMissing };
   },
 
   /** Logits (T, V) of `ids` from the stored model; streaming experts when expertCacheBytes is given. */
