@@ -4,10 +4,11 @@
 // heatmap). Built sites register a service worker (demo/sw.js) that keeps the page itself for offline visits.
 // No WebGPU: an explanation panel instead of the chat. `window.demo` exposes the state to test/browser/demo.test.ts.
 import type { ExpertCacheStats } from '../src/cache/expert-cache.ts';
-import { createWorkerEngine, listStoredModels, type ChatCompletionChunk, type ChatMessage, type CompletionUsage, type Engine, type FinishReason, type LoadProgress } from '../src/index.ts';
+import { createWorkerEngine, listStoredModels, loadStoredSession, type ChatCompletionChunk, type ChatMessage, type CompletionUsage, type Engine, type FinishReason, type LoadProgress } from '../src/index.ts';
 import { drawHeatmap, useSince } from './heatmap.ts';
 import { renderMarkdown } from './markdown.ts';
 import { formatBytes, storagePanel } from './storage.ts';
+import { chatsPanel } from './chats.ts';
 
 // ?model=: the folder to load, relative to this page (the dev server and the static build (dist/demo) both serve
 // public/models/ at /models/). ?experts=: the GPU expert budget in percent of the model's experts. The default,
@@ -35,6 +36,10 @@ const state = {
   offlineReady: false,
   lastFinish: null as FinishReason | null,
   lastUsage: null as CompletionUsage | null,
+  /** Tokens of the chat restored at load (or opened from the Chats panel) that the model did not run again. */
+  restoredTokens: 0,
+  /** Replies whose conversation is saved (the Chats panel). */
+  saved: 0,
 };
 declare global {
   interface Window {
@@ -103,6 +108,25 @@ const storage = storagePanel(MODEL_KEY, async () => {
   $('load-bytes').textContent = '';
 });
 
+const chats = chatsPanel(MODEL_KEY, openChat, () => engine);
+
+/** Show a conversation's messages (a restored chat). */
+function showConversation(list: ChatMessage[]) {
+  messages = list.slice();
+  $('messages').replaceChildren();
+  for (const m of list) addMessage(m.role === 'user' ? 'user' : 'assistant', m.content);
+}
+
+/** Open a stored chat from the Chats panel: its state goes back onto the GPU, its messages into the list. */
+async function openChat(e: Engine, id: string) {
+  const blob = await loadStoredSession(id);
+  if (!blob) return;
+  const r = await e.restoreSession(blob);
+  showConversation(r.messages);
+  state.restoredTokens = r.tokens;
+  $('stats-list').innerHTML = `<dt>Restored</dt><dd>${r.tokens} tokens, not run again</dd>`;
+}
+
 async function load() {
   $<HTMLInputElement>('model-url').value = MODEL_URL;
   $<HTMLSelectElement>('expert-budget').value = String(EXPERT_PERCENT);
@@ -131,8 +155,26 @@ async function load() {
   $<HTMLProgressElement>('load-bar').value = 1;
   setBusy(false);
   showOfflineReady();
+  await restoreChat();
   promptBox.focus();
   void storage.refresh();
+}
+
+/** The chat this page showed before the reload, back on the GPU without running its tokens again. */
+async function restoreChat() {
+  try {
+    const r = await chats.restoreCurrent(engine!);
+    if (r) {
+      showConversation(r.messages);
+      state.restoredTokens = r.tokens;
+      $('load-text').textContent += ` Your chat is restored (${r.tokens} tokens, not run again).`;
+      $('stats-list').innerHTML = `<dt>Restored</dt><dd>${r.tokens} tokens, not run again</dd>`;
+    }
+  } catch (e) {
+    console.warn(`The saved chat could not be restored (${(e as Error).message}): starting a new one.`);
+    chats.startNew();
+  }
+  void chats.refresh();
 }
 
 function setBusy(busy: boolean) {
@@ -197,6 +239,12 @@ async function send(content: string) {
   state.lastFinish = finish;
   state.lastUsage = usage ?? null;
   state.replies++;
+  try {
+    await chats.save(engine!, messages);
+    state.saved++;
+  } catch (e) {
+    console.warn(`This chat could not be saved for the next visit: ${(e as Error).message}`);
+  }
   setBusy(false);
   promptBox.focus();
 }
@@ -268,6 +316,8 @@ $('expert-budget').addEventListener('change', reloadWith);
 stopButton.addEventListener('click', () => void engine?.interrupt());
 newChatButton.addEventListener('click', async () => {
   await engine?.resetChat();
+  chats.startNew();
+  state.restoredTokens = 0;
   messages = [];
   $('messages').replaceChildren();
   $('stats-list').innerHTML = '<dt>No reply yet</dt>';

@@ -105,6 +105,24 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     await page.locator('aside').screenshot({ path: `${SHOTS}/demo-stats.png` });
   });
 
+  it('a reload restores the chat without running its tokens again, and it continues from there', async () => {
+    const { page } = tp;
+    await page.waitForFunction(() => window.demo.saved > 0); // the chat above was saved after its reply
+    await page.reload();
+    await page.waitForFunction(() => window.demo.ready, undefined, { timeout: 240_000 });
+    expect(await page.textContent('#messages li.user .body')).toBe(PROMPT);
+    expect(await page.textContent('#messages li.assistant .body')).toBe(REPLY);
+    const restored = await page.evaluate(() => window.demo.restoredTokens);
+    expect(restored).toBeGreaterThan(20);
+    expect(await page.textContent('#load-text')).toMatch(new RegExp(`chat is restored \\(${restored} tokens, not run again\\)`));
+    await page.locator('#chat-list li', { hasText: '(this chat)' }).waitFor();
+    await page.fill('#max-tokens', '3');
+    await replyDone(await send('And then?'));
+    expect(await page.locator('#messages li.assistant').count()).toBe(2);
+    expect((await page.evaluate(() => window.demo.lastUsage))!.cached_prompt_tokens).toBe(restored);
+    await page.locator('aside').screenshot({ path: `${SHOTS}/demo-chats.png` });
+  });
+
   it('Stop ends a long reply midway', async () => {
     const { page } = tp;
     await page.click('#new-chat');
@@ -118,7 +136,8 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     expect(await page.evaluate(() => window.demo.lastFinish)).toBe('abort');
     expect(usage!.completion_tokens).toBeGreaterThanOrEqual(5);
     expect(usage!.completion_tokens).toBeLessThan(30);
-    expect(STORY.startsWith(await page.textContent('#messages li.assistant .body') ?? 'x')).toBe(true);
+    const partial = await page.textContent('#messages li.assistant .body') ?? 'x';
+    expect(STORY.startsWith(partial), partial).toBe(true);
     expect(await page.textContent('#messages li.assistant .meta')).toMatch(/^stopped/);
     expect(await page.isEnabled('#send')).toBe(true);
     await page.screenshot({ path: `${SHOTS}/demo-stopped.png` });
