@@ -125,16 +125,21 @@ export class LocalEngine implements Engine {
   }
 
   private async *queued(req: ChatCompletionRequest, prompt: number[], maxTokens: number): AsyncGenerator<ChatCompletionChunk> {
+    const place = this.enqueue();
+    try {
+      await place.ready;
+      yield* this.turn(req, prompt, maxTokens);
+    } finally {
+      place.release();
+    }
+  }
+
+  /** A place in the request queue: `ready` once the requests before it are done (and a lost device replaced). */
+  private enqueue(): { ready: Promise<void>; release: () => void } {
     const before = this.queue;
     let release!: () => void;
     this.queue = new Promise<void>((r) => (release = r));
-    try {
-      await before;
-      if (this.lost !== undefined) await this.recover();
-      yield* this.turn(req, prompt, maxTokens);
-    } finally {
-      release();
-    }
+    return { ready: before.then(() => (this.lost !== undefined ? this.recover() : undefined)), release };
   }
 
   private async *turn(req: ChatCompletionRequest, prompt: number[], maxTokens: number): AsyncGenerator<ChatCompletionChunk> {
@@ -256,15 +261,12 @@ export class LocalEngine implements Engine {
   /** `body` between requests: after the one in progress, before the next. */
   private async exclusive<T>(body: () => Promise<T>): Promise<T> {
     if (this.unloaded) throw new Error('The engine was unloaded: create a new one with createEngine().');
-    const before = this.queue;
-    let release!: () => void;
-    this.queue = new Promise<void>((r) => (release = r));
+    const place = this.enqueue();
     try {
-      await before;
-      if (this.lost !== undefined) await this.recover();
+      await place.ready;
       return await body();
     } finally {
-      release();
+      place.release();
     }
   }
 

@@ -5,6 +5,7 @@
 //
 // Plain IndexedDB, not idb-keyval: idb-keyval keeps its connection open for the page's lifetime, and an open
 // connection in this page would block deleteDatabase.
+import { request } from './idb-request.ts';
 import { expertRecordName } from './manifest.ts';
 
 const PREFIX = 'q3n:';
@@ -83,11 +84,4 @@ function manifestRecords(text: string): { name: string; bytes: number; expert: b
   } catch {
     return [];
   }
-}
-
-function request<T>(req: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
 }

@@ -2,6 +2,7 @@
 // `q3n-sessions`, object store `sessions`, one value per session { info, blob } under its id. The page decides the
 // id (one per chat) and the title; sizes and times are recorded here. Plain IndexedDB, as browser-models.ts, so no
 // connection stays open to block a deletion.
+import { request } from './idb-request.ts';
 
 const DB = 'q3n-sessions';
 const STORE = 'sessions';
@@ -68,11 +69,4 @@ async function withStore<T>(mode: IDBTransactionMode, body: (s: IDBObjectStore) 
   } finally {
     db.close();
   }
-}
-
-function request<T>(req: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
 }
