@@ -65,8 +65,9 @@ export function chatsPanel(model: string, open: (engine: Engine, id: string) => 
   return {
     get id() { return id; },
     async save(engine, messages) {
+      const chat = id; // New chat may start another while the engine saves this one
       const first = messages.find((m) => m.role === 'user')?.content ?? 'Chat';
-      await storeSession(id, await engine.saveSession(), { title: first.length > 40 ? `${first.slice(0, 40)}…` : first, meta: { model } });
+      await storeSession(chat, await engine.saveSession(), { title: first.length > 40 ? `${first.slice(0, 40)}…` : first, meta: { model } });
       await refresh();
     },
     async restoreCurrent(engine) {

@@ -239,14 +239,13 @@ async function send(content: string) {
   state.lastFinish = finish;
   state.lastUsage = usage ?? null;
   state.replies++;
-  try {
-    await chats.save(engine!, messages);
-    state.saved++;
-  } catch (e) {
-    console.warn(`This chat could not be saved for the next visit: ${(e as Error).message}`);
-  }
   setBusy(false);
   promptBox.focus();
+  // Saved in the background: the engine queues a next request behind the save, so the saved state is this reply's.
+  chats.save(engine!, messages.slice()).then(
+    () => state.saved++,
+    (e: Error) => console.warn(`This chat could not be saved for the next visit: ${e.message}`),
+  );
 }
 
 function showStats(u: CompletionUsage, finish: FinishReason | null) {

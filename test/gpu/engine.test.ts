@@ -139,16 +139,16 @@ describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
   it('a saved session restores into an emptied engine and continues with the same greedy reply, prefilling only the new turn', () =>
     withGpuErrors(async () => {
       await engine.resetChat();
-      const turn1 = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 10 });
+      const turn1 = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 6 });
       const session = await engine.saveSession();
       const history: ChatMessage[] = [user(PROMPT), { ...turn1.choices[0].message }, user('What did the jury say next?')];
-      const straight = await engine.chat.completions.create({ messages: history, max_tokens: 10 });
+      const straight = await engine.chat.completions.create({ messages: history, max_tokens: 5 });
 
       await engine.resetChat(); // the reload: nothing of the conversation is left on the GPU
       const restored = await engine.restoreSession(session);
       expect(restored.messages).toEqual([user(PROMPT), turn1.choices[0].message]);
       expect(restored.tokens).toBe(straight.usage.cached_prompt_tokens);
-      const again = await engine.chat.completions.create({ messages: history, max_tokens: 10 });
+      const again = await engine.chat.completions.create({ messages: history, max_tokens: 5 });
       log('restored session', again);
       expect(again.choices[0].message.content).toBe(straight.choices[0].message.content);
       expect(again.usage.completion_tokens).toBe(straight.usage.completion_tokens);
