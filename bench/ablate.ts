@@ -52,13 +52,15 @@ async function passUs(ctx: GpuContext, ops: Op[], reps = 9, inner = 20): Promise
 const ABLATION_SHAPES = {
   real: {
     readsMiB: [1, 4, 16, 64], copyBytes: 128 * 2 ** 20, // past the H100's 50 MB L2
-    gemvs: [['q4', 12352, 2048, [{}, { rows: 2 }, { team: 16 }]], ['q4', 2048, 4096, [{}, { rows: 2 }, { rows: 4 }, { teams: 4, rows: 2 }]], ['f32', 513, 2048, [{}, { team: 16 }]]],
-    moe: { E: 512, k: 10, H: 2048, I: 512 }, attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
+    // [format, N, K, tunings alone, tunings with the decode prologue]
+    gemvs: [['q4', 12352, 2048, [{}], [{}]], ['q4', 2048, 4096, [{}, { rows: 2 }], [{}, { rows: 2 }]],
+      ['f32', 513, 2048, [{}], [{}, { teams: 2 }, { teams: 4 }]], ['f16', 513, 2048, [{}], [{}, { teams: 2 }]]],
+    moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 256, groups: 2 }, { wg: 512, groups: 4 }, { wg: 256, groups: 4 }, { wg: 384, groups: 3 }], downWgs: [128, 64], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
   },
   tiny: {
     readsMiB: [1 / 16], copyBytes: 1 << 16,
-    gemvs: [['q4', 96, 64, [{}, { rows: 2 }]], ['q4', 64, 128, [{}]], ['f32', 17, 64, [{}]]],
-    moe: { E: 16, k: 4, H: 64, I: 32 }, attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
+    gemvs: [['q4', 96, 64, [{}, { rows: 2 }], [{}]], ['q4', 64, 128, [{}], [{}]], ['f32', 17, 64, [{}], [{}, { teams: 2 }]]],
+    moe: { E: 16, k: 4, H: 64, I: 32 }, gateUps: [{ wg: 128, groups: 2 }], downWgs: [128], attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
   },
 } as const;
 
@@ -83,15 +85,17 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
   // (f32 513 x 2048): each over copies of the weight that pass the L2 together.
   const weight = (format: WeightFormat, N: number, K: number) => ({ buffer: filled(packedWords(format, N, K) * 4, format === 'f32' ? 0x3c7fffff : 0x3bff3bff), offset: 0, format, N, K });
   const copies = (bytes: number) => Math.max(2, Math.ceil(S.copyBytes / bytes));
-  for (const [format, N, K, tunes] of S.gemvs as unknown as [WeightFormat, number, number, MatmulTuning[]][]) {
+  for (const [format, N, K, tunes, prologueTunes] of S.gemvs as unknown as [WeightFormat, number, number, MatmulTuning[], MatmulTuning[]][]) {
     const bytes = packedWords(format, N, K) * 4, ws = Array.from({ length: copies(bytes) }, () => weight(format, N, K));
     const x = filled(K * 4), y = ctx.buffer(N * 4, 'y');
     for (const t of tunes) await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)}`, ws.map((w) => matmul(ctx, x, w, y, 1, { tuning: t })), bytes);
     // the same with its decode prologue: what building the input row costs
     const norm = filled(K * 4, 0x3c7fffff), d0 = filled(K * 4), d1 = filled(K * 4), hOut = ctx.buffer(K * 4, 'h out');
     const prologue: GemvPrologue = format === 'q4' && N < K ? { kind: 'gated', weight: norm, eps: 1e-6, z: d0, zOffset: 0, headDim: S.gateD }
-      : { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: format === 'f32' ? [d0, d1] : [d0], hOut: format === 'f32' ? hOut : undefined };
-    await add(`gemv ${format} ${N}x${K} + its decode prologue (${prologue.kind})`, ws.map((w) => matmul(ctx, x, w, y, 1, { prologue })), bytes);
+      : { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: N < 1024 ? [d0, d1] : [d0], hOut: N < 1024 ? hOut : undefined };
+    for (const t of prologueTunes) {
+      await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)} + its decode prologue (${prologue.kind})`, ws.map((w) => matmul(ctx, x, w, y, 1, { prologue, tuning: t })), bytes);
+    }
     for (const b of [...ws.map((w) => w.buffer), x, y, norm, d0, d1, hOut]) b.destroy();
   }
 
@@ -118,6 +122,12 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
   const portable = new GpuContext(ctx.device, { subgroups: false });
   await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, routerShape)));
   await add('moe gate_up, routes + rmsnorm (the decode op)', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route })[0]), pairs * gu);
+  for (const gateUp of S.gateUps) {
+    await add(`moe gate_up, routes + rmsnorm, ${JSON.stringify(gateUp)}`, sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route, gateUp })[0]), pairs * gu);
+  }
+  for (const downWg of S.downWgs) {
+    await add(`moe down + combine, ${downWg} threads a workgroup`, sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, downWg })[1]), pairs * dn);
+  }
 
   // Attention decode (real dims: 4K and 32K keys) over copies of the cache (layers) that pass the L2 together.
   const dims = { ...S.attn, eps: 1e-6 };

@@ -42,6 +42,9 @@ override PAIRS: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pai
 override TEAMS: u32 = WG / TEAM;
 const CHUNK = 11u;                                                    // down: pairs a lane keeps in flight (k = 10 + shared)
 const GU_CHUNK = 4u;                                                  // gate/up: pairs a lane keeps in flight (2 rows each)
+override PAIR_GROUPS: u32 = 1u;                                       // gate/up: teams a unit, each over a group of its pairs
+override GROUP_PAIRS: u32 = (PAIRS + PAIR_GROUPS - 1u) / PAIR_GROUPS;
+override GU_UNITS: u32 = TEAMS / PAIR_GROUPS;                         // gate/up: units a workgroup
 override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(PAIRS, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
 var<workgroup> pair_slots: array<u32, PAIRS>;     // the slot of each of the token's pairs
@@ -75,15 +78,20 @@ fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
 }
 
 // gate/up of a tile of units for every pair of token t into h (T·PAIRS, I): h[pair, u] = silu(gate_u · x)·(up_u · x).
-// Team g takes unit tile·TEAMS + g: its gate row and its up row, for GU_CHUNK pairs at a time (more would spill the
-// loaded units out of registers).
+// A unit's gate row and up row are taken by PAIR_GROUPS teams, team g of the unit over pairs g·GROUP_PAIRS, ...:
+// more threads on the same loads, one prologue a workgroup. Each lane keeps GU_CHUNK pairs in flight (more would
+// spill the loaded units out of registers); every team runs the same rounds and reductions (uniform control flow).
 fn gate_up_tile(t: u32, tile: u32, lid: u32) {
   let lane = lid % TEAM;
-  let unit = tile * TEAMS + lid / TEAM;
+  let team = lid / TEAM;
+  let unit = tile * GU_UNITS + team % GU_UNITS;
   let n = min(unit, I - 1u);
   let units = row_units(H);
-  for (var j0 = 0u; j0 < PAIRS; j0 += GU_CHUNK) {
-    let nj = min(GU_CHUNK, PAIRS - j0);
+  let first = min(PAIRS, team / GU_UNITS * GROUP_PAIRS);
+  let end = min(PAIRS, first + GROUP_PAIRS);
+  for (var c = 0u; c < GROUP_PAIRS; c += GU_CHUNK) {
+    let j0 = min(end, first + c);
+    let nj = min(GU_CHUNK, end - j0);
     var acc: array<f32, 2 * GU_CHUNK>;   // [pair·2 + (0 gate | 1 up)]
     for (var i = 0u; i < 2u * GU_CHUNK; i++) { acc[i] = 0.0; }   // explicitly: a loop-local array is not reliably fresh on SwiftShader
     for (var u = lane; u < units; u += TEAM) {
@@ -97,7 +105,7 @@ fn gate_up_tile(t: u32, tile: u32, lid: u32) {
       let sx = staged_unit(0u, u, &xc);
       for (var i = 0u; i < 2u * nj; i++) { acc[i] += unit_dot(wd[i], sm[i], &xc, sx); }
     }
-    for (var i = 0u; i < 2u * nj; i++) { acc[i] = team_sum(lid, acc[i]); }
+    for (var i = 0u; i < 2u * GU_CHUNK; i++) { acc[i] = team_sum(lid, acc[i]); }
     if (lane == 0u && unit < I) {
       for (var j = 0u; j < nj; j++) { res[(t * PAIRS + j0 + j) * I + unit] = silu(acc[2u * j]) * acc[2u * j + 1u]; }
     }
@@ -112,10 +120,10 @@ fn load_pair_slots(lid: u32, t: u32) {
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
 }
 
-// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TEAMS units).
+// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of GU_UNITS units).
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tiles = (I + TEAMS - 1u) / TEAMS;
+  let tiles = (I + GU_UNITS - 1u) / GU_UNITS;
   let flat = flat_group(wg);
   let t = flat / tiles;
   if (t >= p.T) { return; }
@@ -140,7 +148,7 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tile = flat_group(wg);
-  if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
+  if (tile >= (I + GU_UNITS - 1u) / GU_UNITS) { return; }
   route_topk(lid, 0u);
   if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
@@ -152,7 +160,7 @@ fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoc
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tile = flat_group(wg);
-  if (tile >= (I + TEAMS - 1u) / TEAMS) { return; }
+  if (tile >= (I + GU_UNITS - 1u) / GU_UNITS) { return; }
   load_pair_slots(lid, 0u);
   stage_row(lid, 0u, 0u, H);
   rmsnorm_staged(lid, H);

@@ -8,8 +8,15 @@ import { FORMAT_ID, packedWords, type WeightFormat } from '../quant/formats.ts';
 
 const SHADER = 'moe.wgsl';
 const ROUTE = 'moe_route.wgsl';
-const WG = 256; // threads of the expert kernels (the decode gate/up: GATE_UP_WG)
-const GATE_UP_WG = 128; // one decode token's gate/up is I / (GATE_UP_WG / TEAM) workgroups: 128 at the real shape
+const WG = 256; // threads of the expert kernels (the decode gate/up: GateUpTuning)
+
+/**
+ * The decode gate/up GEMV's workgroups: `wg` threads in teams of TEAM lanes, `groups` teams a unit (each over a
+ * group of the token's pairs), so a token's gate/up is I / (wg / TEAM / groups) workgroups, each routing and norming
+ * the token once.
+ */
+export interface GateUpTuning { wg: number; groups: number }
+const GATE_UP: GateUpTuning = { wg: 128, groups: 1 };
 
 /** Weights per 16-byte unit (shaders/quant.wgsl): the decode GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
@@ -33,7 +40,7 @@ export interface RouterShape {
  * gate/up GEMV that routes its token itself, so a step that routes first (streaming) gets the same weights bit for bit.
  */
 export function fusedRouteShape(s: MoeShape, normTopk: boolean): RouterShape {
-  return { E: s.E, k: s.k, normTopk, wg: GATE_UP_WG, team: gemvTeam(s.H, s.format) };
+  return { E: s.E, k: s.k, normTopk, wg: GATE_UP.wg, team: gemvTeam(s.H, s.format) };
 }
 
 export interface MoeShape {
@@ -126,9 +133,12 @@ export interface MoeRoute {
  * sharedExpertSlot) and run as one more pair of each token, its output summed with weight sigmoid(logits[:, E])
  * (b.shared is then not read). `route` (T = 1): the gate/up GEMV also routes the token from b.logits (writing b.idx
  * and b.w for the down GEMVs) and norms b.x, so neither the router's top-k nor the norm is a dispatch of its own.
- * `team` overrides the lanes a row of both GEMVs (tests).
+ * `team` overrides the lanes a row of both GEMVs (tests), `gateUp` the gate/up's workgroups and `downWg` the down's
+ * threads a workgroup (bench/ablate.ts; a gate/up `wg` other than the default's sums the routing softmax in another
+ * order than fusedRouteShape).
  */
-export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch, opts: { team?: number; sharedSlot?: number; route?: MoeRoute } = {}): Op[] {
+export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch,
+  opts: { team?: number; sharedSlot?: number; route?: MoeRoute; gateUp?: GateUpTuning; downWg?: number } = {}): Op[] {
   checkT(T, scratch);
   if (opts.route && T !== 1) throw new RangeError('moeDecode: routing inside the gate/up GEMV is for one token');
   const kk = s.k + (opts.sharedSlot === undefined ? 0 : 1), pairs = T * kk, P = params(ctx, T);
@@ -136,7 +146,9 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
   const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
   const gu = packedWords(s.format, 2 * s.I, s.H) * 4, dn = packedWords(s.format, s.H, s.I) * 4;
-  const guTiles = ceilDiv(s.I, GATE_UP_WG / guTeam), guc = { ...gateUpConstants(s), ...shared, WG: GATE_UP_WG, TEAM: guTeam };
+  const dnWg = opts.downWg ?? WG, g = opts.gateUp ?? GATE_UP, guUnits = g.wg / guTeam / g.groups;
+  if (!Number.isInteger(guUnits) || guUnits < 1) throw new RangeError(`moeDecode: bad gate/up tuning ${JSON.stringify(g)} for teams of ${guTeam}`);
+  const guTiles = ceilDiv(s.I, guUnits), guc = { ...gateUpConstants(s), ...shared, WG: g.wg, TEAM: guTeam, PAIR_GROUPS: g.groups };
   const r = opts.route;
   const gateUp = !r ? ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', guc, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(T * guTiles))
     : r.routed ? ctx.op(`moe.gate_up_gemv(${label}) rmsnorm`, SHADER, 'moe_gate_up_gemv_normed', { ...guc, EPS: r.eps },
@@ -145,8 +157,8 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
       [undefined, b.x, b.gateUp, b.slotOf, undefined, scratch.h, r.norm, b.logits, b.idx, b.w], grid(guTiles));
   return [
     { bytes: pairs * gu, ...gateUp },
-    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, WG, TEAM: dnTeam, ...shared },
-      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, WG / dnTeam))) },
+    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, WG: dnWg, TEAM: dnTeam, ...shared },
+      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, dnWg / dnTeam))) },
   ];
 }
 
