@@ -47,10 +47,11 @@ export interface BrowserSession {
   baseURL: string;
   browser: Browser;
   /**
-   * Open `path` (from the repository root, e.g. /test/browser/pages/smoke.html) in a fresh context; with `waitFor`,
-   * wait until the page has set `window[waitFor]` (its module loaded and ran).
+   * Open `path` (from the repository root, e.g. /test/browser/pages/smoke.html) in a fresh context, or as another tab
+   * of `beside`'s (same storage, same SharedWorkers); with `waitFor`, wait until the page has set `window[waitFor]`
+   * (its module loaded and ran).
    */
-  open(path: string, waitFor?: string): Promise<TestPage>;
+  open(path: string, waitFor?: string, beside?: TestPage): Promise<TestPage>;
   close(): Promise<void>;
 }
 
@@ -69,10 +70,10 @@ export async function startBrowser(): Promise<BrowserSession> {
   return {
     baseURL,
     browser,
-    async open(path, waitFor) {
+    async open(path, waitFor, beside) {
       // A context per page: its own storage (IndexedDB, caches), so tests do not see each other's data.
-      const context = await browser.newContext({ baseURL });
-      contexts.push(context);
+      const context = beside?.page.context() ?? await browser.newContext({ baseURL });
+      if (!beside) contexts.push(context);
       const page = await context.newPage();
       const tp = watch(page);
       await page.goto(path);
