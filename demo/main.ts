@@ -1,10 +1,13 @@
-// The chat demo: loads the packed model in a Web Worker (the library's worker entry, src/worker.ts), keeping it in
-// IndexedDB (`cache: true`: the first visit downloads it, later ones read it from there, offline too), streams
+// The chat demo: loads the packed model in the site's SharedWorker (createSharedEngine with the library's worker
+// entry, src/worker.ts: a second tab uses the model the first one loaded, each with its own chat; a dedicated worker
+// where SharedWorker is missing), keeping it in IndexedDB (`cache: true`: the first visit downloads it, later ones
+// read it from there, offline too), streams
 // replies into the message list, and shows what the engine reports (load progress, usage, the expert cache as a
 // heatmap). Built sites register a service worker (demo/sw.js) that keeps the page itself for offline visits.
 // No WebGPU: an explanation panel instead of the chat. `window.demo` exposes the state to test/browser/demo.test.ts.
 import type { ExpertCacheStats } from '../src/cache/expert-cache.ts';
-import { createWorkerEngine, listStoredModels, loadStoredSession, type ChatCompletionChunk, type ChatMessage, type CompletionUsage, type Engine, type FinishReason, type LoadProgress } from '../src/index.ts';
+import { createSharedEngine, listStoredModels, loadStoredSession, type ChatCompletionChunk, type ChatMessage, type CompletionUsage, type FinishReason, type Engine, type LoadProgress, type SharedEngine } from '../src/index.ts';
+import workerUrl from '../src/worker.ts?worker&url';
 import { drawHeatmap, useSince } from './heatmap.ts';
 import { renderMarkdown } from './markdown.ts';
 import { formatBytes, storagePanel } from './storage.ts';
@@ -40,6 +43,9 @@ const state = {
   restoredTokens: 0,
   /** Replies whose conversation is saved (the Chats panel). */
   saved: 0,
+  /** Where the engine runs: the site's SharedWorker, or a dedicated worker (engineNote says why). */
+  engineMode: null as 'shared' | 'dedicated' | null,
+  engineNote: '',
 };
 declare global {
   interface Window {
@@ -48,8 +54,7 @@ declare global {
 }
 window.demo = state;
 
-let engine: Engine | undefined;
-let worker: Worker | undefined;
+let engine: SharedEngine | undefined;
 let messages: ChatMessage[] = [];
 let previousCache: ExpertCacheStats | undefined; // the expert cache's totals after the previous reply
 
@@ -96,9 +101,9 @@ async function expertCacheBytes(storedExpertBytes?: number): Promise<number | un
 }
 
 const storage = storagePanel(MODEL_KEY, async () => {
-  // The page's model is being deleted: stop its engine (the worker holds the database open).
-  worker?.terminate();
-  engine = worker = undefined;
+  // The page's model is being deleted: leave its engine (the worker holds the database open while a tab uses it).
+  await engine?.unload();
+  engine = undefined;
   state.ready = false;
   showOfflineReady();
   setBusy(false);
@@ -134,11 +139,9 @@ async function load() {
   void storage.refresh();
   const stored = (await listStoredModels()).find((m) => m.name === MODEL_KEY);
   const progress = progressReporter();
-  worker = new Worker(new URL('../src/worker.ts', import.meta.url), { type: 'module' });
   try {
-    engine = await createWorkerEngine(worker, { model: MODEL_URL, cache: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report });
+    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report });
   } catch (e) {
-    worker.terminate();
     const err = e as Error;
     if (err.name === 'WebGPUNotAvailableError') return showNoWebGPU(err.message);
     $('load-text').textContent = `Could not load the model: ${err.name}: ${err.message}`;
@@ -147,10 +150,14 @@ async function load() {
   }
   state.source = progress.downloaded() ? 'network' : 'storage';
   state.ready = true;
+  state.engineMode = engine.mode;
+  const tabs = (await engine.info()).clients;
+  state.engineNote = engine.mode === 'dedicated' ? ` (This tab runs its own copy of the model: ${engine.fallbackReason}.)`
+    : tabs > 1 ? ` Shared with ${tabs - 1} other tab${tabs > 2 ? 's' : ''} of this site: one copy on the GPU, a chat each.` : '';
   $('load').classList.add('done');
-  $('load-text').textContent = state.source === 'network'
+  $('load-text').textContent = (state.source === 'network'
     ? 'Model downloaded and stored in this browser: ready to chat. Next visits load it from there, offline too.'
-    : "Model loaded from this browser's storage (no download): ready to chat.";
+    : tabs > 1 ? 'Model already loaded by another tab: ready to chat.' : "Model loaded from this browser's storage (no download): ready to chat.") + state.engineNote;
   $('load-bytes').textContent = '';
   $<HTMLProgressElement>('load-bar').value = 1;
   setBusy(false);

@@ -18,7 +18,7 @@
 // the first finished). Each record is fetched and written once, and no write of one tab lands between another's
 // check and write. Without Web Locks (old browsers) both download, which still ends complete and verified: a
 // record's bytes and its 'ok:' key go in one transaction, and two tabs write the same verified bytes.
-import { clear, createStore, delMany, get, getMany, keys, setMany, set, type UseStore } from 'idb-keyval';
+import { clear, delMany, get, getMany, keys, promisifyRequest, setMany, set, type UseStore } from 'idb-keyval';
 import { ModelLoadError, QuotaExceededError } from '../errors.ts';
 import { expertRecordName, MANIFEST, parseManifest, sha256Hex, type Manifest, type RecordEntry } from './manifest.ts';
 import { PackedStore } from './store.ts';
@@ -57,7 +57,34 @@ interface Item extends RecordEntry {
   name: string;
 }
 
-const dbFor = (name: string): UseStore => createStore(`q3n:${name}`, 'records');
+/**
+ * idb-keyval's store on a model's database, with a close(): idb-keyval's createStore keeps its connection open for
+ * good, and an open connection holds up deleteStoredModel, in a SharedWorker engine (which outlives the tab that
+ * deletes) as much as anywhere.
+ */
+interface ModelDb extends UseStore {
+  close(): Promise<void>;
+}
+
+function dbFor(name: string): ModelDb {
+  const req = indexedDB.open(`q3n:${name}`);
+  req.onupgradeneeded = () => req.result.createObjectStore('records');
+  const dbp = promisifyRequest(req);
+  const use = (<T>(mode: IDBTransactionMode, callback: (store: IDBObjectStore) => T | PromiseLike<T>) =>
+    dbp.then((db) => callback(db.transaction('records', mode).objectStore('records')))) as ModelDb;
+  use.close = () => dbp.then((db) => db.close());
+  return use;
+}
+
+/** `body` with a model's database, closed after. */
+async function withDb<T>(name: string, body: (db: UseStore) => Promise<T>): Promise<T> {
+  const db = dbFor(name);
+  try {
+    return await body(db);
+  } finally {
+    await db.close();
+  }
+}
 
 /** The largest IndexedDB value a record is stored as (see the layout above). */
 export const PIECE_BYTES = 64 << 20;
@@ -131,7 +158,7 @@ export async function downloadModel(url: string, opts: DownloadOptions = {}): Pr
   const text = await res.text();
   const m = parseManifest(text);
   opts.accept?.(m);
-  await withDownloadLock(name, opts.signal, () => download(base, dbFor(name), text, m, opts));
+  await withDownloadLock(name, opts.signal, () => withDb(name, (db) => download(base, db, text, m, opts)));
   return IdbModelStore.open(name, { source: base, onWarning: opts.onWarning });
 }
 
@@ -204,7 +231,7 @@ export class IdbModelStore extends PackedStore {
   private readonly byRange = new Map<string, Item>(); // `${file}@${offset}` -> the record
   protected override verifyReads = true;
 
-  private constructor(private readonly db: UseStore, m: Manifest, private readonly opts: OpenOptions) {
+  private constructor(private readonly db: ModelDb, m: Manifest, private readonly opts: OpenOptions) {
     super(m);
     for (const r of items(m)) this.byRange.set(`${r.file}@${r.offset}`, r);
   }
@@ -212,21 +239,27 @@ export class IdbModelStore extends PackedStore {
   /** Open a completely downloaded model; ModelLoadError says how many records are missing otherwise. */
   static async open(name: string, opts: OpenOptions = {}): Promise<IdbModelStore> {
     const db = dbFor(name);
-    const text = await get<string>('manifest', db);
-    if (text === undefined) throw new ModelLoadError(`no model "${name}" in this browser's storage: download it first.`);
-    const m = parseManifest(text);
-    const stored = await storedRecords(db), all = items(m);
-    const missing = all.filter((r) => !stored.has(r.name)).length;
-    if (missing > 0) throw new ModelLoadError(`the stored model "${name}" is incomplete: ${missing} of ${all.length} records missing. Resume the download.`);
-    return new IdbModelStore(db, m, opts);
+    try {
+      const text = await get<string>('manifest', db);
+      if (text === undefined) throw new ModelLoadError(`no model "${name}" in this browser's storage: download it first.`);
+      const m = parseManifest(text);
+      const stored = await storedRecords(db), all = items(m);
+      const missing = all.filter((r) => !stored.has(r.name)).length;
+      if (missing > 0) throw new ModelLoadError(`the stored model "${name}" is incomplete: ${missing} of ${all.length} records missing. Resume the download.`);
+      return new IdbModelStore(db, m, opts);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
   }
 
   /** Record names whose stored index entry is complete and verified. */
   static async progress(name: string): Promise<{ stored: number; total: number } | undefined> {
-    const db = dbFor(name);
-    const text = await get<string>('manifest', db);
-    if (text === undefined) return undefined;
-    return { stored: (await storedRecords(db)).size, total: items(parseManifest(text)).length };
+    return withDb(name, async (db) => {
+      const text = await get<string>('manifest', db);
+      if (text === undefined) return undefined;
+      return { stored: (await storedRecords(db)).size, total: items(parseManifest(text)).length };
+    });
   }
 
   protected async readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
@@ -273,5 +306,7 @@ export class IdbModelStore extends PackedStore {
     return bad;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.db.close();
+  }
 }

@@ -141,7 +141,12 @@ function watch(page: Page): TestPage {
   page.on('response', (res) => {
     if (res.status() >= 400) errors.push(`HTTP ${res.status()} for ${res.url()}`);
   });
-  page.on('requestfailed', (req) => errors.push(`request failed: ${req.url()} (${req.failure()?.errorText})`));
+  page.on('requestfailed', (req) => {
+    // A reload while a SharedWorker engine runs: Chrome aborts the new page's fetch of the worker script while it
+    // tears down the old worker, then starts it again (the page's engine loads all the same).
+    if (req.failure()?.errorText === 'net::ERR_ABORTED' && new URL(req.url()).pathname === '/src/worker.ts') return;
+    errors.push(`request failed: ${req.url()} (${req.failure()?.errorText})`);
+  });
   return {
     page,
     errors,
