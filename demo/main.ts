@@ -111,7 +111,7 @@ const storage = storagePanel(MODEL_KEY, async () => {
   $('load').className = 'done error'; // no progress bar, the message in red
   $('load-text').textContent = 'The model was deleted from this browser. Press Load in Settings to download it again.';
   $('load-bytes').textContent = '';
-});
+}, () => void chats.refresh());
 
 const chats = chatsPanel(MODEL_KEY, openChat, () => engine);
 
@@ -250,7 +250,10 @@ async function send(content: string) {
   promptBox.focus();
   // Saved in the background: the engine queues a next request behind the save, so the saved state is this reply's.
   chats.save(engine!, messages.slice()).then(
-    () => state.saved++,
+    () => {
+      state.saved++;
+      void storage.refresh(); // the chat's size in the stored-models panel
+    },
     (e: Error) => console.warn(`This chat could not be saved for the next visit: ${e.message}`),
   );
 }

@@ -1,7 +1,8 @@
 // The "Stored models" panel: the models the engine keeps in IndexedDB (src/store/browser-models.ts), their sizes
-// and state, Delete for each, the site's quota (navigator.storage.estimate()) and persistent storage
-// (navigator.storage.persist(): the browser promises not to clear the data on its own).
-import { deleteStoredModel, listStoredModels, type StoredModelInfo } from '../src/index.ts';
+// and state, Delete for each, the saved chats of each model (src/store/browser-sessions.ts: their count and size,
+// Delete), the site's quota (navigator.storage.estimate()) and persistent storage (navigator.storage.persist():
+// the browser promises not to clear the data on its own).
+import { deleteStoredModel, deleteStoredSession, listStoredModels, listStoredSessions, type StoredModelInfo, type StoredSessionInfo } from '../src/index.ts';
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -19,9 +20,10 @@ export interface StoragePanel {
 
 /**
  * `inUse`: the name (folder URL) of the model this page loads; deleting it first calls `release`, which must stop
- * the engine (its worker holds the database open, and a streaming engine reads experts from it).
+ * the engine (its worker holds the database open, and a streaming engine reads experts from it). `chatsDeleted`:
+ * after the saved chats of a model were deleted here.
  */
-export function storagePanel(inUse: string, release: () => Promise<void>): StoragePanel {
+export function storagePanel(inUse: string, release: () => Promise<void>, chatsDeleted: () => void): StoragePanel {
   const persistButton = $('persist') as HTMLButtonElement;
   const showPersisted = (yes: boolean) => {
     $('persist-state').textContent = yes ? 'Persistent: the browser will not clear it.' : 'Not persistent (yet).';
@@ -41,9 +43,8 @@ export function storagePanel(inUse: string, release: () => Promise<void>): Stora
   }
 
   async function refresh() {
-    const models = await listStoredModels();
-    const list = $('stored-list');
-    list.replaceChildren();
+    const [models, sessions] = await Promise.all([listStoredModels(), listStoredSessions()]);
+    const items: HTMLElement[] = [];
     for (const m of models) {
       const li = document.createElement('li');
       const url = new URL(m.name);
@@ -54,13 +55,42 @@ export function storagePanel(inUse: string, release: () => Promise<void>): Stora
       li.querySelector('.size')!.textContent = formatBytes(m.bytesStored);
       li.querySelector('.state')!.textContent = `${state}${m.name === inUse ? ' · in use by this page' : ''} · ${url.origin === location.origin ? url.pathname : m.name}`;
       li.querySelector('button')!.addEventListener('click', () => void remove(m, li));
-      list.append(li);
+      items.push(li);
     }
-    if (models.length === 0) list.innerHTML = '<li class="hint">No models stored in this browser.</li>';
+    if (models.length === 0) items.push(Object.assign(document.createElement('li'), { className: 'hint', textContent: 'No models stored in this browser.' }));
+    for (const [model, group] of byModel(sessions)) items.push(chatsItem(model, group));
+    $('stored-list').replaceChildren(...items); // at once: refreshes may overlap
     const { usage = 0, quota = 0 } = (await navigator.storage?.estimate?.()) ?? {};
     $('quota').textContent = quota ? `This site uses ${formatBytes(usage)} of its ${formatBytes(quota)} quota (${formatBytes(quota - usage)} free).` : '';
     showPersisted((await navigator.storage?.persisted?.()) ?? false);
   }
 
+  /** One entry for a model's saved chats: how many, their size, Delete. */
+  function chatsItem(model: string, sessions: StoredSessionInfo[]): HTMLElement {
+    const li = document.createElement('li');
+    li.className = 'chats';
+    li.innerHTML = '<div class="name"></div><div class="row"><span class="size"></span><button type="button">Delete</button></div><div class="state hint"></div>';
+    li.querySelector('.name')!.textContent = model ? `Saved chats of ${new URL(model).pathname.split('/').filter(Boolean).pop() ?? model}` : 'Saved sessions of other pages';
+    li.querySelector('.size')!.textContent = formatBytes(sessions.reduce((n, x) => n + x.bytes, 0));
+    li.querySelector('.state')!.textContent = `${sessions.length} chat${sessions.length > 1 ? 's' : ''}, each with the model's state after it`;
+    li.querySelector('button')!.addEventListener('click', async () => {
+      li.querySelector('button')!.disabled = true;
+      for (const x of byModel(await listStoredSessions()).get(model) ?? []) await deleteStoredSession(x.id); // as stored now
+      chatsDeleted();
+      await refresh();
+    });
+    return li;
+  }
+
   return { refresh };
+}
+
+/** Saved sessions grouped by the model they were saved with (the demo stores it as meta.model). */
+function byModel(sessions: StoredSessionInfo[]): Map<string, StoredSessionInfo[]> {
+  const groups = new Map<string, StoredSessionInfo[]>();
+  for (const x of sessions) {
+    const model = typeof x.meta?.model === 'string' ? x.meta.model : ''; // '': saved by another page of the site
+    groups.set(model, [...(groups.get(model) ?? []), x]);
+  }
+  return groups;
 }

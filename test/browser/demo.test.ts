@@ -123,6 +123,22 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     await page.locator('aside').screenshot({ path: `${SHOTS}/demo-chats.png` });
   });
 
+  it('a second tab uses the model the first one loaded, with a chat of its own', async () => {
+    const second = await session.open('/demo/', 'demo', tp);
+    try {
+      await second.page.waitForFunction(() => window.demo.ready, undefined, { timeout: 240_000 });
+      expect(await second.page.evaluate(() => window.demo.engineMode)).toBe('shared');
+      expect(await second.page.textContent('#load-text')).toMatch(/already loaded by another tab: ready to chat\. Shared with 1 other tab/);
+      // the first tab's chat (the last one saved) stays with the first tab: listed, not restored here
+      expect(await second.page.evaluate(() => window.demo.restoredTokens)).toBe(0);
+      expect(await second.page.locator('#messages li').count()).toBe(0);
+      await second.page.locator('#chat-list li', { hasText: '(open in another tab)' }).waitFor();
+      second.check();
+    } finally {
+      await second.page.close();
+    }
+  });
+
   it('Stop ends a long reply midway', async () => {
     const { page } = tp;
     await page.click('#new-chat');
@@ -145,7 +161,7 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
 
   it('the stored-models panel lists brown-tiny with its size, and Delete removes it', async () => {
     const { page } = tp;
-    const item = page.locator('#stored-list li', { hasText: 'brown-tiny-q4' });
+    const item = page.locator('#stored-list li:not(.chats)', { hasText: 'brown-tiny-q4' });
     await item.waitFor();
     expect(await item.textContent()).toMatch(/brown-tiny-q4\s*12\.3 MiB\s*Delete\s*complete · in use by this page/);
     expect(await page.textContent('#quota')).toMatch(/This site uses [\d.]+ [KMG]iB of its [\d.]+ [KMG]iB quota/);
@@ -157,7 +173,14 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
       await page.waitForFunction(() => document.querySelector('#persist-state')!.textContent !== 'Not persistent (yet).');
     }
     expect(await page.textContent('#persist-state')).toMatch(/^(Persistent: the browser will not clear it|Refused by the browser)/);
+    // the model's saved chats beside it, with their size; Delete empties the Chats panel
+    await page.waitForFunction(() => window.demo.saved === window.demo.replies); // the stopped reply's chat is saved
+    const saved = page.locator('#stored-list li.chats', { hasText: 'Saved chats of brown-tiny-q4' });
+    expect(await saved.textContent()).toMatch(/[\d.]+ [KM]iB\s*Delete\s*\d+ chats?, each with the model's state after it/);
     await page.locator('#storage').screenshot({ path: `${SHOTS}/demo-storage.png` });
+    await saved.locator('button').click();
+    await page.locator('#chat-list li', { hasText: 'No saved chats yet' }).waitFor();
+    expect(await page.locator('#stored-list li.chats').count()).toBe(0);
     await item.locator('button').click();
     await page.waitForSelector('#stored-list li:has-text("No models stored")', { timeout: 30_000 });
     expect(await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name))).not.toContainEqual(expect.stringMatching(/^q3n:/));
