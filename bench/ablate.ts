@@ -55,7 +55,7 @@ const ABLATION_SHAPES = {
     // [format, N, K, tunings alone, tunings with the decode prologue]
     gemvs: [['q4', 12352, 2048, [{}], [{}]], ['q4', 2048, 4096, [{}, { rows: 2 }], [{}, { rows: 2 }]],
       ['f32', 513, 2048, [{}], [{}, { teams: 2 }, { teams: 4 }]], ['f16', 513, 2048, [{}], [{}, { teams: 2 }]]],
-    moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 256, groups: 2 }, { wg: 512, groups: 4 }, { wg: 256, groups: 4 }, { wg: 384, groups: 3 }], downWgs: [128, 64], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
+    moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 128, groups: 1 }, { wg: 256, groups: 2 }, { wg: 1024, groups: 8 }], downWgs: [128], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
   },
   tiny: {
     readsMiB: [1 / 16], copyBytes: 1 << 16,
@@ -117,7 +117,7 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
   await add('moe gate_up, expert ids given', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[0]), pairs * gu);
   await add('moe gate_up, expert ids given, + rmsnorm', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route: { ...route, routed: true } })[0]), pairs * gu);
   await add('moe down + combine', sets.map((b) => moeDecode(ctx, b, 1, s, scratch, opts)[1]), pairs * dn);
-  const routerShape = fusedRouteShape(s, true);
+  const routerShape = fusedRouteShape(ctx, s, true);
   await add(`router softmax + top-${s.k} of ${s.E} (the fused op's shape)`, sets.map((b) => router(ctx, b.logits, b.idx, w, 1, routerShape)));
   const portable = new GpuContext(ctx.device, { subgroups: false });
   await add('the same router, reductions in workgroup memory', sets.map((b) => router(portable, b.logits, b.idx, w, 1, routerShape)));

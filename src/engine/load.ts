@@ -59,10 +59,11 @@ export async function requestBrowserDevice(): Promise<GPUDevice> {
   if (!adapter) throw new WebGPUNotAvailableError('navigator.gpu.requestAdapter() found no adapter: WebGPU is disabled or the GPU is blocklisted. Enable hardware acceleration in the browser settings (chrome://gpu shows why).');
   // The decode kernels stage rows in workgroup memory: at the 80B shape up to ~26 KB (the MoE GEMVs' h rows, attention's
   // queries and K/V tiles), past WebGPU's default of 16 KB, so take what the adapter has (32 KB on current GPUs).
-  const { maxBufferSize, maxStorageBufferBindingSize, maxComputeWorkgroupStorageSize } = adapter.limits;
+  // The MoE gate/up takes 512 threads a workgroup where the adapter allows (moe.ts gateUpTuning; WebGPU's default is 256).
+  const { maxBufferSize, maxStorageBufferBindingSize, maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX } = adapter.limits;
   // Subgroups make the reductions of the decode kernels barrier-free (reduce.subgroups.wgsl); optional.
   const requiredFeatures = (['subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
-  return adapter.requestDevice({ requiredLimits: { maxBufferSize, maxStorageBufferBindingSize, maxComputeWorkgroupStorageSize }, requiredFeatures });
+  return adapter.requestDevice({ requiredLimits: { maxBufferSize, maxStorageBufferBindingSize, maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX }, requiredFeatures });
 }
 
 export async function readTokenizer(store: ModelStore): Promise<Qwen3Tokenizer> {

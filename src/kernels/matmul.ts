@@ -43,8 +43,13 @@ export interface ConvEpilogue {
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
 const GEMM_TILE = 64;
 const WG = 256;
-/** Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). */
+/**
+ * Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). A GEMV
+ * with a prologue wants many workgroups (each builds its input row); a plain one fewer, with more rows a team (H100,
+ * q4 2048x4096: 12.5 us at 256 workgroups of 1 row a team, 9.4 at 128 of 2; BENCHMARKS.md).
+ */
 const GEMV_MIN_GROUPS = 256;
+const PLAIN_GEMV_MIN_GROUPS = 128;
 /** A GEMV with a prologue builds its input once per workgroup and then takes tiles in turn: at most this many workgroups. */
 const PROLOGUE_GROUPS = 512;
 
@@ -98,7 +103,8 @@ export function matmul(
   const TEAM = tune.team ?? Math.min(32, Math.max(4, pow2ceil(units)));
   const TB = Math.min(T, 4), teams = tune.teams ?? WG / TEAM;
   let ROWS = tune.rows ?? 4;
-  if (tune.rows === undefined) while (ROWS > 1 && Math.ceil(N / (teams * ROWS)) < GEMV_MIN_GROUPS) ROWS /= 2;
+  const minGroups = fused ? GEMV_MIN_GROUPS : PLAIN_GEMV_MIN_GROUPS;
+  if (tune.rows === undefined) while (ROWS > 1 && Math.ceil(N / (teams * ROWS)) < minGroups) ROWS /= 2;
   if (TEAM > 32 || TEAM * teams > WG || ![1, 2, 4].includes(ROWS)) throw new RangeError(`matmul: bad GEMV tuning ${JSON.stringify(tune)}`);
   const tiles = Math.ceil(N / (teams * ROWS));
   const gemv = { ...base, WG: TEAM * teams, TEAM, ROWS, TB };

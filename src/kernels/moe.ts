@@ -16,7 +16,14 @@ const WG = 256; // threads of the expert kernels (the decode gate/up: GateUpTuni
  * the token once.
  */
 export interface GateUpTuning { wg: number; groups: number }
-const GATE_UP: GateUpTuning = { wg: 128, groups: 1 };
+
+/**
+ * The gate/up's workgroups on this device: the more threads share one routing and norm the better (H100, 80B shape,
+ * L2-cold: 128 threads x 1 group 44 us, 256 x 2 33 us, 512 x 4 28 us; BENCHMARKS.md), up to the device's limit.
+ */
+export function gateUpTuning(ctx: GpuContext): GateUpTuning {
+  return ctx.device.limits.maxComputeInvocationsPerWorkgroup >= 512 ? { wg: 512, groups: 4 } : { wg: 256, groups: 2 };
+}
 
 /** Weights per 16-byte unit (shaders/quant.wgsl): the decode GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
@@ -39,8 +46,8 @@ export interface RouterShape {
  * The router shape of moeDecode's fused routing: a router() call with it sums the softmax in the same order as the
  * gate/up GEMV that routes its token itself, so a step that routes first (streaming) gets the same weights bit for bit.
  */
-export function fusedRouteShape(s: MoeShape, normTopk: boolean): RouterShape {
-  return { E: s.E, k: s.k, normTopk, wg: GATE_UP.wg, team: gemvTeam(s.H, s.format) };
+export function fusedRouteShape(ctx: GpuContext, s: MoeShape, normTopk: boolean): RouterShape {
+  return { E: s.E, k: s.k, normTopk, wg: gateUpTuning(ctx).wg, team: gemvTeam(s.H, s.format) };
 }
 
 export interface MoeShape {
@@ -146,7 +153,7 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
   const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
   const gu = packedWords(s.format, 2 * s.I, s.H) * 4, dn = packedWords(s.format, s.H, s.I) * 4;
-  const dnWg = opts.downWg ?? WG, g = opts.gateUp ?? GATE_UP, guUnits = g.wg / guTeam / g.groups;
+  const dnWg = opts.downWg ?? WG, g = opts.gateUp ?? gateUpTuning(ctx), guUnits = g.wg / guTeam / g.groups;
   if (!Number.isInteger(guUnits) || guUnits < 1) throw new RangeError(`moeDecode: bad gate/up tuning ${JSON.stringify(g)} for teams of ${guTeam}`);
   const guTiles = ceilDiv(s.I, guUnits), guc = { ...gateUpConstants(s), ...shared, WG: g.wg, TEAM: guTeam, PAIR_GROUPS: g.groups };
   const r = opts.route;

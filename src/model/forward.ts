@@ -192,7 +192,7 @@ export class ForwardBuilder {
    */
   private routerTopK(st: StepOps): void {
     const c = this.c, s = this.scratch;
-    const shape = st.token ? fusedRouteShape(moeShape(c, this.w.quant.experts), c.normTopkProb) : { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb };
+    const shape = st.token ? fusedRouteShape(this.ctx, moeShape(c, this.w.quant.experts), c.normTopkProb) : { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb };
     st.ops.push(router(this.ctx, s.routerLogits, s.topIdx, s.topW, st.T, shape));
   }
 
