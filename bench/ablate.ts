@@ -55,12 +55,12 @@ const ABLATION_SHAPES = {
     // [format, N, K, tunings alone, tunings with the decode prologue]
     gemvs: [['q4', 12352, 2048, [{}], [{}]], ['q4', 2048, 4096, [{}, { rows: 2 }], [{}, { rows: 2 }]],
       ['f32', 513, 2048, [{}], [{}, { teams: 2 }, { teams: 4 }]], ['f16', 513, 2048, [{}], [{}, { teams: 2 }]]],
-    moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 128, groups: 1 }, { wg: 256, groups: 2 }, { wg: 1024, groups: 8 }], downWgs: [128], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
+    moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 384, groups: 3 }], downs: [{ wg: 512, groups: 2 }, { wg: 256, groups: 2 }, { wg: 1024, groups: 4 }, { wg: 512, groups: 4 }], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
   },
   tiny: {
     readsMiB: [1 / 16], copyBytes: 1 << 16,
     gemvs: [['q4', 96, 64, [{}, { rows: 2 }], [{}]], ['q4', 64, 128, [{}], [{}]], ['f32', 17, 64, [{}], [{}, { teams: 2 }]]],
-    moe: { E: 16, k: 4, H: 64, I: 32 }, gateUps: [{ wg: 128, groups: 2 }], downWgs: [128], attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
+    moe: { E: 16, k: 4, H: 64, I: 32 }, gateUps: [{ wg: 128, groups: 2 }], downs: [{ wg: 128, groups: 2 }], attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
   },
 } as const;
 
@@ -125,8 +125,8 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
   for (const gateUp of S.gateUps) {
     await add(`moe gate_up, routes + rmsnorm, ${JSON.stringify(gateUp)}`, sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, route, gateUp })[0]), pairs * gu);
   }
-  for (const downWg of S.downWgs) {
-    await add(`moe down + combine, ${downWg} threads a workgroup`, sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, downWg })[1]), pairs * dn);
+  for (const down of S.downs) {
+    await add(`moe down + combine, ${JSON.stringify(down)}`, sets.map((b) => moeDecode(ctx, b, 1, s, scratch, { ...opts, down })[1]), pairs * dn);
   }
 
   // Attention decode (real dims: 4K and 32K keys) over copies of the cache (layers) that pass the L2 together.

@@ -42,9 +42,9 @@ override PAIRS: u32 = TOPK + select(0u, 1u, SHARED_SLOT != 0xffffffffu);  // pai
 override TEAMS: u32 = WG / TEAM;
 const CHUNK = 11u;                                                    // down: pairs a lane keeps in flight (k = 10 + shared)
 const GU_CHUNK = 4u;                                                  // gate/up: pairs a lane keeps in flight (2 rows each)
-override PAIR_GROUPS: u32 = 1u;                                       // gate/up: teams a unit, each over a group of its pairs
+override PAIR_GROUPS: u32 = 1u;                                       // teams a gate/up unit or down row, each over a group of its pairs
 override GROUP_PAIRS: u32 = (PAIRS + PAIR_GROUPS - 1u) / PAIR_GROUPS;
-override GU_UNITS: u32 = TEAMS / PAIR_GROUPS;                         // gate/up: units a workgroup
+override TILE_N: u32 = TEAMS / PAIR_GROUPS;                           // gate/up units or down rows a workgroup
 override XS4: u32 = max((H + 31u) / 32u, (I + 31u) / 32u * min(PAIRS, CHUNK)) * 8u;  // staged rows in vec4s, whole groups
 
 var<workgroup> pair_slots: array<u32, PAIRS>;     // the slot of each of the token's pairs
@@ -84,10 +84,10 @@ fn stage_row(lid: u32, base4: u32, a_base: u32, K: u32) {
 fn gate_up_tile(t: u32, tile: u32, lid: u32) {
   let lane = lid % TEAM;
   let team = lid / TEAM;
-  let unit = tile * GU_UNITS + team % GU_UNITS;
+  let unit = tile * TILE_N + team % TILE_N;
   let n = min(unit, I - 1u);
   let units = row_units(H);
-  let first = min(PAIRS, team / GU_UNITS * GROUP_PAIRS);
+  let first = min(PAIRS, team / TILE_N * GROUP_PAIRS);
   let end = min(PAIRS, first + GROUP_PAIRS);
   for (var c = 0u; c < GROUP_PAIRS; c += GU_CHUNK) {
     let j0 = min(end, first + c);
@@ -120,10 +120,10 @@ fn load_pair_slots(lid: u32, t: u32) {
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
 }
 
-// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of GU_UNITS units).
+// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TILE_N units).
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tiles = (I + GU_UNITS - 1u) / GU_UNITS;
+  let tiles = (I + TILE_N - 1u) / TILE_N;
   let flat = flat_group(wg);
   let t = flat / tiles;
   if (t >= p.T) { return; }
@@ -148,7 +148,7 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tile = flat_group(wg);
-  if (tile >= (I + GU_UNITS - 1u) / GU_UNITS) { return; }
+  if (tile >= (I + TILE_N - 1u) / TILE_N) { return; }
   route_topk(lid, 0u);
   if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
@@ -160,7 +160,7 @@ fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoc
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tile = flat_group(wg);
-  if (tile >= (I + GU_UNITS - 1u) / GU_UNITS) { return; }
+  if (tile >= (I + TILE_N - 1u) / TILE_N) { return; }
   load_pair_slots(lid, 0u);
   stage_row(lid, 0u, 0u, H);
   rmsnorm_staged(lid, H);
@@ -170,15 +170,18 @@ fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invo
 // ---- moe_down_combine_gemv --------------------------------------------------------------------------------------
 // out (T, H) = Σ_j w[t,j]·(down_{e_j} · h[t,j]) + sigmoid(logits[t,E])·shared[t]: the down GEMVs of a token's pairs
 // and the combine in one dispatch. Each lane sums w_j times its share of each pair's dot product, so one team
-// reduction serves all pairs. Workgroup = (token, tile of TEAMS output rows).
+// reduction serves all of its pairs; with PAIR_GROUPS > 1 a row's pairs are split over teams (as in the gate/up) and
+// their sums added through workgroup memory. Workgroup = (token, tile of TILE_N output rows).
 
 @group(0) @binding(6) var<storage, read> dc_top_w: array<f32>;     // (T, k)
 @group(0) @binding(7) var<storage, read> dc_logits: array<f32>;    // (T, E+1): router | shared gate
 @group(0) @binding(8) var<storage, read> dc_shared: array<f32>;    // (T, H) shared expert output (unread with SHARED_SLOT)
 
+var<workgroup> dn_part: array<f32, TEAMS>;   // each team's sum, PAIR_GROUPS > 1
+
 @compute @workgroup_size(WG)
 fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tiles = (H + TEAMS - 1u) / TEAMS;
+  let tiles = (H + TILE_N - 1u) / TILE_N;
   let flat = flat_group(wg);
   let t = flat / tiles;
   if (t >= p.T) { return; }
@@ -187,7 +190,10 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
   if (lid < PAIRS) { pair_w[lid] = select(gate, dc_top_w[t * TOPK + min(lid, TOPK - 1u)], lid < TOPK); }
   let rows4 = (I + 31u) / 32u * 8u;   // one staged h row in vec4s
   let lane = lid % TEAM;
-  let n = (flat % tiles) * TEAMS + lid / TEAM;
+  let team = lid / TEAM;
+  let n = (flat % tiles) * TILE_N + team % TILE_N;
+  let first = min(PAIRS, team / TILE_N * GROUP_PAIRS);   // this team's pairs: first .. end - 1
+  let end = min(PAIRS, first + GROUP_PAIRS);
   let units = row_units(I);
   var acc = 0.0;
   for (var j0 = 0u; j0 < PAIRS; j0 += CHUNK) {
@@ -195,11 +201,13 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
     workgroupBarrier();   // the previous chunk's rows are read: restage
     for (var j = 0u; j < nj; j++) { stage_row(lid, j * rows4, (t * PAIRS + j0 + j) * I, I); }
     workgroupBarrier();
+    let js = min(nj, max(first, j0) - j0);   // the chunk's entries of this team's pairs: js .. je - 1
+    let je = max(js, min(nj, end - min(end, j0)));
     for (var u = lane; u < units; u += TEAM) {
       var wd: array<vec4u, CHUNK>;
       var sm: array<vec2f, CHUNK>;
-      for (var j = 0u; j < nj; j++) { expert_unit(pair_slots[j0 + j], DN_WORDS, H, I, min(n, H - 1u), u, &wd[j], &sm[j]); }
-      for (var j = 0u; j < nj; j++) {
+      for (var j = js; j < je; j++) { expert_unit(pair_slots[j0 + j], DN_WORDS, H, I, min(n, H - 1u), u, &wd[j], &sm[j]); }
+      for (var j = js; j < je; j++) {
         var xc: array<vec4f, 8>;
         let sx = staged_unit(j * rows4, u, &xc);
         acc += pair_w[j0 + j] * unit_dot(wd[j], sm[j], &xc, sx);
@@ -207,7 +215,13 @@ fn moe_down_combine_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invoca
     }
   }
   acc = team_sum(lid, acc);
-  if (lane == 0u && n < H) {
+  if (PAIR_GROUPS > 1u) {
+    if (lane == 0u) { dn_part[team] = acc; }
+    workgroupBarrier();
+    acc = 0.0;
+    for (var g = 0u; g < PAIR_GROUPS; g++) { acc += dn_part[g * TILE_N + team % TILE_N]; }
+  }
+  if (lane == 0u && team < TILE_N && n < H) {
     let i = t * H + n;
     if (SHARED_SLOT != 0xffffffffu) { res[i] = acc; } else { res[i] = acc + gate * dc_shared[i]; }
   }

@@ -25,6 +25,11 @@ export function gateUpTuning(ctx: GpuContext): GateUpTuning {
   return ctx.device.limits.maxComputeInvocationsPerWorkgroup >= 512 ? { wg: 512, groups: 4 } : { wg: 256, groups: 2 };
 }
 
+/** The down + combine GEMV's workgroups on this device (the same shape of tuning: threads, pair groups). */
+export function downTuning(ctx: GpuContext): GateUpTuning {
+  return ctx.device.limits.maxComputeInvocationsPerWorkgroup >= 512 ? { wg: 256, groups: 1 } : { wg: 256, groups: 1 };
+}
+
 /** Weights per 16-byte unit (shaders/quant.wgsl): the decode GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
 
@@ -140,12 +145,12 @@ export interface MoeRoute {
  * sharedExpertSlot) and run as one more pair of each token, its output summed with weight sigmoid(logits[:, E])
  * (b.shared is then not read). `route` (T = 1): the gate/up GEMV also routes the token from b.logits (writing b.idx
  * and b.w for the down GEMVs) and norms b.x, so neither the router's top-k nor the norm is a dispatch of its own.
- * `team` overrides the lanes a row of both GEMVs (tests), `gateUp` the gate/up's workgroups and `downWg` the down's
- * threads a workgroup (bench/ablate.ts; a gate/up `wg` other than the default's sums the routing softmax in another
- * order than fusedRouteShape).
+ * `team` overrides the lanes a row of both GEMVs (tests), `gateUp` and `down` their workgroups (threads, pair groups;
+ * bench/ablate.ts; a gate/up `wg` other than the default's sums the routing softmax in another order than
+ * fusedRouteShape).
  */
 export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch,
-  opts: { team?: number; sharedSlot?: number; route?: MoeRoute; gateUp?: GateUpTuning; downWg?: number } = {}): Op[] {
+  opts: { team?: number; sharedSlot?: number; route?: MoeRoute; gateUp?: GateUpTuning; down?: GateUpTuning } = {}): Op[] {
   checkT(T, scratch);
   if (opts.route && T !== 1) throw new RangeError('moeDecode: routing inside the gate/up GEMV is for one token');
   const kk = s.k + (opts.sharedSlot === undefined ? 0 : 1), pairs = T * kk, P = params(ctx, T);
@@ -153,8 +158,11 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
   const label = `${T}x${s.k}${opts.sharedSlot === undefined ? '' : '+shared'}`;
   const gu = packedWords(s.format, 2 * s.I, s.H) * 4, dn = packedWords(s.format, s.H, s.I) * 4;
-  const dnWg = opts.downWg ?? WG, g = opts.gateUp ?? gateUpTuning(ctx), guUnits = g.wg / guTeam / g.groups;
-  if (!Number.isInteger(guUnits) || guUnits < 1) throw new RangeError(`moeDecode: bad gate/up tuning ${JSON.stringify(g)} for teams of ${guTeam}`);
+  const g = opts.gateUp ?? gateUpTuning(ctx), guUnits = g.wg / guTeam / g.groups;
+  const d = opts.down ?? downTuning(ctx), dnRows = d.wg / dnTeam / d.groups;
+  for (const [what, t, per] of [['gate/up', g, guUnits], ['down', d, dnRows]] as const) {
+    if (!Number.isInteger(per) || per < 1) throw new RangeError(`moeDecode: bad ${what} tuning ${JSON.stringify(t)} for teams of ${what === 'down' ? dnTeam : guTeam}`);
+  }
   const guTiles = ceilDiv(s.I, guUnits), guc = { ...gateUpConstants(s), ...shared, WG: g.wg, TEAM: guTeam, PAIR_GROUPS: g.groups };
   const r = opts.route;
   const gateUp = !r ? ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', guc, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(T * guTiles))
@@ -164,8 +172,8 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
       [undefined, b.x, b.gateUp, b.slotOf, undefined, scratch.h, r.norm, b.logits, b.idx, b.w], grid(guTiles));
   return [
     { bytes: pairs * gu, ...gateUp },
-    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, WG: dnWg, TEAM: dnTeam, ...shared },
-      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, dnWg / dnTeam))) },
+    { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, WG: d.wg, TEAM: dnTeam, PAIR_GROUPS: d.groups, ...shared },
+      [P, scratch.h, b.down, b.slotOf, b.idx, b.out, b.w, b.logits, b.shared], grid(T * ceilDiv(s.H, dnRows))) },
   ];
 }
 

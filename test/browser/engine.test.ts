@@ -1,8 +1,10 @@
-// The engine in Chromium (WebGPU on SwiftShader): createWorkerEngine loads the packed int4 brown-tiny from the Vite
-// dev server into a module worker and streams the same reply as the Node engine (test/gpu/engine.test.ts) and
+// The engine in Chromium (WebGPU on SwiftShader): createSharedEngine, on a page without SharedWorker, falls back to a
+// dedicated module worker, says so, loads the packed int4 brown-tiny from the Vite dev server there and streams the
+// same reply as the Node engine (test/gpu/engine.test.ts) and
 // `q3n generate --chat`; a ContextLengthError thrown in the worker arrives in the page as that class, with its
 // fields and the worker's stack; and the built library (npm run build, dist/lib) works from the plain HTML page
-// examples/plain-html/index.html served by a bare static server (no Range support: HttpStore's whole-file path).
+// examples/plain-html/index.html (createWorkerEngine) served by a bare static server (no Range support: HttpStore's
+// whole-file path).
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,10 +20,11 @@ const REPLY = "These weren't it??"; // as in test/gpu/engine.test.ts
 describe.skipIf(skip)('Engine in a Web Worker (chromium)', () => {
   const pg = usePage('/test/browser/pages/engine.html', 'engineTest', (page) => page.evaluate(() => window.engineTest.unload()));
 
-  it('loads brown-tiny-q4 from the dev server and streams the Node engine\'s reply', async () => {
+  it('loads brown-tiny-q4 from the dev server and streams the Node engine\'s reply (createSharedEngine without SharedWorker: a dedicated worker, and says so)', async () => {
     const loaded = await pg.tp.page.evaluate(() => window.engineTest.load('/models/brown-tiny-q4/'));
     console.log(`[browser engine] loaded in ${loaded.seconds.toFixed(1)} s, ${loaded.progress} progress reports`);
     expect(loaded.last).toBe('ready');
+    expect(loaded).toMatchObject({ mode: 'dedicated', fallbackReason: 'this browser has no SharedWorker', info: { clients: 1, loads: 1 } });
     const r = await pg.tp.page.evaluate((p) => window.engineTest.stream(p, 48), PROMPT);
     console.log(`[browser engine] ${JSON.stringify(r.usage)}`);
     expect(r.text).toBe(REPLY);

@@ -1,8 +1,8 @@
 // One engine for a site's tabs (createSharedEngine) in Chromium, WebGPU on SwiftShader: two tabs of one browser
 // profile connect to one SharedWorker, which loads brown-tiny once; their requests, sent at the same time, both get
 // the greedy reply of their own conversation (the other tab's turn in between changes nothing, and a second turn
-// still prefills only its new tokens); closing a tab mid-reply frees the engine for the other; a page without
-// SharedWorker falls back to a dedicated worker and says so.
+// still prefills only its new tokens); closing a tab mid-reply frees the engine for the other. The fallback to a
+// dedicated worker (no SharedWorker) is the engine of test/browser/engine.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { browserSkipReason, startBrowser, type BrowserSession, type TestPage } from '../helpers/browser.ts';
 
@@ -71,23 +71,5 @@ describe.skipIf(skip)('One engine shared by two tabs (chromium, SharedWorker)', 
     await b.page.waitForFunction(async () => (await window.sharedTest.info()).clients === 1, undefined, { timeout: 30_000, polling: 200 });
     expect(await b.page.evaluate(() => window.sharedTest.info())).toEqual({ clients: 1, loads: 1 });
     b.check();
-  });
-});
-
-describe.skipIf(skip)('Shared engine fallback (chromium without SharedWorker)', () => {
-  let session: BrowserSession;
-  let tp: TestPage;
-  beforeAll(async () => {
-    session = await startBrowser();
-    tp = await session.open(PAGE, 'sharedTest');
-  });
-  afterAll(() => session?.close());
-
-  it('runs in a dedicated worker, says why, and replies', async () => {
-    const l = await tp.page.evaluate((m) => window.sharedTest.load(m, true), MODEL);
-    expect(l).toMatchObject({ mode: 'dedicated', fallbackReason: 'this browser has no SharedWorker', info: { clients: 1, loads: 1 } });
-    expect((await tp.page.evaluate((p) => window.sharedTest.say(p, 48), PROMPT)).text).toBe(REPLY);
-    await tp.page.evaluate(() => window.sharedTest.unload());
-    tp.check();
   });
 });

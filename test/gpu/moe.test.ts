@@ -188,8 +188,9 @@ describe('MoE experts (decode GEMVs and prefill GEMMs) against the CPU reference
 // run in decode's GEMVs as one more pair a token, its output summed with weight sigmoid(logits[:, E]); the dense
 // shared output buffer is poisoned here, so reading it would show.
 describe('MoE decode with the shared expert as one more pair', () => {
-  for (const [T, format, team, gateUp] of [[1, 'q4', undefined, undefined], [5, 'q4', undefined, { wg: 256, groups: 2 }], [3, 'f32', 8, undefined]] as const) {
-    it(`E=64 k=10 T=${T} H=80 I=40 ${format}${team ? ` team=${team}` : ''}${gateUp ? ` gate/up ${JSON.stringify(gateUp)}` : ''}`, () =>
+  const cases = [[1, 'q4', undefined, undefined, undefined], [5, 'q4', undefined, { wg: 256, groups: 2 }, { wg: 128, groups: 4 }], [3, 'f32', 8, undefined, undefined]] as const;
+  for (const [T, format, team, gateUp, down] of cases) {
+    it(`E=64 k=10 T=${T} H=80 I=40 ${format}${team ? ` team=${team}` : ''}${gateUp ? ` gate/up ${JSON.stringify(gateUp)} down ${JSON.stringify(down)}` : ''}`, () =>
       withGpuErrors(async (device) => {
         const ctx = context(device);
         const E = 64, k = 10, H = 80, I = 40, s: MoeShape = { E, k, H, I, format };
@@ -203,7 +204,7 @@ describe('MoE decode with the shared expert as one more pair', () => {
           x: ctx.upload(x, 'x'), logits: ctx.upload(logits, 'logits'), idx, w, slotOf: ctx.upload(packed.slotOf, 'slotOf'),
           gateUp: ctx.upload(packed.gateUp, 'gateUp'), down: ctx.upload(packed.down, 'down'), shared: poisoned(device, T * H * 4), out,
         };
-        ctx.run([router(ctx, b.logits, idx, w, T, { E, k, normTopk: true }), ...moeDecode(ctx, b, T, s, poisonedScratch(ctx, T, s), { team, gateUp, sharedSlot: packed.slotOf[E] })]);
+        ctx.run([router(ctx, b.logits, idx, w, T, { E, k, normTopk: true }), ...moeDecode(ctx, b, T, s, poisonedScratch(ctx, T, s), { team, gateUp, down, sharedSlot: packed.slotOf[E] })]);
         expect(Array.from(new Uint32Array(await ctx.read(idx, T * k * 4)))).toEqual(Array.from(want.idx));
         expectClose('decode with the shared pair', await ctx.readF32(out, T * H), want.out, { rel: 1e-5 });
       }));
@@ -258,10 +259,11 @@ describe('MoE block against the HF fixtures (f32 weights)', () => {
 // `route`): against router -> rmsNorm -> the plain decode path, with k above one chunk of pairs (13 + shared), and
 // with a unit's pairs split over teams (2 groups of 7 pairs: two chunks, the second short; 4 groups of 1).
 describe('MoE decode routing and norming its own token', () => {
-  const cases = [[64, 10, 80, 40, 'q4', true, undefined], [40, 13, 48, 20, 'f32', true, { wg: 256, groups: 2 }], [16, 4, 64, 16, 'q8', false, { wg: 128, groups: 4 }]] as const;
-  for (const [E, k, H, I, format, shared, gateUp] of cases) {
+  const cases = [[64, 10, 80, 40, 'q4', true, undefined, undefined], [40, 13, 48, 20, 'f32', true, { wg: 256, groups: 2 }, { wg: 256, groups: 4 }],
+    [16, 4, 64, 16, 'q8', false, { wg: 128, groups: 4 }, { wg: 128, groups: 2 }]] as const;
+  for (const [E, k, H, I, format, shared, gateUp, down] of cases) {
     for (const subgroups of [true, false]) {
-      it(`E=${E} k=${k} H=${H} I=${I} ${format}${shared ? ' +shared pair' : ''}${gateUp ? ` gate/up ${JSON.stringify(gateUp)}` : ''}, ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
+      it(`E=${E} k=${k} H=${H} I=${I} ${format}${shared ? ' +shared pair' : ''}${gateUp ? ` gate/up ${JSON.stringify(gateUp)} down ${JSON.stringify(down)}` : ''}, ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
         withGpuErrors(async (device) => {
           const ctx = new GpuContext(device, { subgroups });
           const s: MoeShape = { E, k, H, I, format }, team = 4;
@@ -276,7 +278,7 @@ describe('MoE decode routing and norming its own token', () => {
           const fused = { ...common, x: ctx.upload(a, 'a'), idx: poisoned(device, k * 4), w: poisoned(device, k * 4), out: poisoned(device, H * 4) };
           const plain = { ...common, x: xn, idx: poisoned(device, k * 4), w: poisoned(device, k * 4), out: poisoned(device, H * 4) };
           ctx.run([
-            ...moeDecode(ctx, fused, 1, s, poisonedScratch(ctx, 1, s), { team, gateUp, sharedSlot, route: { norm: ctx.upload(norm, 'norm'), eps: 1e-6, normTopk: true } }),
+            ...moeDecode(ctx, fused, 1, s, poisonedScratch(ctx, 1, s), { team, gateUp, down, sharedSlot, route: { norm: ctx.upload(norm, 'norm'), eps: 1e-6, normTopk: true } }),
             router(ctx, common.logits, plain.idx, plain.w, 1, { E, k, normTopk: true }),
             rmsNorm(ctx, fused.x, ctx.upload(norm, 'norm'), xn, 1, H, 1e-6),
             ...moeDecode(ctx, plain, 1, s, poisonedScratch(ctx, 1, s), { team, sharedSlot }),

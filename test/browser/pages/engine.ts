@@ -1,18 +1,23 @@
-// The engine page: exposes `window.engineTest` for test/browser/engine.test.ts. The engine runs in a module worker
-// (src/worker.ts, served by Vite) and loads the packed brown-tiny from the dev server's /models/ over HTTP.
-import { createWorkerEngine, type Engine } from '../../../src/index.ts';
+// The engine page: exposes `window.engineTest` for test/browser/engine.test.ts and engine-cache.test.ts. The engine
+// runs in a module worker (src/worker.ts, served by Vite) and loads the packed brown-tiny from the dev server's
+// /models/ over HTTP. The page hides SharedWorker, as a browser without it: createSharedEngine then takes its
+// fallback, a dedicated worker of the page (the worker side createWorkerEngine talks to as well).
+import { createSharedEngine, type SharedEngine } from '../../../src/index.ts';
 import { ContextLengthError, Qwen3NextError } from '../../../src/errors.ts';
 
-let engine: Engine | undefined;
+Reflect.deleteProperty(globalThis, 'SharedWorker');
+let engine: SharedEngine | undefined;
 const progress: string[] = [];
 
 const engineTest = {
   async load(model: string, cache = false) {
-    const worker = new Worker(new URL('../../../src/worker.ts', import.meta.url), { type: 'module' });
     const t0 = performance.now();
     progress.length = 0;
-    engine = await createWorkerEngine(worker, { model, cache, maxContext: 256, onProgress: (p) => progress.push(p.phase) });
-    return { seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1), downloads: progress.filter((p) => p === 'download').length };
+    engine = await createSharedEngine(new URL('../../../src/worker.ts', import.meta.url), { model, cache, maxContext: 256, onProgress: (p) => progress.push(p.phase) });
+    return {
+      seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1), downloads: progress.filter((p) => p === 'download').length,
+      mode: engine.mode, fallbackReason: engine.fallbackReason, info: await engine.info(),
+    };
   },
 
   async stream(content: string, maxTokens: number) {
