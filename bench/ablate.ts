@@ -51,6 +51,7 @@ async function passUs(ctx: GpuContext, ops: Op[], reps = 9, inner = 20): Promise
 /** The shapes ablated: the 80B-A3B ones, and toys for SwiftShader (test/gpu/bench.test.ts keeps the suite running). */
 const ABLATION_SHAPES = {
   real: {
+    reps: 9, inner: 20,
     readsMiB: [1, 4, 16, 64], copyBytes: 128 * 2 ** 20, // past the H100's 50 MB L2
     // [format, N, K, tunings alone, tunings with the decode prologue]
     gemvs: [['q4', 12352, 2048, [{}], [{}]], ['q4', 2048, 4096, [{}, { rows: 2 }], [{}, { rows: 2 }]],
@@ -58,6 +59,7 @@ const ABLATION_SHAPES = {
     moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 384, groups: 3 }], downs: [{ wg: 512, groups: 2 }, { wg: 256, groups: 2 }, { wg: 1024, groups: 4 }, { wg: 512, groups: 4 }], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
   },
   tiny: {
+    reps: 1, inner: 2, // a guard against rot on SwiftShader: every variant runs, none is timed well
     readsMiB: [1 / 16], copyBytes: 1 << 16,
     gemvs: [['q4', 96, 64, [{}, { rows: 2 }], [{}]], ['q4', 64, 128, [{}], [{}]], ['f32', 17, 64, [{}], [{}, { teams: 2 }]]],
     moe: { E: 16, k: 4, H: 64, I: 32 }, gateUps: [{ wg: 128, groups: 2 }], downs: [{ wg: 128, groups: 2 }], attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
@@ -67,7 +69,7 @@ const ABLATION_SHAPES = {
 export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyof typeof ABLATION_SHAPES = 'real'): Promise<string> {
   const S = ABLATION_SHAPES[shapes];
   const rows: AblationRow[] = [];
-  const add = async (name: string, ops: Op[], bytes?: number) => rows.push({ name, us: await passUs(ctx, ops), bytes });
+  const add = async (name: string, ops: Op[], bytes?: number) => rows.push({ name, us: await passUs(ctx, ops, S.reps, S.inner), bytes });
   const filled = (bytes: number, mask = 0x3f7fffff) => filledBuffer(ctx, bytes, mask);
   const sink = ctx.buffer(1 << 20, 'sink');
 

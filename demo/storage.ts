@@ -25,14 +25,18 @@ export interface StoragePanel {
  */
 export function storagePanel(inUse: string, release: () => Promise<void>, chatsDeleted: () => void): StoragePanel {
   const persistButton = $('persist') as HTMLButtonElement;
+  // Remembered: a refresh that lands after the click (a chat saved, a load) must not hide the browser's answer.
+  let refused = false;
   const showPersisted = (yes: boolean) => {
-    $('persist-state').textContent = yes ? 'Persistent: the browser will not clear it.' : 'Not persistent (yet).';
+    $('persist-state').textContent = yes
+      ? 'Persistent: the browser will not clear it.'
+      : refused ? 'Refused by the browser (Chrome grants it to sites you bookmark or install).' : 'Not persistent (yet).';
     persistButton.disabled = yes;
   };
   persistButton.addEventListener('click', async () => {
     const granted = await navigator.storage.persist();
+    refused = !granted;
     showPersisted(granted);
-    if (!granted) $('persist-state').textContent = 'Refused by the browser (Chrome grants it to sites you bookmark or install).';
   });
 
   async function remove(m: StoredModelInfo, li: HTMLElement) {

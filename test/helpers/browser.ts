@@ -24,6 +24,10 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--disable-dev-shm-usage', // containers often have a small /dev/shm
   '--no-sandbox', // CI runs as root, where the sandbox cannot start
+  // As src/gpu/node-device.ts does for Dawn in Node: SwiftShader's Vulkan zero-initialisation of workgroup memory
+  // makes each pipeline compile take ~0.5 s here (16 s of a brown-tiny load); Dawn then zero-initialises in the
+  // shader instead, with the same semantics.
+  '--disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension',
 ];
 
 /** Why browser tests cannot run on this machine, or null. Only a missing chromium is a reason to skip; in CI it is an error. */
