@@ -55,7 +55,7 @@ export function randomGpuWeights(ctx: GpuContext, c: Qwen3NextConfig, quant: Qua
   return {
     config: c, quant, layers,
     embed: byName.get('embed')!, norm: byName.get('norm')!, lmHead: byName.get('lm_head')!,
-    invFreq: ctx.upload(ropeInvFreq(c.ropeTheta, c.rotaryDim), 'rope.inv_freq'),
+    invFreq: ctx.upload(ropeInvFreq(c.ropeTheta, c.rotaryDim), 'rope.inv_freq'), ropeAttentionFactor: 1,
   };
 }
 

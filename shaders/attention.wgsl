@@ -27,6 +27,7 @@ struct Params {
 
 override R: u32;             // rotary dims (first R of each head)
 override EPS: f32 = 1e-6;
+override ROPE_SCALE: f32 = 1.0;  // multiplies cos and sin: YaRN's attention factor (HF's attention_scaling)
 override WG: u32 = 64u;      // attn_prep: threads per head row (power of two); attn_decode: G · TEAM
 override TEAM: u32 = 32u;    // reduce.wgsl; attn_decode: lanes a head (D / TEAM dims each)
 
@@ -88,7 +89,7 @@ fn attn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
     var y = head_row[i];
     if (i < R) {
       let j = i % hr;
-      let cs = cos_sin(f32(pos) * inv_freq[j]);
+      let cs = cos_sin(f32(pos) * inv_freq[j]) * ROPE_SCALE;
       let a = head_row[j];
       let b = head_row[j + hr];
       y = select(b * cs.x + a * cs.y, a * cs.x - b * cs.y, i < hr);
@@ -392,7 +393,7 @@ fn decode_prep(g: u32, lid: u32) {
   for (var i = lid; i < (G + 1u) * hr; i += WG) {
     let r = i / hr;
     let c = i % hr;
-    let cs = cos_sin(f32(p.pos0) * dq_inv_freq[c]);
+    let cs = cos_sin(f32(p.pos0) * dq_inv_freq[c]) * ROPE_SCALE;
     let a = dq_rows[r * D + c];
     let b = dq_rows[r * D + c + hr];
     dq_rows[r * D + c] = a * cs.x - b * cs.y;

@@ -1,7 +1,8 @@
 // Qwen3-Next config.json -> one normalised, validated config with every derived size.
 // Accepts both forms found in the wild (REFERENCE.md §0):
 //   - the released checkpoint's flat `rope_theta` + `partial_rotary_factor`, and transformers 5.x's `rope_parameters`;
-//   - an explicit `layer_types` list, or `full_attention_interval` (layer i is full attention iff (i+1) % n == 0).
+//   - an explicit `layer_types` list, or `full_attention_interval` (layer i is full attention iff (i+1) % n == 0);
+//   - RoPE scaling as `rope_parameters` or `rope_scaling`, its type as `rope_type` or the older `type`.
 // Nothing is trusted: every size is bounded (CONFIG_LIMITS) before anything is allocated from it.
 import { ConfigError } from './errors.ts';
 
@@ -21,6 +22,7 @@ export interface Qwen3NextConfig {
   headDim: number; // D
   rotaryDim: number; // R = int(D * partial_rotary_factor)
   ropeTheta: number;
+  ropeScaling: RopeScaling; // src/model/rope.ts turns it into inverse frequencies and an attention factor
   // Gated DeltaNet
   linearNumKeyHeads: number; // Hk
   linearNumValueHeads: number; // Hv
@@ -39,6 +41,57 @@ export interface Qwen3NextConfig {
   convDim: number; // 2*keyDim + valueDim
   vPerK: number; // r = Hv/Hk
   eosTokenIds: number[];
+}
+
+/** No scaling: HF's default rope. */
+export interface DefaultRope {
+  type: 'default';
+}
+
+/**
+ * YaRN (https://arxiv.org/abs/2309.00071) as HF's `_compute_yarn_parameters` reads it. Qwen3-Next's model card
+ * enables it for texts past 262,144 tokens with factor 4 and original_max_position_embeddings 262144.
+ */
+export interface YarnRope {
+  type: 'yarn';
+  factor: number;
+  originalMaxPositionEmbeddings: number;
+  betaFast: number; // default 32
+  betaSlow: number; // default 1
+  attentionFactor?: number; // default: from factor (and mscale / mscaleAllDim when both are set)
+  mscale?: number;
+  mscaleAllDim?: number;
+  truncate: boolean; // default true: the correction range's ends floored / ceiled
+}
+
+export type RopeScaling = DefaultRope | YarnRope;
+
+/** The most positions a model with this config was made for: max_position_embeddings, or YaRN's factor x original. */
+export function modelContextLimit(c: Pick<Qwen3NextConfig, 'maxPositionEmbeddings' | 'ropeScaling'>): number {
+  const r = c.ropeScaling;
+  return r.type === 'yarn' ? Math.max(c.maxPositionEmbeddings, Math.floor(r.factor * r.originalMaxPositionEmbeddings)) : c.maxPositionEmbeddings;
+}
+
+/**
+ * Turn YaRN on or off whatever config.json says (EngineOptions.yarn, the CLI's --yarn): `true` is the model card's
+ * recipe, factor 4 over the config's max_position_embeddings; an object sets the factor and the original context.
+ * `undefined` keeps the config's. The model card advises YaRN only for texts past the native context.
+ */
+export type YarnOption = boolean | { factor?: number; originalMaxPositionEmbeddings?: number };
+
+export function withYarn(c: Qwen3NextConfig, yarn: YarnOption | undefined): Qwen3NextConfig {
+  if (yarn === undefined) return c;
+  if (yarn === false) return { ...c, ropeScaling: { type: 'default' } };
+  const given = yarn === true ? {} : yarn;
+  const base = c.ropeScaling.type === 'yarn' ? c.ropeScaling : undefined;
+  const factor = given.factor ?? base?.factor ?? 4;
+  const original = given.originalMaxPositionEmbeddings ?? base?.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings;
+  if (!(factor >= 1 && factor <= 1024)) throw new ConfigError(`yarn.factor must be between 1 and 1024, got ${factor}.`);
+  if (!Number.isInteger(original) || original <= 0) throw new ConfigError(`yarn.originalMaxPositionEmbeddings must be a positive integer, got ${original}.`);
+  return {
+    ...c,
+    ropeScaling: { type: 'yarn', betaFast: 32, betaSlow: 1, truncate: true, ...base, factor, originalMaxPositionEmbeddings: original, attentionFactor: given.factor === undefined ? base?.attentionFactor : undefined },
+  };
 }
 
 type Json = Record<string, unknown>;
@@ -153,14 +206,12 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     throw new ConfigError(`config.json: decoder_sparse_step = ${sparseStep} is not supported (only 1: every layer MoE).`, 'config.json');
   }
 
-  // rope: transformers 5.x nests it in rope_parameters; the released checkpoint has flat keys.
+  // rope: transformers 5.x nests it in rope_parameters; the released checkpoint has flat keys and rope_scaling.
   const rope = (typeof c.rope_parameters === 'object' && c.rope_parameters !== null ? c.rope_parameters : {}) as Json;
-  const ropeType = rope.rope_type ?? (c.rope_scaling as Json | null | undefined)?.rope_type ?? 'default';
-  if (ropeType !== 'default') {
-    throw new ConfigError(`config.json: rope type ${showValue(ropeType)} is not supported (only "default").`, 'config.json');
-  }
   const ropeTheta = inRange('rope_theta', rope.rope_theta !== undefined ? num(rope, 'rope_theta') : num(c, 'rope_theta', 10000), 0, 1e12, true);
   const partialValue = rope.partial_rotary_factor !== undefined ? num(rope, 'partial_rotary_factor') : num(c, 'partial_rotary_factor', 0.25);
+  const maxPositionEmbeddings = posInt(c, 'max_position_embeddings', 262144);
+  const ropeScaling = parseRopeScaling(rope, c.rope_scaling, maxPositionEmbeddings);
   const partial = inRange('partial_rotary_factor', partialValue, 0, 1);
 
   const hiddenSize = posInt(c, 'hidden_size');
@@ -208,12 +259,13 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     layerTypes,
     rmsNormEps: inRange('rms_norm_eps', num(c, 'rms_norm_eps', 1e-6), 0, 1, true),
     tieWordEmbeddings: c.tie_word_embeddings === true,
-    maxPositionEmbeddings: posInt(c, 'max_position_embeddings', 262144),
+    maxPositionEmbeddings,
     numAttentionHeads,
     numKeyValueHeads,
     headDim,
     rotaryDim,
     ropeTheta,
+    ropeScaling,
     linearNumKeyHeads,
     linearNumValueHeads,
     linearKeyHeadDim,
@@ -229,6 +281,32 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     convDim: 2 * keyDim + valueDim,
     vPerK: linearNumValueHeads / linearNumKeyHeads,
     eosTokenIds,
+  };
+}
+
+/** The rope type from rope_parameters, else rope_scaling (`rope_type`, or `type` in older configs), and YaRN's fields. */
+function parseRopeScaling(params: Json, scaling: unknown, maxPositions: number): RopeScaling {
+  const typeOf = (d: Json) => d.rope_type ?? d.type;
+  const sc = (typeof scaling === 'object' && scaling !== null && !Array.isArray(scaling) ? scaling : {}) as Json;
+  const d = typeOf(params) !== undefined ? params : sc;
+  const type = typeOf(d) ?? 'default';
+  if (type === 'default') return { type };
+  if (type !== 'yarn') {
+    throw new ConfigError(`config.json: rope type ${showValue(type)} is not supported (only "default" and "yarn").`, 'config.json');
+  }
+  const key = (k: string) => `rope_scaling.${k}`;
+  const opt = (k: string, positive = true) => (d[k] === undefined || d[k] === null ? undefined : inRange(key(k), num(d, k), 0, 1e9, positive));
+  const original = num(d, 'original_max_position_embeddings');
+  if (!Number.isInteger(original) || original <= 0 || original > 1 << 26) {
+    throw new ConfigError(`config.json: "${key('original_max_position_embeddings')}" must be a positive integer, got ${original}.`, 'config.json');
+  }
+  // HF: a missing factor is max_position_embeddings / original_max_position_embeddings
+  const factor = inRange(key('factor'), d.factor === undefined || d.factor === null ? maxPositions / original : num(d, 'factor'), 1, 1024);
+  return {
+    type, factor, originalMaxPositionEmbeddings: original,
+    betaFast: opt('beta_fast', false) || 32, betaSlow: opt('beta_slow', false) || 1, // HF: `or 32`, `or 1`
+    attentionFactor: opt('attention_factor'), mscale: opt('mscale'), mscaleAllDim: opt('mscale_all_dim'),
+    truncate: d.truncate !== false,
   };
 }
 

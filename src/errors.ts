@@ -39,7 +39,10 @@ export class QuotaExceededError extends Qwen3NextError {
   }
 }
 
-/** The prompt plus max_tokens does not fit the model's context window. */
+/**
+ * A context too long: the prompt plus max_tokens past the engine's maxContext (`limit`), or at load a maxContext past the
+ * positions the model was made for (promptTokens then holds the maxContext asked for).
+ */
 export class ContextLengthError extends Qwen3NextError {
   constructor(message: string, readonly promptTokens: number, readonly limit: number) {
     super(message);

@@ -2,11 +2,11 @@
 import { DecodeStream } from '../tokenizer/stream.ts';
 import { loadTokenizerFromDir } from '../tokenizer/node.ts';
 import { generate } from '../model/generate.ts';
-import { openModel } from './open-model.ts';
+import { MODEL_OPTIONS, openModel } from './open-model.ts';
 import type { Args } from './args.ts';
 
 export async function generateCommand(args: Args) {
-  args.allow(['model', 'prompt', 'max-tokens', 'temperature', 'top-k', 'top-p', 'repetition-penalty', 'seed', 'chat', 'weights', 'expert-cache-bytes']);
+  args.allow([...MODEL_OPTIONS, 'prompt', 'max-tokens', 'temperature', 'top-k', 'top-p', 'repetition-penalty', 'seed', 'chat']);
   const prompt = args.str('prompt');
   const tokenizer = await loadTokenizerFromDir(args.str('model'));
   const ids = args.flag('chat')

@@ -12,17 +12,41 @@ import { QUANT_F32, QUANT_INT4 } from '../format/pack.ts';
 import { NodeFileStore } from '../store/node.ts';
 import { storeSource } from '../store/store.ts';
 import { UsageError, type Args } from './args.ts';
+import type { YarnOption } from '../config.ts';
+
+/** The options openModel reads, for each command's args.allow(). */
+export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'max-context', 'yarn'];
+
+export const MODEL_USAGE = `options of logits, generate and perplexity:
+  --weights f32|int4        quantize a HF checkpoint while loading (packed models are already quantized)
+  --expert-cache-bytes N    GPU bytes for routed experts (packed models): experts stream from disk when they do not fit
+  --max-context N           tokens of context to allocate (default: min(model's, 4096))
+  --yarn on|off|FACTOR      YaRN rope scaling whatever config.json says: on = factor 4 over max_position_embeddings
+                            (the model card's recipe for texts past the native context); default: the config's`;
+
+/** --yarn: on, off, or a factor. */
+function yarnOption(args: Args): YarnOption | undefined {
+  if (!args.has('yarn')) return undefined;
+  const v = args.str('yarn');
+  if (v === 'on' || v === 'off') return v === 'on';
+  const factor = Number(v);
+  if (!(factor >= 1)) throw new UsageError(`--yarn must be on, off or a factor >= 1, got "${v}"`);
+  return { factor };
+}
 
 export async function openModel(args: Args) {
   const dir = args.str('model');
   const expertCacheBytes = args.has('expert-cache-bytes') ? Number(args.str('expert-cache-bytes')) : undefined;
   if (expertCacheBytes !== undefined && !(expertCacheBytes > 0)) throw new UsageError('--expert-cache-bytes must be a positive number of bytes');
+  const maxContext = args.has('max-context') ? args.num('max-context') : undefined;
+  if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) throw new UsageError('--max-context must be a positive number of tokens');
+  const common = { maxContext, yarn: yarnOption(args) };
   const ctx = new GpuContext(await requestNodeDevice());
   // A Hugging Face checkpoint has config.json; a packed model keeps its config inside manifest.json.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {
     if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);
     const store = await NodeFileStore.open(dir);
-    const model = await loadModel(ctx, await storeSource(store), { expertCacheBytes });
+    const model = await loadModel(ctx, await storeSource(store), { ...common, expertCacheBytes });
     if (!expertStats(model)) await store.close(); // every weight is on the GPU now; a streaming model keeps reading
     return { ctx, model };
   }
@@ -30,6 +54,6 @@ export async function openModel(args: Args) {
   const weights = args.str('weights', 'f32');
   if (weights !== 'f32' && weights !== 'int4') throw new UsageError(`--weights must be f32 or int4, got "${weights}"`);
   const ckpt = await Checkpoint.open(nodeFileSet(dir));
-  const model = await Qwen3NextGpuModel.fromCheckpoint(ctx, ckpt, { quant: weights === 'int4' ? QUANT_INT4 : QUANT_F32 });
+  const model = await Qwen3NextGpuModel.fromCheckpoint(ctx, ckpt, { ...common, quant: weights === 'int4' ? QUANT_INT4 : QUANT_F32 });
   return { ctx, model };
 }

@@ -5,7 +5,7 @@ import { encodeSafetensors } from '../checkpoint/write.ts';
 import { Qwen3NextError } from '../errors.ts';
 import { Args, UsageError } from './args.ts';
 import { generateCommand } from './generate.ts';
-import { openModel } from './open-model.ts';
+import { MODEL_OPTIONS, MODEL_USAGE, openModel } from './open-model.ts';
 import { meanNll } from '../model/perplexity.ts';
 import { expertStats } from '../cache/load.ts';
 import { readSafetensorsHeader } from '../checkpoint/safetensors.ts';
@@ -18,14 +18,12 @@ const USAGE = `usage (--model: a HF checkpoint folder, or a packed model folder 
                  [--repetition-penalty 1] [--seed 0] [--chat]
   q3n perplexity --model <dir> --ids-file ids.safetensors [--ids-tensor ids] [--window 512] [--windows N]
   ${CONVERT_USAGE}
-options of logits, generate and perplexity:
-  --weights f32|int4        quantize a HF checkpoint while loading (packed models are already quantized)
-  --expert-cache-bytes N    GPU bytes for routed experts (packed models): experts stream from disk when they do not fit`;
+${MODEL_USAGE}`;
 
 
 /** Prefill logits (T, V) through chunked prefill, then one recurrent decode step per teacher-forced decode id. */
 async function logitsCommand(args: Args) {
-  args.allow(['model', 'prompt-ids', 'decode-ids', 'weights', 'out', 'expert-cache-bytes']);
+  args.allow([...MODEL_OPTIONS, 'prompt-ids', 'decode-ids', 'out']);
   const promptIds = args.ids('prompt-ids');
   if (promptIds.length === 0) throw new UsageError('--prompt-ids needs at least one id');
   const decodeIds = args.ids('decode-ids');
@@ -47,7 +45,7 @@ async function logitsCommand(args: Args) {
 
 /** Held-out perplexity of a token-id tensor over non-overlapping windows (llama-perplexity style). */
 async function perplexityCommand(args: Args) {
-  args.allow(['model', 'weights', 'ids-file', 'ids-tensor', 'window', 'windows', 'expert-cache-bytes']);
+  args.allow([...MODEL_OPTIONS, 'ids-file', 'ids-tensor', 'window', 'windows']);
   const file = args.str('ids-file'), name = args.str('ids-tensor', 'ids');
   const header = await readSafetensorsHeader(new NodeFileSource(file));
   const info = header.tensors.get(name);

@@ -123,17 +123,23 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
   let streaming = false;
   try {
     const m = await store.manifest();
-    checkKernelShapes(parseConfig(m.config)); // before the tokenizer and any weight is read
+    const config = parseConfig(m.config);
+    checkKernelShapes(config); // before the tokenizer and any weight is read
     const tokenizer = await readTokenizer(store);
     const total = [...m.dense, ...m.experts.flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
-    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
     src.done();
     streaming = expertStats(model) !== undefined;
     opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });
     const name = typeof opts.model === 'string' ? opts.model : 'qwen3-next';
-    return { ctx, model, tokenizer, name, modelId: await modelIdentity(m), ownsDevice: !opts.device, store: opened && streaming ? store : undefined };
+    // the cached keys carry the rope: a session saved with YaRN switched by `yarn` is another model's
+    const rope = JSON.stringify(model.config.ropeScaling), modelId = await modelIdentity(m);
+    return {
+      ctx, model, tokenizer, name, modelId: rope === JSON.stringify(config.ropeScaling) ? modelId : `${modelId} rope ${rope}`,
+      ownsDevice: !opts.device, store: opened && streaming ? store : undefined,
+    };
   } finally {
     if (opened && !streaming) await store.close(); // every weight is on the GPU now
   }

@@ -1,5 +1,6 @@
 // The OpenAI-compatible request and response shapes the engine speaks (the subset WebLLM's MLCEngine speaks too),
 // so code written against `openai.chat.completions.create` runs against the engine with few changes.
+import type { YarnOption } from '../config.ts';
 import type { ModelStore } from '../store/store.ts';
 import type { ChatMessage } from '../tokenizer/tokenizer.ts';
 
@@ -112,8 +113,19 @@ export interface Engine {
 export interface EngineOptions {
   /** A packed model folder's URL (manifest.json and the files it lists are fetched from there), or an open store. */
   model: string | ModelStore;
-  /** Tokens of context (prompt + reply) the engine allocates for (default: min(model's, 4096)). */
+  /**
+   * Tokens of context (prompt + reply) the engine allocates for (default: min(model's, 4096)). At most the positions
+   * the model was made for (max_position_embeddings, 262,144 for Qwen3-Next; with YaRN, factor x the original):
+   * past them loading fails with ContextLengthError.
+   */
   maxContext?: number;
+  /**
+   * YaRN rope scaling whatever the model's config.json says: `true` = factor 4 over max_position_embeddings (the
+   * Qwen3-Next model card's recipe for texts past 262,144 tokens, up to ~1M), `{ factor, originalMaxPositionEmbeddings }`,
+   * `false` = off. Default: the config's. The model card advises turning it on only for long texts (it can cost a
+   * little on short ones); a session saved with one setting does not restore into an engine with the other.
+   */
+  yarn?: YarnOption;
   /** Loading progress; also while the engine reloads the model onto a new device after the GPU device was lost. */
   onProgress?: (p: LoadProgress) => void;
   /**

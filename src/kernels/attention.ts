@@ -12,6 +12,7 @@ export interface AttnDims {
   R: number; // rotary dims
   maxT: number; // cache capacity in positions
   eps: number; // rms_norm_eps of q_norm / k_norm
+  ropeScale?: number; // multiplies RoPE's cos and sin: YaRN's attention factor (default 1)
 }
 
 export interface AttnOptions {
@@ -60,10 +61,10 @@ export function attnPrep(
   updates?: PositionUpdate[],
 ): Op {
   check(T, pos0, dims);
-  const { Hq, Hkv, D, R, maxT, eps } = dims;
+  const { Hq, Hkv, D, R, maxT, eps, ropeScale = 1 } = dims;
   const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
   updates?.push((p) => { check(T, p, dims); ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, 0, 0])); });
-  const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, WG: 64, TEAM: 32 };
+  const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, ROPE_SCALE: ropeScale, WG: 64, TEAM: 32 };
   return ctx.op(`attn_prep(T=${T})`, 'attention.wgsl', 'attn_prep', constants,
     [params, qkv, qNorm, kNorm, invFreq, q, gate, kCache, vCache], grid(T * (Hq + Hkv)));
 }
@@ -168,13 +169,13 @@ export function attentionDecode(
   out: Binding, pos0: number, dims: AttnDims, updates?: PositionUpdate[],
 ): Op[] {
   check(1, pos0, dims);
-  const { Hq, Hkv, D, R, maxT, eps } = dims, TEAM = decodeTeam(D), G = Hq / Hkv;
+  const { Hq, Hkv, D, R, maxT, eps, ropeScale = 1 } = dims, TEAM = decodeTeam(D), G = Hq / Hkv;
   const len = decodeSplitLen(pos0 + 1, dims), nSplit = Math.ceil((pos0 + 1) / len);
   const capacity = updates ? Math.ceil(maxT / len) : nSplit;
   const params = ctx.uniform(new Uint32Array([1, pos0, len, nSplit]));
   const partO = ctx.scratchBuffer('attn.part_o', capacity * Hq * D * 4);
   const partMl = ctx.scratchBuffer('attn.part_ml', capacity * Hq * 8);
-  const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, TEAM, WG: G * TEAM };
+  const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, ROPE_SCALE: ropeScale, TEAM, WG: G * TEAM };
   const op = ctx.op(`attn_decode(${len} keys/split)`, 'attention.wgsl', 'attn_decode', c,
     [params, qkv, qNorm, kNorm, invFreq, kCache, vCache, partO, partMl], grid(Hkv * nSplit));
   const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;

@@ -5,7 +5,7 @@ import type { Qwen3NextConfig } from '../config.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { GpuWeight } from '../gpu/packed-weight.ts';
 import type { WeightFormat } from '../quant/formats.ts';
-import { ropeInvFreq } from './rope.ts';
+import { ropeParameters } from './rope.ts';
 import { densePlan, expertLayout, type QuantConfig, type WeightSource } from '../format/pack.ts';
 
 export interface GpuExperts {
@@ -31,7 +31,8 @@ export interface GpuWeights {
   layers: GpuLayer[];
   norm: GpuWeight; // (1, H) zero-centred
   lmHead: GpuWeight; // (V, H)
-  invFreq: GPUBuffer; // (R/2) HF's f32 rope inverse frequencies
+  invFreq: GPUBuffer; // (R/2) HF's f32 rope inverse frequencies (src/model/rope.ts)
+  ropeAttentionFactor: number; // HF's attention_scaling: multiplies cos and sin (YaRN; 1 without scaling)
 }
 
 /**
@@ -109,6 +110,7 @@ export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertS
     }
     layers.push({ type: c.layerTypes[i], weights, experts });
   }
+  const rope = ropeParameters(c);
   return {
     config: c,
     quant: src.quant,
@@ -116,7 +118,8 @@ export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertS
     layers,
     norm: byName.get('norm')!,
     lmHead: byName.get('lm_head')!,
-    invFreq: ctx.upload(ropeInvFreq(c.ropeTheta, c.rotaryDim), 'rope.inv_freq'),
+    invFreq: ctx.upload(rope.invFreq, 'rope.inv_freq'),
+    ropeAttentionFactor: rope.attentionFactor,
   };
 }
 

@@ -4,7 +4,7 @@
 // decode step that samples the next token on the GPU. How a step's ops reach the GPU is a StepRunner: resident
 // (one submit) here, or streaming its routed experts layer by layer (src/cache/streaming-step.ts).
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import type { Qwen3NextConfig } from '../config.ts';
+import { modelContextLimit, withYarn, type Qwen3NextConfig, type YarnOption } from '../config.ts';
 import { ConfigError, ContextLengthError, DeviceLimitError } from '../errors.ts';
 import { checkAttnShape } from '../kernels/attention.ts';
 import { checkConvWidth } from '../kernels/conv.ts';
@@ -19,8 +19,10 @@ import { checkpointSource, QUANT_F32, type QuantConfig, type WeightSource } from
 
 export interface ModelOptions {
   quant?: QuantConfig;
-  /** KV-cache capacity in tokens (default: min(max_position_embeddings, 4096)). */
+  /** KV-cache capacity in tokens (default: min(max_position_embeddings, 4096)); at most modelContextLimit(config). */
   maxContext?: number;
+  /** YaRN on or off whatever config.json says (src/config.ts withYarn; default: the config's). */
+  yarn?: YarnOption;
   /** Largest prefill step (default 256 tokens). */
   maxTokensPerStep?: number;
   /** GPU slots per layer for routed experts (default: all E, fully resident). Fewer need a `steps` that streams. */
@@ -59,6 +61,14 @@ export function checkKernelShapes(c: Qwen3NextConfig): void {
   }
 }
 
+/** A maxContext past the positions the model was made for is refused: RoPE past them is untrained (YaRN extends them). */
+function checkContext(c: Qwen3NextConfig, maxContext: number | undefined): void {
+  const limit = modelContextLimit(c);
+  if (maxContext === undefined || maxContext <= limit) return;
+  const yarn = c.ropeScaling.type === 'yarn' ? '' : ` Turn on YaRN (engine option \`yarn: true\`, CLI --yarn) for up to ${modelContextLimit(withYarn(c, true)).toLocaleString('en-US')}.`;
+  throw new ContextLengthError(`maxContext ${maxContext.toLocaleString('en-US')} is past the ${limit.toLocaleString('en-US')} positions this model was made for.${yarn} Lower maxContext otherwise.`, maxContext, limit);
+}
+
 export class Qwen3NextGpuModel {
   readonly cache: Qwen3NextGpuDynamicCache;
   readonly forwardBuilder: ForwardBuilder;
@@ -84,8 +94,10 @@ export class Qwen3NextGpuModel {
    * error scopes: WebGPU reports a buffer it cannot allocate or a kernel past the device's limits (workgroup memory,
    * binding size) only to a scope, and the model would otherwise load and then compute garbage.
    */
-  static async load(ctx: GpuContext, src: WeightSource, opts: Omit<ModelOptions, 'quant'> = {}): Promise<Qwen3NextGpuModel> {
+  static async load(ctx: GpuContext, source: WeightSource, opts: Omit<ModelOptions, 'quant'> = {}): Promise<Qwen3NextGpuModel> {
+    const src = opts.yarn === undefined ? source : { ...source, config: withYarn(source.config, opts.yarn) };
     checkKernelShapes(src.config);
+    checkContext(src.config, opts.maxContext);
     const device = ctx.device;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');

@@ -6,7 +6,7 @@ import type { Qwen3NextConfig } from '../config.ts';
 import { appendKv, Qwen3NextDynamicCache, type GdnCache, type KvCache } from './dynamic-cache.ts';
 import {
   applyRope, attention, causalConv1dSilu, gatedDeltaChunked, gatedDeltaRecurrent, l2Norm, linear, rmsNormGated,
-  rmsNorm, routeTopK, ropeInvFreq, sigmoid, softplus, swiglu,
+  rmsNorm, routeTopK, ropeInvFreq, ropeYarn, sigmoid, softplus, swiglu, type Rotary,
 } from './ops.ts';
 import { loadWeights, type AttentionWeights, type DecoderLayerWeights, type GatedDeltaNetWeights, type Qwen3NextWeights, type SparseMoeWeights } from './weights.ts';
 
@@ -109,7 +109,7 @@ export class Qwen3NextGatedDeltaNet {
 
 /** Gated softmax attention with partial NeoX RoPE and a sigmoid output gate (REFERENCE.md §3). */
 export class Qwen3NextAttention {
-  constructor(readonly config: Qwen3NextConfig, readonly w: AttentionWeights, readonly invFreq: Float32Array) {}
+  constructor(readonly config: Qwen3NextConfig, readonly w: AttentionWeights, readonly rotary: Rotary) {}
 
   forward(x: Float32Array /* (T, H) */, T: number, cache: KvCache, positions: number[]): Float32Array /* (T, H) */ {
     const c = this.config, w = this.w;
@@ -128,8 +128,9 @@ export class Qwen3NextAttention {
     const v = linear(x, w.v_proj, T, H, Hkv * D); // (T, Hkv, D)
 
     // 4. partial RoPE (first R dims, pairs i / i+R/2) after the norms; the cache keeps rotated keys
-    applyRope(qn, positions, Hq, D, c.rotaryDim, this.invFreq);
-    applyRope(kn, positions, Hkv, D, c.rotaryDim, this.invFreq);
+    const { invFreq, attentionScaling } = this.rotary;
+    applyRope(qn, positions, Hq, D, c.rotaryDim, invFreq, attentionScaling);
+    applyRope(kn, positions, Hkv, D, c.rotaryDim, invFreq, attentionScaling);
     const Tk = appendKv(cache, kn, v, T, Hkv, D);
 
     // 5-7. causal GQA softmax attention (scale D^-1/2), then the sigmoid output gate
@@ -193,9 +194,9 @@ export class Qwen3NextDecoderLayer {
   readonly self_attn?: Qwen3NextAttention;
   readonly mlp: Qwen3NextSparseMoeBlock;
 
-  constructor(readonly config: Qwen3NextConfig, readonly w: DecoderLayerWeights, readonly layer: number, invFreq: Float32Array) {
+  constructor(readonly config: Qwen3NextConfig, readonly w: DecoderLayerWeights, readonly layer: number, rotary: Rotary) {
     if (w.linear_attn) this.linear_attn = new Qwen3NextGatedDeltaNet(config, w.linear_attn, layer);
-    if (w.self_attn) this.self_attn = new Qwen3NextAttention(config, w.self_attn, invFreq);
+    if (w.self_attn) this.self_attn = new Qwen3NextAttention(config, w.self_attn, rotary);
     this.mlp = new Qwen3NextSparseMoeBlock(config, w.mlp, layer);
   }
 
@@ -223,12 +224,13 @@ export class Qwen3NextDecoderLayer {
 export class Qwen3NextForCausalLM {
   readonly config: Qwen3NextConfig;
   readonly layers: Qwen3NextDecoderLayer[];
-  readonly invFreq: Float32Array; // (R/2) HF's fp32 inv_freq
+  readonly rotary: Rotary; // HF's fp32 inv_freq (R/2) and attention_scaling (YaRN; else 1)
 
   constructor(readonly w: Qwen3NextWeights) {
     this.config = w.config;
-    this.invFreq = ropeInvFreq(w.config.ropeTheta, w.config.rotaryDim);
-    this.layers = w.layers.map((lw, i) => new Qwen3NextDecoderLayer(w.config, lw, i, this.invFreq));
+    const c = w.config;
+    this.rotary = c.ropeScaling.type === 'yarn' ? ropeYarn(c.ropeTheta, c.rotaryDim, c.ropeScaling) : { invFreq: ropeInvFreq(c.ropeTheta, c.rotaryDim), attentionScaling: 1 };
+    this.layers = w.layers.map((lw, i) => new Qwen3NextDecoderLayer(c, lw, i, this.rotary));
   }
 
   static async load(ckpt: Checkpoint): Promise<Qwen3NextForCausalLM> {

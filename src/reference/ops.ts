@@ -2,6 +2,8 @@
 // Written for reading: one function per step of REFERENCE.md, shapes in comments, no cleverness.
 // Accumulation is in f64 (JS numbers) and rounded to f32 on store; results sit well inside fp32 tolerances.
 
+import type { YarnRope } from '../config.ts';
+
 export const silu = (x: number) => x / (1 + Math.exp(-x));
 export const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 /** PyTorch softplus (beta 1, threshold 20). */
@@ -191,18 +193,58 @@ export function ropeInvFreq(theta: number, R: number): Float32Array {
   return f;
 }
 
+/** HF's rotary parameters: inv_freq (R/2) and attention_scaling, which multiplies cos and sin. */
+export interface Rotary {
+  invFreq: Float32Array;
+  attentionScaling: number;
+}
+
+/**
+ * transformers' _compute_yarn_parameters (modeling_rope_utils.py), step by step: pos_freqs, the extrapolated and
+ * interpolated inverse frequencies, the correction range from beta_fast / beta_slow over the original context,
+ * a linear ramp between, and get_mscale for the attention factor. Tensors are f32, the range math Python floats.
+ */
+export function ropeYarn(theta: number, R: number, y: YarnRope): Rotary {
+  const f32 = Math.fround;
+  const getMscale = (scale: number, mscale = 1) => (scale <= 1 ? 1.0 : 0.1 * mscale * Math.log(scale) + 1.0);
+  let attentionScaling = y.attentionFactor;
+  if (attentionScaling === undefined) {
+    attentionScaling = y.mscale && y.mscaleAllDim ? getMscale(y.factor, y.mscale) / getMscale(y.factor, y.mscaleAllDim) : getMscale(y.factor);
+  }
+  const findCorrectionDim = (numRotations: number) =>
+    (R * Math.log(y.originalMaxPositionEmbeddings / (numRotations * 2 * Math.PI))) / (2 * Math.log(theta));
+  let low = findCorrectionDim(y.betaFast), high = findCorrectionDim(y.betaSlow);
+  if (y.truncate) {
+    low = Math.floor(low);
+    high = Math.ceil(high);
+  }
+  low = Math.max(low, 0);
+  high = Math.min(high, R - 1);
+  if (low === high) high += 0.001;
+  const invFreq = new Float32Array(R / 2);
+  for (let i = 0; i < R / 2; i++) {
+    const posFreq = f32(theta ** f32((2 * i) / R));
+    const extrapolation = f32(1 / posFreq);
+    const interpolation = f32(1 / f32(y.factor * posFreq));
+    const linear = f32(f32(i - low) / f32(high - low));
+    const extrapolationFactor = f32(1 - Math.min(Math.max(linear, 0), 1));
+    invFreq[i] = f32(interpolation * f32(1 - extrapolationFactor)) + f32(extrapolation * extrapolationFactor);
+  }
+  return { invFreq, attentionScaling };
+}
+
 /**
  * Partial NeoX RoPE in place on x: [T, heads, D]; rotates the first R dims of each head, pairing i with i+R/2.
  * positions: [T]. The angle p·inv_freq is rounded to f32, as HF computes it.
  */
-export function applyRope(x: Float32Array, positions: ArrayLike<number>, heads: number, D: number, R: number, invFreq: Float32Array) {
+export function applyRope(x: Float32Array, positions: ArrayLike<number>, heads: number, D: number, R: number, invFreq: Float32Array, attentionScaling = 1) {
   const half = R / 2;
   for (let t = 0; t < positions.length; t++) {
     for (let h = 0; h < heads; h++) {
       const base = (t * heads + h) * D;
       for (let i = 0; i < half; i++) {
         const phi = Math.fround(positions[t] * invFreq[i]);
-        const c = Math.cos(phi), s = Math.sin(phi);
+        const c = Math.fround(Math.cos(phi) * attentionScaling), s = Math.fround(Math.sin(phi) * attentionScaling);
         const a = x[base + i], b = x[base + i + half];
         x[base + i] = a * c - b * s;
         x[base + i + half] = b * c + a * s;

@@ -1,6 +1,6 @@
 // q3n logits / generate in-process: outputs equal the HF fixtures; bad input gives one line and a non-zero code.
 import { describe, expect, it, vi } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../src/cli/q3n.ts';
@@ -19,6 +19,25 @@ describe('q3n CLI', () => {
     expect(prefill.shape).toEqual([70, V]);
     expectClose('last prefill row', prefill.data.subarray(69 * V), t.get('prefill_last_logits')!.data, { maxAbs: 1e-3 });
     expectClose('decode_logits', got.get('decode_logits')!.data, t.get('step_logits')!.data.subarray(0, 3 * V), { maxAbs: 1e-3 });
+  });
+
+  it('--yarn 4 on a config without rope_scaling: HF\'s YaRN logits (factor 4 over max_position_embeddings, the model card\'s recipe)', async () => {
+    const p = locatePreset('yarn')!, c = p.case('prefill_T65'), want = (await p.load(c)).get('logits')!.data;
+    // the yarn fixture's checkpoint as the released ones ship: no rope_scaling, its original 64 positions as max
+    const dir = mkdtempSync(join(tmpdir(), 'q3n-yarn-'));
+    const config = JSON.parse(readFileSync(join(p.dir, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, rope_scaling: null, max_position_embeddings: 64 }));
+    symlinkSync(join(p.dir, 'model.safetensors'), join(dir, 'model.safetensors'));
+    const out = join(dir, 'out.safetensors');
+    expect(await main(['logits', '--model', dir, '--prompt-ids', c.input_ids!.join(','), '--yarn', '4', '--max-context', '66', '--out', out])).toBe(0);
+    expectClose('prefill_logits', (await readTensorFile(out)).get('prefill_logits')!.data, want, { maxAbs: 1e-3 });
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      expect(await main(['logits', '--model', dir, '--prompt-ids', '1', '--max-context', '66', '--out', out])).toBe(1);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(/ContextLengthError: maxContext 66 is past the 64 positions .* Turn on YaRN .*--yarn\) for up to 256/);
+    } finally {
+      err.mockRestore();
+    }
   });
 
   it.runIf(brownTinyAvailable())('generate --chat: brown-tiny greedy reply equals HF golden text', async () => {
@@ -43,6 +62,9 @@ describe('q3n CLI', () => {
       expect(String(err.mock.calls.at(-1)![0])).toMatch(/"a" is not a token id/);
       expect(await main(['generate', '--model', 'x', '--bogus', '1'])).toBe(2);
       expect(await main(['frobnicate'])).toBe(2);
+      expect(await main(['logits', '--model', 'x', '--prompt-ids', '1', '--yarn', 'maybe', '--out', '/tmp/x'])).toBe(2);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(/--yarn must be on, off or a factor >= 1, got "maybe"/);
+      expect(await main(['logits', '--model', 'x', '--prompt-ids', '1', '--max-context', '0', '--out', '/tmp/x'])).toBe(2);
     } finally {
       err.mockRestore();
     }

@@ -4,10 +4,13 @@
 // max-abs 1e-3). Presets stress and small come from ../shared and are skipped (with a note) when absent.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
-import { Qwen3NextGpuModel } from '../../src/model/model.ts';
+import { Qwen3NextGpuModel, type ModelOptions } from '../../src/model/model.ts';
+import { modelContextLimit } from '../../src/config.ts';
 import { ALL_PRESETS, locatePreset, type Preset, type Tensor } from '../helpers/fixtures.ts';
 import { withGpuErrors, getTestDevice } from '../helpers/gpu.ts';
-import { expectClose } from '../helpers/compare.ts';
+import { diff, expectClose } from '../helpers/compare.ts';
+import { ContextLengthError } from '../../src/errors.ts';
+import { checkpointSource, QUANT_F32, type WeightSource } from '../../src/format/pack.ts';
 
 const TOL = { logits: { maxAbs: 1e-3, rel: 2e-4 }, hidden: { rel: 2e-4 }, state: { rel: 2e-4 }, conv: { rel: 1e-4 } };
 
@@ -52,7 +55,9 @@ for (const name of ALL_PRESETS) {
     if (!preset) return; // vitest still collects the body of a skipped suite
     let model: Qwen3NextGpuModel;
     beforeAll(async () => {
-      model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), await preset!.openCheckpoint(), { maxContext: 1024, maxTokensPerStep: 320 });
+      const ckpt = await preset!.openCheckpoint();
+      const maxContext = Math.min(1024, modelContextLimit(ckpt.config)); // yarn: 256 positions
+      model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), ckpt, { maxContext, maxTokensPerStep: 320 });
     });
     const L = () => model.config.numLayers;
 
@@ -133,3 +138,36 @@ for (const name of ALL_PRESETS) {
     }
   });
 }
+
+describe.runIf(locatePreset('yarn'))('YaRN switched by the yarn option (engine / CLI), whatever config.json says', () => {
+  const preset = locatePreset('yarn')!;
+  let withConfigYarn: { source: WeightSource; want: Float32Array; ids: number[] };
+  beforeAll(async () => {
+    const c = preset.case('prefill_T65'), ckpt = await preset.openCheckpoint();
+    withConfigYarn = { source: checkpointSource(ckpt, QUANT_F32), want: (await preset.load(c)).get('logits')!.data as Float32Array, ids: c.input_ids! };
+  });
+  const logits = (source: WeightSource, opts: ModelOptions) =>
+    withGpuErrors(async (device) => {
+      const model = await Qwen3NextGpuModel.load(new GpuContext(device), source, { maxContext: 80, maxTokensPerStep: 65, ...opts });
+      return model.forward(withConfigYarn.ids, { logits: 'all' });
+    });
+
+  it('a config without rope_scaling + { factor 4, original 64 } gives HF\'s YaRN logits; without the option it does not; `false` turns the config\'s off', async () => {
+    const { source, want } = withConfigYarn;
+    const plain = { ...source, config: { ...source.config, ropeScaling: { type: 'default' as const } } };
+    expectClose('yarn on by option', await logits(plain, { yarn: { factor: 4, originalMaxPositionEmbeddings: 64 } }), want, TOL.logits);
+    const off = await logits(plain, {});
+    expect(diff(off, want).maxAbs).toBeGreaterThan(1e-2); // past position 0 the rope differs
+    expect(Array.from(await logits(source, { yarn: false }))).toEqual(Array.from(off));
+  });
+
+  it('a maxContext past the model\'s positions is a ContextLengthError that says how YaRN extends them', async () => {
+    const { source } = withConfigYarn;
+    const plain = { ...source, config: { ...source.config, ropeScaling: { type: 'default' as const } } };
+    const err = await Qwen3NextGpuModel.load(new GpuContext(await getTestDevice()), plain, { maxContext: 300 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ContextLengthError);
+    expect(err.message).toMatch(/maxContext 300 is past the 256 positions this model was made for\. Turn on YaRN \(engine option `yarn: true`, CLI --yarn\) for up to 1,024/);
+    expect(err.limit).toBe(256);
+    await expect(Qwen3NextGpuModel.load(new GpuContext(await getTestDevice()), source, { maxContext: 257 })).rejects.toThrow(/past the 256 positions this model was made for\. Lower maxContext/);
+  });
+});

@@ -1,5 +1,5 @@
 // The Hugging Face fixtures (../shared/fixtures, made by make_fixtures.py with transformers 5.17):
-// `tiny` and `asym` are copied into test/fixtures so a fresh clone has them; `stress` and `small` are read
+// `tiny`, `asym` and `yarn` (YaRN rope scaling, prompts past its original context) are copied into test/fixtures so a fresh clone has them; `stress` and `small` are read
 // from ../shared when it is there (CI has it) and reported as skipped when not.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { readSafetensorsHeader, toFloat32 } from '../../src/checkpoint/safetenso
 export const REPO_ROOT = process.env.Q3N_REPO_ROOT ?? resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const SHARED = resolve(REPO_ROOT, '../shared');
 
-export type PresetName = 'tiny' | 'asym' | 'stress' | 'small';
+export type PresetName = 'tiny' | 'asym' | 'yarn' | 'stress' | 'small';
 
 export interface FixtureCase {
   name: string;
@@ -83,7 +83,7 @@ export function locatePreset(name: PresetName): Preset | null {
   return null;
 }
 
-export const ALL_PRESETS: PresetName[] = ['tiny', 'asym', 'stress', 'small'];
+export const ALL_PRESETS: PresetName[] = ['tiny', 'asym', 'yarn', 'stress', 'small'];
 
 /** Brown-tiny, the small trained model (bf16 checkpoint in ../shared only: too big to commit). */
 export const BROWN_TINY_DIR = join(SHARED, 'models/brown-tiny');

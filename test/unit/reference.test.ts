@@ -7,7 +7,6 @@ import { ALL_PRESETS, locatePreset, readTensorFile, type Preset, type Tensor } f
 import { expectClose } from '../helpers/compare.ts';
 import { Qwen3NextForCausalLM, recordTaps, type TapName } from '../../src/reference/model.ts';
 import { stackedStates, type Qwen3NextDynamicCache } from '../../src/reference/dynamic-cache.ts';
-import { ropeInvFreq } from '../../src/reference/ops.ts';
 
 type Tol = { rel?: number; maxAbs?: number };
 
@@ -78,8 +77,7 @@ for (const name of ALL_PRESETS) {
     it('uses HF fp32 rope inv_freq', async () => {
       const misc = await readTensorFile(`${p.dir}/fixtures/misc.safetensors`);
       const hf = misc.get('rope_inv_freq')!.data;
-      const ours = ropeInvFreq(model.config.ropeTheta, model.config.rotaryDim);
-      expect(Array.from(ours)).toEqual(Array.from(hf)); // bit-exact
+      expect(Array.from(model.rotary.invFreq)).toEqual(Array.from(hf)); // bit-exact
     });
 
     for (const c of p.cases('prefill')) {
