@@ -133,14 +133,14 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
 
   // Attention decode (real dims: 4K and 32K keys) over copies of the cache (layers) that pass the L2 together.
   const dims = { ...S.attn, eps: 1e-6 };
-  for (const keys of S.keys) {
-    const d = { ...dims, maxT: keys }, kv = 2 * d.Hkv * keys * d.D * 4;
-    const caches = Array.from({ length: copies(kv) }, () => ({ k: filled(kv / 2, 0x3c7fffff), v: filled(kv / 2, 0x3f7fffff) }));
+  for (const [keys, halfKv] of S.keys.flatMap((k) => [[k, false], [k, true]] as const)) {
+    const d = { ...dims, maxT: keys, halfKv }, kv = 2 * d.Hkv * keys * d.D * (halfKv ? 2 : 4);
+    const caches = Array.from({ length: copies(kv) }, () => ({ k: filled(kv / 2, halfKv ? 0x3bff3bff : 0x3c7fffff), v: filled(kv / 2, halfKv ? 0x3bff3bff : 0x3f7fffff) }));
     const qkv = filled((d.Hq * 2 * d.D + 2 * d.Hkv * d.D) * 4, 0x3f7fffff), qn = filled(d.D * 4, 0x3c7fffff), inv = filled(d.R * 2, 0x3c7fffff);
     const out = ctx.buffer(d.Hq * d.D * 4, 'attn out');
     const ops = caches.map((c) => attentionDecode(ctx, qkv, qn, qn, inv, c.k, c.v, out, keys - 1, d));
-    await add(`attn_decode at ${keys} keys`, ops.map((o) => o[0]), kv);
-    await add(`attn_combine at ${keys} keys`, ops.map((o) => o[1]));
+    await add(`attn_decode at ${keys} keys, ${halfKv ? 'f16' : 'f32'} K/V`, ops.map((o) => o[0]), kv);
+    if (!halfKv) await add(`attn_combine at ${keys} keys`, ops.map((o) => o[1]));
     for (const c of caches) { c.k.destroy(); c.v.destroy(); }
   }
 

@@ -20,6 +20,8 @@ export interface E2EOptions {
   contexts: number[];
   decodeTokens: number;
   reps: number;
+  /** K/V cache precision (the engine's default f16, or f32). */
+  kvCache?: 'f16' | 'f32';
   /** Per-kernel GPU time of a decode token at each context (bench/profile.ts), with the read ceiling for floors. */
   profile?: { readGBs: number; reps: number };
 }
@@ -39,7 +41,7 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   const t0 = performance.now(), before = ctx.allocatedBytes;
   const weights = randomGpuWeights(ctx, c, QUANT_INT4);
   const maxContext = Math.max(...o.contexts) + o.decodeTokens + 32;
-  const model = new Qwen3NextGpuModel(ctx, weights, { maxContext, maxTokensPerStep: o.stepT ?? o.prefillT });
+  const model = new Qwen3NextGpuModel(ctx, weights, { maxContext, maxTokensPerStep: o.stepT ?? o.prefillT, kvCache: o.kvCache });
   await ctx.device.queue.onSubmittedWorkDone();
   const loadMs = performance.now() - t0;
   const rows: E2EResult[] = [];

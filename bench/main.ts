@@ -1,5 +1,5 @@
 // Entry of dist/bench/bench.mjs: prints markdown tables (paste them into BENCHMARKS.md with the card and date).
-//   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer]
+//   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer] [--kv f16|f32]
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
@@ -22,15 +22,16 @@ const ctx = new GpuContext(await requestNodeDevice());
 const errors: string[] = [];
 ctx.device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
 const GiB = 2 ** 30;
+const kvCache = process.argv.includes('--kv') ? (arg('kv', 'f16') as 'f16' | 'f32') : undefined;
 
 if (suites.has('e2e') || suites.has('profile')) {
   const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
   if (read) console.log(`\nread ceiling (same process): ${read.GBs.toFixed(0)} GB/s`);
   const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
   const { rows, gpuBytes, loadMs, profiles } = await runEndToEnd(ctx, real
-    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3, profile }
-    : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1, profile });
-  console.log(`\nend to end, resident: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
+    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3, profile, kvCache }
+    : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1, profile, kvCache });
+  console.log(`\nend to end, resident, ${kvCache ?? 'f16'} K/V cache: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
   for (const r of rows) console.log(`| ${r.name} (${r.detail}) | ${r.median.toFixed(2)} | ${r.perSecond.toFixed(1)} |`);
   for (const { context, profile: p } of profiles) console.log(`\ndecode token at ${context} context, per kernel (timestamp queries):\n${profileMarkdown(p)}`);

@@ -5,9 +5,11 @@
 //                          dispatch that merges the slices' (max, sum, acc) and applies the gate
 //   attn_decode + combine  one new token: attn_prep and attn_split in one dispatch, a warp per query head
 // Each entry point binds its own resources; bindings are numbered per entry point, so a number can name
-// different buffers in different entry points.
+// different buffers in different entry points. The K/V caches hold KvVec4s (kv.wgsl: f32, or f16 in kv.f16.wgsl),
+// four head dims each, read and written through kv_load / kv_store.
 #include "common.wgsl"
 #include "reduce.wgsl"
+#include "kv.wgsl"
 
 override D: u32;      // head_dim
 override HQ: u32;     // query heads
@@ -37,10 +39,11 @@ override TEAM: u32 = 32u;    // reduce.wgsl; attn_decode: lanes a head (D / TEAM
 @group(0) @binding(4) var<storage, read> inv_freq: array<f32>;         // (R/2)
 @group(0) @binding(5) var<storage, read_write> q_out: array<f32>;      // (T, HQ, D)
 @group(0) @binding(6) var<storage, read_write> gate_out: array<f32>;   // (T, HQ, D)
-@group(0) @binding(7) var<storage, read_write> k_cache_w: array<f32>;  // (HKV, MAX_T, D)
-@group(0) @binding(8) var<storage, read_write> v_cache_w: array<f32>;  // (HKV, MAX_T, D)
+@group(0) @binding(7) var<storage, read_write> k_cache_w: array<KvVec4>;  // (HKV, MAX_T, D / 4)
+@group(0) @binding(8) var<storage, read_write> v_cache_w: array<KvVec4>;  // (HKV, MAX_T, D / 4)
 
 var<workgroup> head_row: array<f32, D>;
+var<workgroup> head_out: array<f32, D>;  // a k head after RoPE, stored four dims at a time
 
 // (cos, sin) of an f32 angle, which reaches ~3e5 rad at long context. GPU cos/sin are accurate only to ~1e-4
 // (SwiftShader) and only near [-pi, pi], so reduce and evaluate here: subtract k*2pi with 2pi split in three
@@ -99,9 +102,17 @@ fn attn_prep(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: 
       q_out[o] = y;
       gate_out[o] = qkv[src + D + i];
     } else {
-      let o = (kvh * MAX_T + pos) * D + i;
-      k_cache_w[o] = y;
-      v_cache_w[o] = qkv[row + HQ * 2u * D + HKV * D + kvh * D + i];
+      head_out[i] = y;
+    }
+  }
+  workgroupBarrier();
+  if (!is_q) {
+    let v = row + HQ * 2u * D + HKV * D + kvh * D;
+    for (var c = l.x; c < D / 4u; c += WG) {
+      let o = (kvh * MAX_T + pos) * (D / 4u) + c;
+      let i = 4u * c;
+      k_cache_w[o] = kv_store(vec4f(head_out[i], head_out[i + 1u], head_out[i + 2u], head_out[i + 3u]));
+      v_cache_w[o] = kv_store(vec4f(qkv[v + i], qkv[v + i + 1u], qkv[v + i + 2u], qkv[v + i + 3u]));
     }
   }
 }
@@ -126,8 +137,8 @@ const MAX_ACC = 32; // >= ROWS_PT * CPT (2 rows x 256/16 columns for prefill at 
 const NEG = -3.0e38;  // "minus infinity" that stays finite: exp(NEG - m) is 0, and NEG - NEG is 0
 
 @group(0) @binding(1) var<storage, read> q: array<f32>;        // (T, HQ, D), normed + rotated
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;  // (HKV, MAX_T, D)
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;  // (HKV, MAX_T, D)
+@group(0) @binding(2) var<storage, read> k_cache: array<KvVec4>;  // (HKV, MAX_T, D / 4)
+@group(0) @binding(3) var<storage, read> v_cache: array<KvVec4>;  // (HKV, MAX_T, D / 4)
 
 var<workgroup> q_tile: array<f32, BQ * DC>;          // head-dim chunk of the rows' queries, times D^-1/2
 var<workgroup> kv_tile: array<f32, BK * (DC + 1u)>;  // head-dim chunk of BK keys or values (+1: no bank conflicts)
@@ -136,6 +147,23 @@ var<workgroup> row_m: array<f32, BQ>;                // running max
 var<workgroup> row_l: array<f32, BQ>;                // running sum of exp(score - m)
 var<workgroup> row_alpha: array<f32, BQ>;            // exp(m_old - m_new) of the current tile
 var<private> acc: array<f32, MAX_ACC>;               // unnormalised output rows, [a * CPT + c]
+
+// Head-dim chunk dc of BK keys or values (k0.., valid below kend) into kv_tile, four dims a load.
+fn load_kv_tile(lid: u32, is_k: bool, g: u32, k0: u32, kend: u32, dc: u32) {
+  for (var i = lid; i < BK * DC / 4u; i += TR * TC) {
+    let key = k0 + (4u * i) / DC;
+    let c = (4u * i) % DC;
+    let o = (g * MAX_T + min(key, kend - 1u)) * (D / 4u) + (dc + c) / 4u;
+    var w: KvVec4;
+    if (is_k) { w = k_cache[o]; } else { w = v_cache[o]; }
+    let v = select(vec4f(0.0), kv_load(w), key < kend);
+    let t = (key - k0) * (DC + 1u) + c;
+    kv_tile[t] = v.x;
+    kv_tile[t + 1u] = v.y;
+    kv_tile[t + 2u] = v.z;
+    kv_tile[t + 3u] = v.w;
+  }
+}
 
 // Offset of packed row r's head vector in a (T, HQ, D) tensor.
 fn row_offset(r: u32, g: u32) -> u32 {
@@ -162,11 +190,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
         let r = row0 + i / DC;
         q_tile[i] = select(0.0, q[row_offset(min(r, rows - 1u), g) + dc + i % DC] * scale, r < rows);
       }
-      for (var i = lid; i < BK * DC; i += TR * TC) {
-        let key = k0 + i / DC;
-        let v = k_cache[(g * MAX_T + min(key, kend - 1u)) * D + dc + i % DC];
-        kv_tile[(i / DC) * (DC + 1u) + i % DC] = select(0.0, v, key < kend);
-      }
+      load_kv_tile(lid, true, g, k0, kend, dc);
       workgroupBarrier();
       for (var c = 0u; c < DC; c++) {
         for (var a = 0u; a < ROWS_PT; a++) {
@@ -213,11 +237,7 @@ fn flash(lid: u32, row0: u32, g: u32, kbeg: u32, kend: u32) {
       for (var c = 0u; c < CPT; c++) { acc[a * CPT + c] *= alpha; }
     }
     for (var dc = 0u; dc < D; dc += DC) {
-      for (var i = lid; i < BK * DC; i += TR * TC) {
-        let key = k0 + i / DC;
-        let v = v_cache[(g * MAX_T + min(key, kend - 1u)) * D + dc + i % DC];
-        kv_tile[(i / DC) * (DC + 1u) + i % DC] = select(0.0, v, key < kend);
-      }
+      load_kv_tile(lid, false, g, k0, kend, dc);
       workgroupBarrier();
       for (var a = 0u; a < ROWS_PT; a++) {
         let prow = (ty + TR * a) * (BK + 1u);
@@ -356,8 +376,8 @@ const KV_MAX4 = 32u;               // KT · DPL4 <= KV_MAX4 (attention.ts picks 
 @group(0) @binding(2) var<storage, read> dq_q_norm: array<f32>;            // (D)
 @group(0) @binding(3) var<storage, read> dq_k_norm: array<f32>;            // (D)
 @group(0) @binding(4) var<storage, read> dq_inv_freq: array<f32>;          // (R/2)
-@group(0) @binding(5) var<storage, read_write> dq_k_cache: array<vec4f>;   // (HKV, MAX_T, D / 4)
-@group(0) @binding(6) var<storage, read_write> dq_v_cache: array<vec4f>;   // (HKV, MAX_T, D / 4)
+@group(0) @binding(5) var<storage, read_write> dq_k_cache: array<KvVec4>;  // (HKV, MAX_T, D / 4)
+@group(0) @binding(6) var<storage, read_write> dq_v_cache: array<KvVec4>;  // (HKV, MAX_T, D / 4)
 @group(0) @binding(7) var<storage, read_write> dq_part_o: array<f32>;      // (n_split, 1, HQ, D)
 @group(0) @binding(8) var<storage, read_write> dq_part_ml: array<vec2f>;   // (n_split, 1, HQ)
 
@@ -419,7 +439,7 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
       let o = (g * MAX_T + pos) * (D / 4u) + c % (D / 4u);
       let r = select(G + 1u, G, c < D / 4u) * D + 4u * (c % (D / 4u));
       let v = vec4f(dq_rows[r], dq_rows[r + 1u], dq_rows[r + 2u], dq_rows[r + 3u]);
-      if (c < D / 4u) { dq_k_cache[o] = v; } else { dq_v_cache[o] = v; }
+      if (c < D / 4u) { dq_k_cache[o] = kv_store(v); } else { dq_v_cache[o] = kv_store(v); }
     }
   }
   let scale = inverseSqrt(f32(D));
@@ -439,14 +459,14 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
     for (var j = 0u; j < KT; j++) {
       let key = min(k0 + j, kend - 1u);   // past the split: a valid row, masked below
       for (var i = 0u; i < DPL4; i++) {
-        if (key == pos) {   // this dispatch writes it: take it from the prepared rows
+        if (key == pos) {   // this dispatch writes it: take it from the prepared rows, rounded as the cache stores it
           let r = d0 + 4u * i;
-          kr[j * DPL4 + i] = vec4f(dq_rows[G * D + r], dq_rows[G * D + r + 1u], dq_rows[G * D + r + 2u], dq_rows[G * D + r + 3u]);
-          vr[j * DPL4 + i] = vec4f(dq_rows[(G + 1u) * D + r], dq_rows[(G + 1u) * D + r + 1u], dq_rows[(G + 1u) * D + r + 2u], dq_rows[(G + 1u) * D + r + 3u]);
+          kr[j * DPL4 + i] = kv_load(kv_store(vec4f(dq_rows[G * D + r], dq_rows[G * D + r + 1u], dq_rows[G * D + r + 2u], dq_rows[G * D + r + 3u])));
+          vr[j * DPL4 + i] = kv_load(kv_store(vec4f(dq_rows[(G + 1u) * D + r], dq_rows[(G + 1u) * D + r + 1u], dq_rows[(G + 1u) * D + r + 2u], dq_rows[(G + 1u) * D + r + 3u])));
         } else {
           let o = (g * MAX_T + key) * (D / 4u) + d0 / 4u + i;
-          kr[j * DPL4 + i] = dq_k_cache[o];
-          vr[j * DPL4 + i] = dq_v_cache[o];
+          kr[j * DPL4 + i] = kv_load(dq_k_cache[o]);
+          vr[j * DPL4 + i] = kv_load(dq_v_cache[o]);
         }
       }
     }

@@ -15,14 +15,15 @@ import { UsageError, type Args } from './args.ts';
 import type { YarnOption } from '../config.ts';
 
 /** The options openModel reads, for each command's args.allow(). */
-export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'max-context', 'yarn'];
+export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'max-context', 'yarn', 'kv-cache'];
 
 export const MODEL_USAGE = `options of logits, generate and perplexity:
   --weights f32|int4        quantize a HF checkpoint while loading (packed models are already quantized)
   --expert-cache-bytes N    GPU bytes for routed experts (packed models): experts stream from disk when they do not fit
   --max-context N           tokens of context to allocate (default: min(model's, 4096))
   --yarn on|off|FACTOR      YaRN rope scaling whatever config.json says: on = factor 4 over max_position_embeddings
-                            (the model card's recipe for texts past the native context); default: the config's`;
+                            (the model card's recipe for texts past the native context); default: the config's
+  --kv-cache f16|f32        K/V cache precision (default f16: half the memory; f32: exact)`;
 
 /** --yarn: on, off, or a factor. */
 function yarnOption(args: Args): YarnOption | undefined {
@@ -40,7 +41,9 @@ export async function openModel(args: Args) {
   if (expertCacheBytes !== undefined && !(expertCacheBytes > 0)) throw new UsageError('--expert-cache-bytes must be a positive number of bytes');
   const maxContext = args.has('max-context') ? args.num('max-context') : undefined;
   if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) throw new UsageError('--max-context must be a positive number of tokens');
-  const common = { maxContext, yarn: yarnOption(args) };
+  const kvCache = args.str('kv-cache', 'f16');
+  if (kvCache !== 'f16' && kvCache !== 'f32') throw new UsageError(`--kv-cache must be f16 or f32, got "${kvCache}"`);
+  const common = { maxContext, yarn: yarnOption(args), kvCache: kvCache as 'f16' | 'f32' };
   const ctx = new GpuContext(await requestNodeDevice());
   // A Hugging Face checkpoint has config.json; a packed model keeps its config inside manifest.json.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {

@@ -129,7 +129,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const total = [...m.dense, ...m.experts.flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
-    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
     src.done();
     streaming = expertStats(model) !== undefined;
     opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });

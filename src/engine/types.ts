@@ -126,6 +126,11 @@ export interface EngineOptions {
    * little on short ones); a session saved with one setting does not restore into an engine with the other.
    */
   yarn?: YarnOption;
+  /**
+   * K/V cache precision: 'f16' (default) holds a token's keys and values in half the memory (24 KB a token at the 80B
+   * shape instead of 48 KB) and halves what a decode step reads of them; 'f32' keeps them exact.
+   */
+  kvCache?: 'f16' | 'f32';
   /** Loading progress; also while the engine reloads the model onto a new device after the GPU device was lost. */
   onProgress?: (p: LoadProgress) => void;
   /**

@@ -63,7 +63,7 @@ export class GpuContext {
   }
 
   module(shader: string, variant: ShaderVariant = { subgroups: false }): GPUShaderModule {
-    const key = `${shader}|${variant.subgroups}`;
+    const key = `${shader}|${variant.subgroups}|${!!variant.halfKv}`;
     let m = this.modules.get(key);
     if (!m) {
       m = this.device.createShaderModule({ label: shader, code: shaderSource(shader, variant) });
@@ -74,17 +74,18 @@ export class GpuContext {
 
   /**
    * The pipeline for (shader file, entry point, override constants), created once. A `TEAM` constant (the lanes
-   * of a kernel's reduction teams, reduce.wgsl) picks the subgroup build when the device's subgroups are that wide.
+   * of a kernel's reduction teams, reduce.wgsl) picks the subgroup build when the device's subgroups are that wide;
+   * `halfKv` the build whose K/V cache is f16 (kv.f16.wgsl).
    */
-  pipeline(shader: string, entryPoint: string, constants: Constants = {}): GPUComputePipeline {
+  pipeline(shader: string, entryPoint: string, constants: Constants = {}, halfKv = false): GPUComputePipeline {
     const subgroups = constants.TEAM !== undefined && this.subgroupsFor(constants.TEAM);
-    const key = `${shader}|${entryPoint}|${subgroups}|${Object.entries(constants).sort().map(([k, v]) => `${k}=${v}`).join(',')}`;
+    const key = `${shader}|${entryPoint}|${subgroups}|${halfKv ? 'f16 kv|' : ''}${Object.entries(constants).sort().map(([k, v]) => `${k}=${v}`).join(',')}`;
     let p = this.pipelines.get(key);
     if (!p) {
       p = this.device.createComputePipeline({
         label: key,
         layout: 'auto',
-        compute: { module: this.module(shader, { subgroups }), entryPoint, constants },
+        compute: { module: this.module(shader, { subgroups, halfKv }), entryPoint, constants },
       });
       this.pipelines.set(key, p);
     }
@@ -101,8 +102,8 @@ export class GpuContext {
   }
 
   /** Convenience: pipeline + bind group + grid as one Op. */
-  op(label: string, shader: string, entry: string, constants: Constants, bindings: (Binding | undefined)[], workgroups: [number, number?, number?]): Op {
-    const pipeline = this.pipeline(shader, entry, constants);
+  op(label: string, shader: string, entry: string, constants: Constants, bindings: (Binding | undefined)[], workgroups: [number, number?, number?], halfKv = false): Op {
+    const pipeline = this.pipeline(shader, entry, constants, halfKv);
     return { label, pipeline, bindGroup: this.bind(pipeline, bindings, label), workgroups };
   }
 

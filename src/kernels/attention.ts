@@ -1,6 +1,7 @@
 // Gated softmax attention kernels (shaders/attention.wgsl), REFERENCE.md §3.
 // Layouts: qkv (T, Hq*2D + 2*Hkv*D) = [q_proj output, per head [query_h | gate_h] | k | v];
-// q, gate (T, Hq, D); kCache, vCache (Hkv, maxT, D) holding post-k_norm, post-RoPE keys at absolute positions;
+// q, gate (T, Hq, D); kCache, vCache (Hkv, maxT, D) holding post-k_norm, post-RoPE keys at absolute positions, f32 or
+// (halfKv) f16 pairs packed in u32 (shaders/kv.wgsl, kv.f16.wgsl);
 // out (T, Hq*D). invFreq (R/2) f32 is HF's, from ropeInvFreq in src/model/rope.ts.
 import { type Binding, type Constants, type GpuContext, type Op } from '../gpu/context.ts';
 import { grid } from './grid.ts';
@@ -13,7 +14,11 @@ export interface AttnDims {
   maxT: number; // cache capacity in positions
   eps: number; // rms_norm_eps of q_norm / k_norm
   ropeScale?: number; // multiplies RoPE's cos and sin: YaRN's attention factor (default 1)
+  halfKv?: boolean; // K/V caches in f16 (default f32)
 }
+
+/** Bytes of one cached key or value element. */
+export const kvElementBytes = (halfKv = false) => (halfKv ? 2 : 4);
 
 export interface AttnOptions {
   /** Force the split-K path with this many keys per split (default: see `attention`, sized by splitLen()). */
@@ -66,7 +71,7 @@ export function attnPrep(
   updates?.push((p) => { check(T, p, dims); ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, 0, 0])); });
   const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, ROPE_SCALE: ropeScale, WG: 64, TEAM: 32 };
   return ctx.op(`attn_prep(T=${T})`, 'attention.wgsl', 'attn_prep', constants,
-    [params, qkv, qNorm, kNorm, invFreq, q, gate, kCache, vCache], grid(T * (Hq + Hkv)));
+    [params, qkv, qNorm, kNorm, invFreq, q, gate, kCache, vCache], grid(T * (Hq + Hkv)), dims.halfKv);
 }
 
 /** Largest head-dim chunk <= max that is a multiple of the thread columns and divides D. */
@@ -111,7 +116,7 @@ export function attention(
     if (updates) throw new Error('attention: only the split (decode) path can be replayed at a new position');
     const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
     return [ctx.op(`attn_prefill(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prefill', constants,
-      [params, q, kCache, vCache, gate, out], grid(tiles))];
+      [params, q, kCache, vCache, gate, out], grid(tiles), dims.halfKv)];
   }
   const len = opts.splitLen ?? splitLen(Tk, tiles);
   const nSplit = Math.ceil(Tk / len);
@@ -121,8 +126,8 @@ export function attention(
   const partO = ctx.scratchBuffer('attn.part_o', capacity * T * Hq * D * 4);
   const partMl = ctx.scratchBuffer('attn.part_ml', capacity * T * Hq * 8);
   const splitOp = ctx.op(`attn_split(T=${T}, ${len} keys/split)`, 'attention.wgsl', 'attn_split', constants,
-    [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit));
-  const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;
+    [params, q, kCache, vCache, partO, partMl], grid(tiles * nSplit), dims.halfKv);
+  const kvBytes = (keys: number) => 2 * Hkv * keys * D * kvElementBytes(dims.halfKv);
   splitOp.bytes = kvBytes(Tk);
   updates?.push((p) => {
     check(T, p, dims);
@@ -177,8 +182,8 @@ export function attentionDecode(
   const partMl = ctx.scratchBuffer('attn.part_ml', capacity * Hq * 8);
   const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, ROPE_SCALE: ropeScale, TEAM, WG: G * TEAM };
   const op = ctx.op(`attn_decode(${len} keys/split)`, 'attention.wgsl', 'attn_decode', c,
-    [params, qkv, qNorm, kNorm, invFreq, kCache, vCache, partO, partMl], grid(Hkv * nSplit));
-  const kvBytes = (keys: number) => 2 * Hkv * keys * D * 4;
+    [params, qkv, qNorm, kNorm, invFreq, kCache, vCache, partO, partMl], grid(Hkv * nSplit), dims.halfKv);
+  const kvBytes = (keys: number) => 2 * Hkv * keys * D * kvElementBytes(dims.halfKv);
   op.bytes = kvBytes(pos0 + 1);
   updates?.push((p) => {
     check(1, p, dims);

@@ -1,8 +1,11 @@
 // Per-layer decode state on the GPU, chosen from layer_types (transformers.js style):
 // linear_attention layers keep the conv state (convDim, K-1) and the recurrent state (Hv, dk, dv) f32 in HF order;
-// full_attention layers keep K and V caches (Hkv, maxT, D). `position` = tokens consumed so far.
+// full_attention layers keep K and V caches (Hkv, maxT, D), f16 (halfKv: pairs packed in u32, half the memory) or
+// f32. `position` = tokens consumed so far.
 import type { Qwen3NextConfig } from '../config.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { kvElementBytes } from '../kernels/attention.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../quant/formats.ts';
 
 export interface LinearLayerCache { type: 'linear_attention'; conv: GPUBuffer; recurrent: GPUBuffer }
 export interface FullLayerCache { type: 'full_attention'; keys: GPUBuffer; values: GPUBuffer }
@@ -18,8 +21,8 @@ export class Qwen3NextGpuDynamicCache {
   position = 0;
   readonly layers: LayerCache[];
 
-  constructor(private readonly ctx: GpuContext, readonly config: Qwen3NextConfig, readonly maxT: number) {
-    const c = config;
+  constructor(private readonly ctx: GpuContext, readonly config: Qwen3NextConfig, readonly maxT: number, readonly halfKv = false) {
+    const c = config, kvBytes = c.numKeyValueHeads * maxT * c.headDim * kvElementBytes(halfKv);
     this.layers = c.layerTypes.map((type, i): LayerCache =>
       type === 'linear_attention'
         ? {
@@ -29,8 +32,8 @@ export class Qwen3NextGpuDynamicCache {
           }
         : {
             type,
-            keys: ctx.buffer(c.numKeyValueHeads * maxT * c.headDim * 4, `L${i}.k_cache`),
-            values: ctx.buffer(c.numKeyValueHeads * maxT * c.headDim * 4, `L${i}.v_cache`),
+            keys: ctx.buffer(kvBytes, `L${i}.k_cache`),
+            values: ctx.buffer(kvBytes, `L${i}.v_cache`),
           },
     );
   }
@@ -61,7 +64,8 @@ export class Qwen3NextGpuDynamicCache {
 
   /**
    * The state as host arrays, layer by layer: a linear layer's conv and recurrent state whole, a full layer's keys
-   * and values at positions 0 .. position-1 ((Hkv, position, D) each: the rest of the cache is never read).
+   * and values at positions 0 .. position-1 ((Hkv, position, D) each: the rest of the cache is never read), as f32
+   * whatever the cache holds (a state moves between f16 and f32 caches unchanged: f16 values are exact in f32).
    */
   async read(): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
@@ -87,8 +91,9 @@ export class Qwen3NextGpuDynamicCache {
         q.writeBuffer(l.recurrent, 0, arrays[i++]);
       } else {
         for (const b of [l.keys, l.values]) {
-          const a = arrays[i++];
-          for (let h = 0; h < H; h++) q.writeBuffer(b, h * this.maxT * D * 4, a, h * position * D, position * D);
+          const a = this.halfKv ? packHalves(arrays[i++]) : arrays[i++];
+          const per = this.halfKv ? D / 2 : D; // words a row
+          for (let h = 0; h < H; h++) q.writeBuffer(b, h * this.maxT * per * 4, a, h * position * per, position * per);
         }
       }
     }
@@ -103,11 +108,14 @@ export class Qwen3NextGpuDynamicCache {
       : [c.numKeyValueHeads * position * c.headDim, c.numKeyValueHeads * position * c.headDim]);
   }
 
-  /** Positions 0 .. position-1 of every kv head of a (Hkv, maxT, D) cache, as (Hkv, position, D). */
+  /** Positions 0 .. position-1 of every kv head of a (Hkv, maxT, D) cache, as (Hkv, position, D) f32. */
   private async readRows(b: GPUBuffer): Promise<Float32Array> {
-    const { numKeyValueHeads: H, headDim: D } = this.config, n = this.position * D;
+    const { numKeyValueHeads: H, headDim: D } = this.config, n = this.position * D, bytes = kvElementBytes(this.halfKv);
     const out = new Float32Array(H * n);
-    for (let h = 0; h < H && n > 0; h++) out.set(await this.ctx.readF32(b, n, h * this.maxT * D), h * n);
+    for (let h = 0; h < H && n > 0; h++) {
+      const raw = await this.ctx.read(b, n * bytes, h * this.maxT * D * bytes);
+      out.set(this.halfKv ? unpackHalves(new Uint16Array(raw)) : new Float32Array(raw), h * n);
+    }
     return out;
   }
 
@@ -124,4 +132,21 @@ export class Qwen3NextGpuDynamicCache {
   destroy(): void {
     for (const l of this.layers) for (const b of l.type === 'linear_attention' ? [l.conv, l.recurrent] : [l.keys, l.values]) b.destroy();
   }
+}
+
+let halfTable: Float32Array | undefined;
+
+/** f16 bits -> f32, through a table of all 65,536 halves (a 32K-token state has ~10^8 of them). */
+function unpackHalves(h: Uint16Array): Float32Array {
+  const t = (halfTable ??= Float32Array.from({ length: 65536 }, (_, i) => f16BitsToF32(i)));
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = t[h[i]];
+  return out;
+}
+
+/** f32 -> f16 pairs packed in u32 (the low half first, as pack2x16float): words of an f16 cache. */
+function packHalves(a: Float32Array): Uint32Array<ArrayBuffer> {
+  const out = new Uint32Array(a.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = (f32ToF16Bits(a[2 * i]) | (f32ToF16Bits(a[2 * i + 1]) << 16)) >>> 0;
+  return out;
 }

@@ -277,7 +277,7 @@ export class ForwardBuilder {
 
   private attnDims(): AttnDims {
     const c = this.c;
-    return { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps, ropeScale: this.w.ropeAttentionFactor };
+    return { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps, ropeScale: this.w.ropeAttentionFactor, halfKv: this.cache.halfKv };
   }
 
   /** REFERENCE.md §2: fused projection -> conv+SiLU -> gates/L2 -> delta rule -> gated norm -> out_proj. */

@@ -23,6 +23,8 @@ export interface ModelOptions {
   maxContext?: number;
   /** YaRN on or off whatever config.json says (src/config.ts withYarn; default: the config's). */
   yarn?: YarnOption;
+  /** K/V cache precision (default 'f16': half the memory and the bytes each decode token reads; 'f32': exact). */
+  kvCache?: 'f16' | 'f32';
   /** Largest prefill step (default 256 tokens). */
   maxTokensPerStep?: number;
   /** GPU slots per layer for routed experts (default: all E, fully resident). Fewer need a `steps` that streams. */
@@ -75,9 +77,9 @@ export class Qwen3NextGpuModel {
   readonly steps: StepRunner;
   private readonly picker: TokenPicker;
 
-  constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, opts: Pick<ModelOptions, 'maxContext' | 'maxTokensPerStep' | 'steps'> = {}) {
+  constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, opts: Pick<ModelOptions, 'maxContext' | 'maxTokensPerStep' | 'steps' | 'kvCache'> = {}) {
     const c = weights.config;
-    this.cache = new Qwen3NextGpuDynamicCache(ctx, c, opts.maxContext ?? Math.min(c.maxPositionEmbeddings, 4096));
+    this.cache = new Qwen3NextGpuDynamicCache(ctx, c, opts.maxContext ?? Math.min(c.maxPositionEmbeddings, 4096), (opts.kvCache ?? 'f16') === 'f16');
     this.forwardBuilder = new ForwardBuilder(ctx, weights, this.cache, opts.maxTokensPerStep ?? 256);
     if (weights.layers[0].experts.slots < c.numExperts && !opts.steps) throw new Error('Qwen3NextGpuModel: streaming expert slots need a streaming `steps` (src/cache/load.ts)');
     this.steps = opts.steps?.(ctx, weights, this.forwardBuilder) ?? new ResidentSteps(ctx, this.forwardBuilder);

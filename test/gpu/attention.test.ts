@@ -6,6 +6,16 @@ import { withGpuErrors, poisoned } from '../helpers/gpu.ts';
 import { expectClose } from '../helpers/compare.ts';
 import { randn } from '../helpers/random.ts';
 import { locatePreset, type PresetName } from '../helpers/fixtures.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../../src/quant/formats.ts';
+
+// ---- K/V caches as the kernels store them: f32, or (halfKv) f16 pairs packed in u32 --------------------------
+
+const roundF16 = (x: Float32Array) => x.map((v) => f16BitsToF32(f32ToF16Bits(v)));
+const packF16 = (x: Float32Array) => Uint32Array.from({ length: x.length / 2 }, (_, i) => (f32ToF16Bits(x[2 * i]) | (f32ToF16Bits(x[2 * i + 1]) << 16)) >>> 0);
+async function readKv(ctx: GpuContext, b: GPUBuffer, count: number, half = false): Promise<Float32Array> {
+  if (!half) return ctx.readF32(b, count);
+  return Float32Array.from(new Uint16Array(await ctx.read(b, count * 2)), f16BitsToF32);
+}
 
 // ---- CPU side of one attention call: the same steps as the kernels, from src/reference/ops.ts ---------------
 
@@ -55,15 +65,17 @@ function refAttention(q: Float32Array, gate: Float32Array, kc: Float32Array, vc:
 function setup(ctx: GpuContext, d: AttnDims, seed: number, pos0: number) {
   const qNorm = randn(d.D, seed + 1, 0.3), kNorm = randn(d.D, seed + 2, 0.3);
   const invFreq = ref.ropeInvFreq(10000, d.R);
-  const kc = new Float32Array(d.Hkv * d.maxT * d.D).fill(NaN), vc = kc.slice();
+  let kc = new Float32Array(d.Hkv * d.maxT * d.D).fill(NaN), vc = kc.slice();
   const oldK = randn(pos0 * d.Hkv * d.D, seed + 3), oldV = randn(pos0 * d.Hkv * d.D, seed + 4);
   refCacheWrite(kc, oldK, pos0, 0, d);
   refCacheWrite(vc, oldV, pos0, 0, d);
+  if (d.halfKv) [kc, vc] = [roundF16(kc), roundF16(vc)];
+  const cache = (x: Float32Array, label: string) => ctx.upload(d.halfKv ? packF16(x) : x, label);
   return {
     qNorm, kNorm, invFreq, kc, vc,
     gpu: {
       qNorm: ctx.upload(qNorm, 'q_norm'), kNorm: ctx.upload(kNorm, 'k_norm'), invFreq: ctx.upload(invFreq, 'inv_freq'),
-      kCache: ctx.upload(kc, 'k_cache'), vCache: ctx.upload(vc, 'v_cache'),
+      kCache: cache(kc, 'k_cache'), vCache: cache(vc, 'v_cache'),
     },
   };
 }
@@ -82,7 +94,10 @@ async function gpuCall(ctx: GpuContext, device: GPUDevice, l: ReturnType<typeof 
 
 const qkvWidth = (d: AttnDims) => d.Hq * 2 * d.D + 2 * d.Hkv * d.D;
 
-describe('attention kernels vs reference ops', () => {
+for (const halfKv of [false, true]) describe(`attention kernels vs reference ops, ${halfKv ? 'f16' : 'f32'} K/V cache`, () => {
+  // f16: the reference's keys and values rounded to f16 as stored; a GPU key a rounding step from the reference's
+  // may round the other way (1 f16 ulp), and the output follows at that size
+  const tol = halfKv ? { k: { rel: 1e-3 }, out: { rel: 1e-3 } } : { k: { rel: 1e-5 }, out: { rel: 2e-5 } };
   // [T, D, R, Hq, Hkv, pos0, splitLen?]: decode, prefill at odd lengths, continuation onto a cache, R = D/2, GQA 2 and 3
   const cases: [number, number, number, number, number, number, number?][] = [
     [1, 32, 8, 4, 2, 0],
@@ -95,7 +110,7 @@ describe('attention kernels vs reference ops', () => {
     [3, 32, 8, 6, 2, 1100], // a few tokens against a long cache: split path chosen by default
   ];
   for (const [T, D, R, Hq, Hkv, pos0, splitLen] of cases) {
-    const d: AttnDims = { Hq, Hkv, D, R, maxT: pos0 + T + 3, eps: 1e-6 };
+    const d: AttnDims = { Hq, Hkv, D, R, maxT: pos0 + T + 3, eps: 1e-6, halfKv };
     it(`T=${T} D=${D} R=${R} Hq/Hkv=${Hq}/${Hkv} pos0=${pos0}${splitLen ? ` split=${splitLen}` : ''}`, () =>
       withGpuErrors(async (device) => {
         const ctx = new GpuContext(device);
@@ -104,21 +119,21 @@ describe('attention kernels vs reference ops', () => {
         const got = await gpuCall(ctx, device, l, qkv, T, pos0, d, splitLen ? { splitLen } : {});
 
         const want = refPrep(qkv, l.qNorm, l.kNorm, l.invFreq, T, pos0, d);
-        refCacheWrite(l.kc, want.k, T, pos0, d);
-        refCacheWrite(l.vc, want.v, T, pos0, d);
+        refCacheWrite(l.kc, halfKv ? roundF16(want.k) : want.k, T, pos0, d);
+        refCacheWrite(l.vc, halfKv ? roundF16(want.v) : want.v, T, pos0, d);
         expectClose('q', got.q, want.q, { rel: 1e-5 });
         expectClose('gate', got.gate, want.gate, { maxAbs: 0 });
         // the whole cache: old rows kept, new rows written, positions past pos0+T still NaN (compared as NaN)
-        const kc = await ctx.readF32(l.gpu.kCache, l.kc.length), vc = await ctx.readF32(l.gpu.vCache, l.vc.length);
+        const kc = await readKv(ctx, l.gpu.kCache, l.kc.length, halfKv), vc = await readKv(ctx, l.gpu.vCache, l.vc.length, halfKv);
         const filled = (x: Float32Array) => prefix(x, pos0 + T, d);
-        expectClose('k cache', filled(kc), filled(l.kc), { rel: 1e-5 });
+        expectClose('k cache', filled(kc), filled(l.kc), tol.k);
         expectClose('v cache', filled(vc), filled(l.vc), { maxAbs: 0 });
         expect(kc.slice((d.maxT - 3) * D, d.maxT * D).every(Number.isNaN), 'k cache written past pos0+T').toBe(true);
-        expectClose('out', got.out, refAttention(want.q, want.gate, l.kc, l.vc, T, pos0, d), { rel: 2e-5 });
+        expectClose('out', got.out, refAttention(want.q, want.gate, l.kc, l.vc, T, pos0, d), tol.out);
       }));
   }
 
-  it('RoPE at position 40000 (angles reduced mod 2pi before cos/sin)', () =>
+  it.runIf(!halfKv)('RoPE at position 40000 (angles reduced mod 2pi before cos/sin)', () =>
     withGpuErrors(async (device) => {
       const ctx = new GpuContext(device);
       const T = 3, pos0 = 40000;
@@ -135,7 +150,7 @@ describe('attention kernels vs reference ops', () => {
   it('prefill 65 then 3 decode steps == one prefill of 68 (outputs and cache)', () =>
     withGpuErrors(async (device) => {
       const ctx = new GpuContext(device);
-      const d: AttnDims = { Hq: 6, Hkv: 2, D: 32, R: 8, maxT: 70, eps: 1e-6 };
+      const d: AttnDims = { Hq: 6, Hkv: 2, D: 32, R: 8, maxT: 70, eps: 1e-6, halfKv };
       const W = qkvWidth(d), n = d.Hq * d.D;
       const qkv = randn(68 * W, 3);
       const whole = setup(ctx, d, 1, 0), steps = setup(ctx, d, 1, 0);
@@ -146,8 +161,8 @@ describe('attention kernels vs reference ops', () => {
       parts.reduce((at, p) => (joined.set(p.out, at), at + p.out.length), 0);
       expectClose('out', joined, one.out, { rel: 1e-5 });
       for (const c of ['kCache', 'vCache'] as const) {
-        const a = prefix(await ctx.readF32(whole.gpu[c]), 68, d), b = prefix(await ctx.readF32(steps.gpu[c]), 68, d);
-        expectClose(c, b, a, { maxAbs: c === 'vCache' ? 0 : 1e-6 });
+        const a = prefix(await readKv(ctx, whole.gpu[c], whole.kc.length, halfKv), 68, d), b = prefix(await readKv(ctx, steps.gpu[c], steps.kc.length, halfKv), 68, d);
+        expectClose(c, b, a, { maxAbs: c === 'vCache' ? 0 : halfKv ? 2e-3 : 1e-6 });
       }
     }));
 });
@@ -211,9 +226,10 @@ describe('attention decode (attn_decode + combine)', () => {
     [{ Hq: 6, Hkv: 2, D: 48, R: 48, maxT: 100, eps: 1e-6 }, [5, 64]],
     [{ Hq: 16, Hkv: 2, D: 256, R: 64, maxT: 80, eps: 1e-6 }, [0, 33, 70]],
   ];
-  for (const subgroups of [true, false]) {
-    for (const [d, positions] of shapes) {
-      it(`Hq=${d.Hq} Hkv=${d.Hkv} D=${d.D} R=${d.R} at ${positions.join(', ')}: ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
+  for (const [subgroups, halfKv] of [[true, false], [false, false], [true, true]]) {
+    for (const [shape, positions] of shapes) {
+      const d = { ...shape, halfKv };
+      it(`Hq=${d.Hq} Hkv=${d.Hkv} D=${d.D} R=${d.R} at ${positions.join(', ')}: ${subgroups ? 'subgroup' : 'workgroup'} reductions, ${halfKv ? 'f16' : 'f32'} K/V`, () =>
         withGpuErrors(async (device) => {
           const ctx = new GpuContext(device, { subgroups });
           for (const pos0 of positions) {
@@ -222,13 +238,15 @@ describe('attention decode (attn_decode + combine)', () => {
             const out = poisoned(device, d.Hq * d.D * 4), g = l.gpu;
             ctx.run(attentionDecode(ctx, ctx.upload(qkv, 'qkv'), g.qNorm, g.kNorm, g.invFreq, g.kCache, g.vCache, out, pos0, d));
             const r = refPrep(qkv, l.qNorm, l.kNorm, l.invFreq, 1, pos0, d);
-            refCacheWrite(l.kc, r.k, 1, pos0, d);
-            refCacheWrite(l.vc, r.v, 1, pos0, d);
-            expectClose(`out at ${pos0}`, await ctx.readF32(out, d.Hq * d.D), refAttention(r.q, r.gate, l.kc, l.vc, 1, pos0, d), { rel: 2e-5 });
-            const row = async (cache: GPUBuffer, h: number) => ctx.readF32(cache, d.D, (h * d.maxT + pos0) * d.D);
+            const [k, v] = halfKv ? [roundF16(r.k), roundF16(r.v)] : [r.k, r.v];
+            refCacheWrite(l.kc, k, 1, pos0, d);
+            refCacheWrite(l.vc, v, 1, pos0, d);
+            expectClose(`out at ${pos0}`, await ctx.readF32(out, d.Hq * d.D), refAttention(r.q, r.gate, l.kc, l.vc, 1, pos0, d), { rel: halfKv ? 1e-3 : 2e-5 });
+            const cached = await readKv(ctx, g.kCache, l.kc.length, halfKv), cachedV = await readKv(ctx, g.vCache, l.kc.length, halfKv);
+            const row = (x: Float32Array, h: number) => x.subarray((h * d.maxT + pos0) * d.D, (h * d.maxT + pos0 + 1) * d.D);
             for (let h = 0; h < d.Hkv; h++) {
-              expectClose(`k written at ${pos0}`, await row(g.kCache, h), r.k.subarray(h * d.D, (h + 1) * d.D), { rel: 2e-6 });
-              expect(Array.from(await row(g.vCache, h)), `v written at ${pos0}`).toEqual(Array.from(r.v.subarray(h * d.D, (h + 1) * d.D)));
+              expectClose(`k written at ${pos0}`, row(cached, h), k.subarray(h * d.D, (h + 1) * d.D), { rel: halfKv ? 1e-3 : 2e-6 });
+              expect(Array.from(row(cachedV, h)), `v written at ${pos0}`).toEqual(Array.from(v.subarray(h * d.D, (h + 1) * d.D)));
             }
           }
         }));

@@ -30,9 +30,10 @@ const CI_WINDOW = WINDOWS >= 16 ? WINDOW : 256;
 const HF_PERPLEXITY = 121.79316116599273; // golden.json heldout.perplexity, 16 windows
 const FREE_RUNNING = WINDOWS >= 16 || !!process.env.BROWN_TINY_FREE; // print free-running int4 greedy replies too
 
+/** f32 weights with an f32 K/V cache (HF's numbers), int4 weights with the default f16 one (what the engine runs). */
 async function load(quant: QuantConfig) {
   const ckpt = await Checkpoint.open(nodeFileSet(BROWN_TINY_DIR));
-  return Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), ckpt, { quant, maxContext: 1024, maxTokensPerStep: WINDOW });
+  return Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), ckpt, { quant, maxContext: 1024, maxTokensPerStep: WINDOW, kvCache: quant === QUANT_F32 ? 'f32' : 'f16' });
 }
 
 describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {

@@ -47,6 +47,26 @@ async function expectCaches(model: Qwen3NextGpuModel, t: Map<string, Tensor>, pr
   }
 }
 
+/** tiny's prefill_T200 split at 63/64/65/129 and run token by token: HF's logits each time; the decode list replayed. */
+async function splitsAndDecode(model: Qwen3NextGpuModel, preset: Preset) {
+  const c = preset.case('prefill_T200'), ids = c.input_ids!, V = model.config.vocabSize;
+  const want = (await preset.load(c)).get('logits')!.data;
+  for (const split of [63, 64, 65, 129]) {
+    model.reset();
+    const a = await model.forward(ids.slice(0, split), { logits: 'all' });
+    const b = await model.forward(ids.slice(split), { logits: 'all' });
+    expectClose(`split at ${split}: first part`, a, want.subarray(0, split * V), TOL.logits);
+    expectClose(`split at ${split}: second part`, b, want.subarray(split * V), TOL.logits);
+  }
+  model.reset();
+  for (let i = 0; i < 66; i++) {
+    const logits = await model.forward([ids[i]]);
+    expectClose(`decode token ${i}`, logits, want.subarray(i * V, (i + 1) * V), TOL.logits);
+  }
+  const list = model.forwardBuilder.decodeOps({ logits: 'last' });
+  expect(model.forwardBuilder.decodeOps({ logits: 'last' })).toBe(list); // replayed, not rebuilt
+}
+
 const LAYER_TAPS = (L: number) => Array.from({ length: L }, (_, l) => [`L${l}.out`, `L${l}.router_idx`]).flat();
 
 for (const name of ALL_PRESETS) {
@@ -57,7 +77,7 @@ for (const name of ALL_PRESETS) {
     beforeAll(async () => {
       const ckpt = await preset!.openCheckpoint();
       const maxContext = Math.min(1024, modelContextLimit(ckpt.config)); // yarn: 256 positions
-      model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), ckpt, { maxContext, maxTokensPerStep: 320 });
+      model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), ckpt, { maxContext, maxTokensPerStep: 320, kvCache: 'f32' });
     });
     const L = () => model.config.numLayers;
 
@@ -97,27 +117,7 @@ for (const name of ALL_PRESETS) {
         }));
     }
 
-    if (name === 'tiny') {
-      it('split prefill at 63/64/65/129 and token-by-token decode equal the whole prefill', () =>
-        withGpuErrors(async () => {
-          const c = preset!.case('prefill_T200'), ids = c.input_ids!, V = model.config.vocabSize;
-          const want = (await preset!.load(c)).get('logits')!.data;
-          for (const split of [63, 64, 65, 129]) {
-            model.reset();
-            const a = await model.forward(ids.slice(0, split), { logits: 'all' });
-            const b = await model.forward(ids.slice(split), { logits: 'all' });
-            expectClose(`split at ${split}: first part`, a, want.subarray(0, split * V), TOL.logits);
-            expectClose(`split at ${split}: second part`, b, want.subarray(split * V), TOL.logits);
-          }
-          model.reset();
-          for (let i = 0; i < 66; i++) {
-            const logits = await model.forward([ids[i]]);
-            expectClose(`decode token ${i}`, logits, want.subarray(i * V, (i + 1) * V), TOL.logits);
-          }
-          const list = model.forwardBuilder.decodeOps({ logits: 'last' });
-          expect(model.forwardBuilder.decodeOps({ logits: 'last' })).toBe(list); // replayed, not rebuilt
-        }));
-    }
+    if (name === 'tiny') it('split prefill at 63/64/65/129 and token-by-token decode equal the whole prefill', () => withGpuErrors(() => splitsAndDecode(model, preset!)));
 
     for (const c of preset!.cases('decode')) {
       it(`${c.name}: prefill then 16 teacher-forced decode steps, caches after each phase`, () =>
@@ -139,6 +139,28 @@ for (const name of ALL_PRESETS) {
   });
 }
 
+// The default f16 K/V cache (half the memory and of the bytes a decode token reads): logits within the same fp32
+// tolerances of HF on every local preset (the caches, rounded to f16, are compared by the f32 runs above only); on
+// tiny, split prefill and token-by-token decode too, with the rounding at every chunk boundary.
+for (const name of ['tiny', 'asym', 'yarn'] as const) {
+  const preset = locatePreset(name);
+  describe.runIf(preset)(`GPU forward, f16 K/V cache, vs HF: ${name}`, () => {
+    let model: Qwen3NextGpuModel;
+    beforeAll(async () => {
+      model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(await getTestDevice()), await preset!.openCheckpoint(), { maxContext: 256, maxTokensPerStep: 256 });
+      expect(model.cache.halfKv).toBe(true); // the default
+    });
+    it('every prefill case: logits', () =>
+      withGpuErrors(async () => {
+        for (const c of preset!.cases('prefill')) {
+          model.reset();
+          expectClose(`${c.name} logits`, await model.forward(c.input_ids!, { logits: 'all' }), (await preset!.load(c)).get('logits')!.data, TOL.logits);
+        }
+      }));
+    if (name === 'tiny') it('split prefill at 63/64/65/129 and token-by-token decode equal the whole prefill', () => withGpuErrors(() => splitsAndDecode(model, preset!)));
+  });
+}
+
 describe.runIf(locatePreset('yarn'))('YaRN switched by the yarn option (engine / CLI), whatever config.json says', () => {
   const preset = locatePreset('yarn')!;
   let withConfigYarn: { source: WeightSource; want: Float32Array; ids: number[] };
@@ -148,7 +170,7 @@ describe.runIf(locatePreset('yarn'))('YaRN switched by the yarn option (engine /
   });
   const logits = (source: WeightSource, opts: ModelOptions) =>
     withGpuErrors(async (device) => {
-      const model = await Qwen3NextGpuModel.load(new GpuContext(device), source, { maxContext: 80, maxTokensPerStep: 65, ...opts });
+      const model = await Qwen3NextGpuModel.load(new GpuContext(device), source, { maxContext: 80, maxTokensPerStep: 65, kvCache: 'f32', ...opts });
       return model.forward(withConfigYarn.ids, { logits: 'all' });
     });
 
