@@ -6,7 +6,7 @@
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { modelContextLimit, withYarn, type Qwen3NextConfig, type YarnOption } from '../config.ts';
 import { ConfigError, ContextLengthError, DeviceLimitError } from '../errors.ts';
-import { checkAttnShape } from '../kernels/attention.ts';
+import { checkAttnShape, kvElementBytes } from '../kernels/attention.ts';
 import { checkConvWidth } from '../kernels/conv.ts';
 import { checkGdnShape } from '../kernels/gdn.ts';
 import type { GpuContext, Step } from '../gpu/context.ts';
@@ -63,12 +63,26 @@ export function checkKernelShapes(c: Qwen3NextConfig): void {
   }
 }
 
-/** A maxContext past the positions the model was made for is refused: RoPE past them is untrained (YaRN extends them). */
-function checkContext(c: Qwen3NextConfig, maxContext: number | undefined): void {
+/**
+ * A maxContext past the positions the model was made for is refused (RoPE past them is untrained; YaRN extends
+ * them), and one whose K/V cache of a layer would not fit one storage binding of this device.
+ */
+function checkContext(device: GPUDevice, c: Qwen3NextConfig, maxContext: number | undefined, halfKv: boolean): void {
+  if (maxContext === undefined) return;
+  const n = (x: number) => x.toLocaleString('en-US');
   const limit = modelContextLimit(c);
-  if (maxContext === undefined || maxContext <= limit) return;
-  const yarn = c.ropeScaling.type === 'yarn' ? '' : ` Turn on YaRN (engine option \`yarn: true\`, CLI --yarn) for up to ${modelContextLimit(withYarn(c, true)).toLocaleString('en-US')}.`;
-  throw new ContextLengthError(`maxContext ${maxContext.toLocaleString('en-US')} is past the ${limit.toLocaleString('en-US')} positions this model was made for.${yarn} Lower maxContext otherwise.`, maxContext, limit);
+  if (maxContext > limit) {
+    const yarn = c.ropeScaling.type === 'yarn' ? '' : ` Turn on YaRN (engine option \`yarn: true\`, CLI --yarn) for up to ${n(modelContextLimit(withYarn(c, true)))}.`;
+    throw new ContextLengthError(`maxContext ${n(maxContext)} is past the ${n(limit)} positions this model was made for.${yarn} Lower maxContext otherwise.`, maxContext, limit);
+  }
+  const perToken = c.numKeyValueHeads * c.headDim * kvElementBytes(halfKv), binding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  const fits = Math.floor(binding / perToken);
+  if (maxContext > fits) {
+    const f16 = halfKv ? '' : ` (${n(Math.floor(binding / (perToken / 2)))} with kvCache 'f16')`;
+    throw new ContextLengthError(
+      `maxContext ${n(maxContext)} needs K/V buffers of ${(maxContext * perToken / 2 ** 20).toFixed(0)} MiB a layer, over this device's largest storage binding of ${(binding / 2 ** 20).toFixed(0)} MiB: ` +
+        `at most ${n(fits)} tokens here${f16}. Lower maxContext.`, maxContext, fits);
+  }
 }
 
 export class Qwen3NextGpuModel {
@@ -99,7 +113,7 @@ export class Qwen3NextGpuModel {
   static async load(ctx: GpuContext, source: WeightSource, opts: Omit<ModelOptions, 'quant'> = {}): Promise<Qwen3NextGpuModel> {
     const src = opts.yarn === undefined ? source : { ...source, config: withYarn(source.config, opts.yarn) };
     checkKernelShapes(src.config);
-    checkContext(src.config, opts.maxContext);
+    checkContext(ctx.device, src.config, opts.maxContext, (opts.kvCache ?? 'f16') === 'f16');
     const device = ctx.device;
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.ts';
-import { ConfigError, DeviceLimitError } from '../../src/errors.ts';
+import { ConfigError, ContextLengthError, DeviceLimitError } from '../../src/errors.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { Qwen3NextGpuModel } from '../../src/model/model.ts';
 import { expertLayout, QUANT_F32, type TensorPlan, type WeightSource } from '../../src/format/pack.ts';
@@ -60,5 +60,21 @@ describe('load-time kernel limits', () => {
       console.log(`[load-limits] H = ${H}, workgroup memory ${limit} B: ${message.slice(0, 300)}`);
       expect(message).toMatch(/cannot run the model's kernels at this shape/);
       expect(message).toMatch(/workgroup/i);
+    }));
+
+  it('a maxContext whose K/V cache of a layer passes one storage binding: ContextLengthError with the most this device holds, nothing read', () =>
+    withGpuErrors(async (device) => {
+      const binding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+      // 4 kv heads x 256 dims: 2 KiB a token and layer in f16, so even a 4 GiB binding stays under 2^24 positions
+      const src = zeroSource({ max_position_embeddings: 1 << 24, num_key_value_heads: 4, num_attention_heads: 8, head_dim: 256 });
+      const maxContext = Math.floor(binding / 2048) + 1;
+      const err = await Qwen3NextGpuModel.load(new GpuContext(device), src, { maxContext }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ContextLengthError);
+      expect((err as ContextLengthError).limit).toBe(maxContext - 1);
+      expect((err as Error).message).toMatch(/over this device's largest storage binding of \d+ MiB: at most [\d,]+ tokens here\. Lower maxContext\./);
+      const f32 = await Qwen3NextGpuModel.load(new GpuContext(device), src, { maxContext, kvCache: 'f32' }).then(() => undefined, (e: unknown) => e);
+      expect((f32 as ContextLengthError).limit).toBe(Math.floor(binding / 4096));
+      expect((f32 as Error).message).toMatch(/with kvCache 'f16'\)/);
+      expect(src.reads, 'records read').toBe(0);
     }));
 });
