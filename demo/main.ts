@@ -263,6 +263,7 @@ function showStats(u: CompletionUsage, finish: FinishReason | null) {
     ['Finish', finish ? `${finish} (${FINISH_TEXT[finish]})` : '?'],
     ['Prompt tokens', `${u.prompt_tokens}${u.cached_prompt_tokens ? ` (${u.cached_prompt_tokens} reused)` : ''}`],
     ['Reply tokens', String(u.completion_tokens)],
+    ...(u.context_tokens ? [['Context', `${u.total_tokens.toLocaleString('en-US')} of ${u.context_tokens.toLocaleString('en-US')} tokens (${((100 * u.total_tokens) / u.context_tokens).toFixed(1)} %)`] as [string, string]] : []),
     ['Prefill speed', `${u.prefill_tokens_per_s.toFixed(1)} tok/s`],
     ['Decode speed', u.completion_tokens > 1 ? `${u.decode_tokens_per_s.toFixed(1)} tok/s` : '—'],
   ];

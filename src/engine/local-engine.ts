@@ -217,6 +217,7 @@ export class LocalEngine implements Engine {
         decode_tokens_per_s: decoded > 0 ? decoded / ((t2 - t1) / 1000) : 0,
         cached_prompt_tokens: cached,
         gpu_memory_bytes: this.ctx.allocatedBytes,
+        context_tokens: this.maxContext,
         ...(stats ? { expert_cache: stats } : {}),
       };
       const tail = text.delta(true);

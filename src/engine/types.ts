@@ -43,6 +43,8 @@ export interface CompletionUsage {
   expert_cache?: unknown;
   /** Not OpenAI's: bytes of the GPU storage buffers the engine allocated (weights, expert slots, KV and recurrent state, scratch). */
   gpu_memory_bytes?: number;
+  /** Not OpenAI's: the engine's context in tokens (maxContext); total_tokens of it are in use after this reply. */
+  context_tokens?: number;
 }
 
 export interface AssistantMessage {

@@ -65,6 +65,7 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     const stats = await page.textContent('#stats-list');
     expect(stats).toMatch(/Decode speed\s*[\d.]+ tok\/s/);
     expect(stats).toMatch(/Reply tokens\s*\d+/);
+    expect(stats).toMatch(/Context\s*\d+ of 4,096 tokens \([\d.]+ %\)/);
     expect(stats).toMatch(/Experts on GPU\s*32 of 64 per layer/); // the default budget: 50 %
     expect(stats).toMatch(/Expert cache hits\s*[\d.]+ %/);
     expect(stats).toMatch(/Streamed per token\s*[\d.]+ KiB of experts/);

@@ -54,6 +54,7 @@ describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
       expect(first.choices[0].finish_reason).toBe('stop');
       const u = first.usage;
       expect(u.cached_prompt_tokens).toBe(0);
+      expect(u.context_tokens).toBe(256); // maxContext
       expect(u.total_tokens).toBe(u.prompt_tokens + u.completion_tokens);
       expect(u.prefill_tokens_per_s).toBeGreaterThan(0);
       expect(u.decode_tokens_per_s).toBeGreaterThan(0);
