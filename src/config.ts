@@ -41,6 +41,7 @@ export interface Qwen3NextConfig {
   convDim: number; // 2*keyDim + valueDim
   vPerK: number; // r = Hv/Hk
   eosTokenIds: number[];
+  numNextnPredictLayers: number; // MTP layers the checkpoint ships (mtp.*; Qwen3-Next: 1)
 }
 
 /** No scaling: HF's default rope. */
@@ -281,6 +282,7 @@ export function parseConfig(raw: unknown): Qwen3NextConfig {
     convDim: 2 * keyDim + valueDim,
     vPerK: linearNumValueHeads / linearNumKeyHeads,
     eosTokenIds,
+    numNextnPredictLayers: c.num_nextn_predict_layers === undefined || c.num_nextn_predict_layers === null ? 0 : inRange('num_nextn_predict_layers', num(c, 'num_nextn_predict_layers'), 0, 8),
   };
 }
 
