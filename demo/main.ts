@@ -94,8 +94,9 @@ async function expertCacheBytes(storedExpertBytes?: number): Promise<number | un
   if (!(EXPERT_PERCENT > 0 && EXPERT_PERCENT < 100)) return undefined; // all resident
   let total = storedExpertBytes;
   if (!total) {
-    const m = (await (await fetch(new URL('manifest.json', MODEL_KEY))).json()) as { experts: { bytes: number }[][] };
-    total = m.experts.flat().reduce((n, r) => n + r.bytes, 0);
+    const m = (await (await fetch(new URL('manifest.json', MODEL_KEY))).json()) as { experts: { bytes: number }[][]; mtp?: boolean };
+    // the model layers' experts: the budget is shared over them (the MTP layer's, when packed, come last)
+    total = m.experts.slice(0, m.experts.length - (m.mtp ? 1 : 0)).flat().reduce((n, r) => n + r.bytes, 0);
   }
   return Math.ceil((total * EXPERT_PERCENT) / 100);
 }

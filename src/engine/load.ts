@@ -5,7 +5,7 @@ import { GpuContext } from '../gpu/context.ts';
 import { checkKernelShapes, type Qwen3NextGpuModel } from '../model/model.ts';
 import { expertStats, loadModel } from '../cache/load.ts';
 import { parseConfig } from '../config.ts';
-import type { WeightSource } from '../format/pack.ts';
+import { densePlan, type WeightSource } from '../format/pack.ts';
 import { storeSource, type ModelStore } from '../store/store.ts';
 import { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { downloadModel, IdbModelStore } from '../store/browser.ts';
@@ -126,7 +126,9 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const config = parseConfig(m.config);
     checkKernelShapes(config); // before the tokenizer and any weight is read
     const tokenizer = await readTokenizer(store);
-    const total = [...m.dense, ...m.experts.flat()].reduce((s, r) => s + r.bytes, 0);
+    // what loading reads: the model's tensors and experts (the MTP layer's, when packed, are not loaded yet)
+    const mainDense = new Set(densePlan(config, m.quant).map((t) => t.name));
+    const total = [...m.dense.filter((d) => mainDense.has(d.name)), ...m.experts.slice(0, config.numLayers).flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
     const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });

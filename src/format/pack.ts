@@ -15,8 +15,11 @@
 //   attn   L{i}.qkv_proj ((Hq·2D + 2·Hkv·D) x H, rows [q_proj | k_proj | v_proj]), L{i}.q_norm, L{i}.k_norm (1 x D),
 //          L{i}.o_proj (H x Hq·D)
 // Routed expert (layer i, expert e), one record: [gate_up (2I x H, rows [gate ; up]) | down (H x I)] in quant.experts.
+// The multi-token-prediction layer (`mtp.*`, when the checkpoint has it): after lm_head, mtp.pre_fc_norm_embedding
+// and mtp.pre_fc_norm_hidden (1 x H f32), mtp.fc (H x 2H, quant.linear), its decoder layer as a full-attention layer
+// L{L} (L = num_hidden_layers; HF's mtp.layers.0) with its experts as layer L, then mtp.norm (1 x H f32).
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import type { Qwen3NextConfig } from '../config.ts';
+import type { LayerType, Qwen3NextConfig } from '../config.ts';
 import { packedWords, type WeightFormat } from '../quant/formats.ts';
 import { packInline, packRows, type PackFn } from '../quant/packer.ts';
 import { fusedGdnInProj } from './layout.ts';
@@ -38,39 +41,56 @@ export interface TensorPlan {
   K: number;
 }
 
-/** Every dense tensor of the packed model, in load order. */
-export function densePlan(c: Qwen3NextConfig, q: QuantConfig): TensorPlan[] {
-  const H = c.hiddenSize, D = c.headDim, Hv = c.linearNumValueHeads, Is = c.sharedExpertIntermediateSize;
-  const t = (name: string, format: WeightFormat, N: number, K: number): TensorPlan => ({ name, format, N, K });
+/** Decoder layers with routed experts in the packed format: the model's, and the MTP layer's as layer L when `mtp`. */
+export const packedLayers = (c: Qwen3NextConfig, mtp = false) => c.numLayers + (mtp ? 1 : 0);
+
+/** Where layer i's tensors live in a HF checkpoint: model.layers.i, or mtp.layers.0 for the MTP layer (i = L). */
+const layerPrefix = (c: Qwen3NextConfig, i: number) => (i === c.numLayers ? 'mtp.layers.0' : `model.layers.${i}`);
+
+/** Whether a checkpoint carries the MTP layer the runtime packs (config num_nextn_predict_layers >= 1 and mtp.fc). */
+export const hasMtp = (ckpt: Checkpoint) => ckpt.config.numNextnPredictLayers >= 1 && ckpt.has('mtp.fc.weight');
+
+const tensor = (name: string, format: WeightFormat, N: number, K: number): TensorPlan => ({ name, format, N, K });
+
+/** Every dense tensor of the packed model, in load order; with `mtp`, the MTP layer's after the model's. */
+export function densePlan(c: Qwen3NextConfig, q: QuantConfig, mtp = false): TensorPlan[] {
+  const H = c.hiddenSize, L = c.numLayers, t = tensor;
   const plan: TensorPlan[] = [t('embed', q.embed, c.vocabSize, H)];
-  for (let i = 0; i < c.numLayers; i++) {
-    plan.push(t(`L${i}.input_norm`, 'f32', 1, H));
-    if (c.layerTypes[i] === 'linear_attention') {
-      plan.push(
+  for (let i = 0; i < L; i++) plan.push(...layerPlan(c, q, i, c.layerTypes[i]));
+  plan.push(t('norm', 'f32', 1, H), t('lm_head', q.lmHead, c.vocabSize, H));
+  if (mtp) {
+    plan.push(t('mtp.pre_fc_norm_embedding', 'f32', 1, H), t('mtp.pre_fc_norm_hidden', 'f32', 1, H), t('mtp.fc', q.linear, H, 2 * H));
+    plan.push(...layerPlan(c, q, L, 'full_attention'), t('mtp.norm', 'f32', 1, H));
+  }
+  return plan;
+}
+
+/** Decoder layer i's dense tensors (see the table above). */
+function layerPlan(c: Qwen3NextConfig, q: QuantConfig, i: number, type: LayerType): TensorPlan[] {
+  const H = c.hiddenSize, D = c.headDim, Hv = c.linearNumValueHeads, Is = c.sharedExpertIntermediateSize, t = tensor;
+  const mixer = type === 'linear_attention'
+    ? [
         t(`L${i}.in_proj`, q.linear, 2 * c.keyDim + 2 * c.valueDim + 2 * Hv, H),
         t(`L${i}.conv`, 'f32', c.convDim, c.convKernel),
         t(`L${i}.A_log`, 'f32', 1, Hv),
         t(`L${i}.dt_bias`, 'f32', 1, Hv),
         t(`L${i}.gated_norm`, 'f32', 1, c.linearValueHeadDim),
         t(`L${i}.out_proj`, q.linear, H, c.valueDim),
-      );
-    } else {
-      plan.push(
+      ]
+    : [
         t(`L${i}.qkv_proj`, q.linear, c.numAttentionHeads * 2 * D + 2 * c.numKeyValueHeads * D, H),
         t(`L${i}.q_norm`, 'f32', 1, D),
         t(`L${i}.k_norm`, 'f32', 1, D),
         t(`L${i}.o_proj`, q.linear, H, c.numAttentionHeads * D),
-      );
-    }
-    plan.push(
-      t(`L${i}.post_norm`, 'f32', 1, H),
-      t(`L${i}.router`, 'f32', c.numExperts + 1, H),
-      t(`L${i}.shared_gate_up`, q.linear, 2 * Is, H),
-      t(`L${i}.shared_down`, q.linear, H, Is),
-    );
-  }
-  plan.push(t('norm', 'f32', 1, H), t('lm_head', q.lmHead, c.vocabSize, H));
-  return plan;
+      ];
+  return [
+    t(`L${i}.input_norm`, 'f32', 1, H),
+    ...mixer,
+    t(`L${i}.post_norm`, 'f32', 1, H),
+    t(`L${i}.router`, 'f32', c.numExperts + 1, H),
+    t(`L${i}.shared_gate_up`, q.linear, 2 * Is, H),
+    t(`L${i}.shared_down`, q.linear, H, Is),
+  ];
 }
 
 /** Words of one expert record and where `down` starts in it. */
@@ -95,9 +115,11 @@ async function denseValues(ckpt: Checkpoint, name: string): Promise<Float32Array
   if (name === 'embed') return r('model.embed_tokens.weight', [c.vocabSize, H]);
   if (name === 'lm_head') return c.tieWordEmbeddings ? r('model.embed_tokens.weight', [c.vocabSize, H]) : r('lm_head.weight', [c.vocabSize, H]);
   if (name === 'norm') return r('model.norm.weight', [H]);
+  if (name === 'mtp.fc') return r('mtp.fc.weight', [H, 2 * H]);
+  if (['mtp.pre_fc_norm_embedding', 'mtp.pre_fc_norm_hidden', 'mtp.norm'].includes(name)) return r(`${name}.weight`, [H]);
   const m = /^L(\d+)\.(.+)$/.exec(name);
   if (!m) throw new Error(`unknown packed tensor ${name}`);
-  const p = `model.layers.${m[1]}`, a = `${p}.linear_attn`, s = `${p}.self_attn`, mlp = `${p}.mlp`;
+  const p = layerPrefix(c, Number(m[1])), a = `${p}.linear_attn`, s = `${p}.self_attn`, mlp = `${p}.mlp`;
   switch (m[2]) {
     case 'input_norm': return r(`${p}.input_layernorm.weight`, [H]);
     case 'post_norm': return r(`${p}.post_attention_layernorm.weight`, [H]);
@@ -126,7 +148,7 @@ export async function packDense(ckpt: Checkpoint, t: TensorPlan, pack: PackFn = 
 /** One routed expert's record: [gate_up | down], packed. */
 export async function packExpert(ckpt: Checkpoint, layer: number, expert: number, format: WeightFormat, pack: PackFn = packInline): Promise<Uint32Array<ArrayBuffer>> {
   const c = ckpt.config, H = c.hiddenSize, I = c.moeIntermediateSize;
-  const p = `model.layers.${layer}.mlp.experts.${expert}`;
+  const p = `${layerPrefix(c, layer)}.mlp.experts.${expert}`;
   const gateUp = cat(await ckpt.read(`${p}.gate_proj.weight`, [I, H]), await ckpt.read(`${p}.up_proj.weight`, [I, H]));
   const { gateUpWords, words } = expertLayout(c, format);
   const out = new Uint32Array(words);
@@ -140,6 +162,8 @@ export async function packExpert(ckpt: Checkpoint, layer: number, expert: number
 export interface WeightSource {
   readonly config: Qwen3NextConfig;
   readonly quant: QuantConfig;
+  /** It also has the MTP layer: densePlan(config, quant, true)'s tensors and the experts of layer L. */
+  readonly mtp?: boolean;
   dense(t: TensorPlan): Promise<Uint32Array<ArrayBuffer>>;
   expert(layer: number, expert: number): Promise<Uint32Array<ArrayBuffer>>;
 }
@@ -148,6 +172,7 @@ export function checkpointSource(ckpt: Checkpoint, quant: QuantConfig): WeightSo
   return {
     config: ckpt.config,
     quant,
+    mtp: hasMtp(ckpt),
     dense: (t) => packDense(ckpt, t),
     expert: (l, e) => packExpert(ckpt, l, e, quant.experts),
   };

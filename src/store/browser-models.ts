@@ -18,7 +18,7 @@ export interface StoredModelInfo {
   bytesStored: number;
   /** Bytes of the whole model (records of the manifest); 0 when the manifest is missing or unreadable. */
   bytesTotal: number;
-  /** Bytes of the routed experts (all layers), part of bytesTotal: what an expert-cache budget is a share of. */
+  /** Bytes of the model layers' routed experts (not the MTP layer's), part of bytesTotal: what an expert-cache budget is a share of. */
   expertBytes: number;
   recordsStored: number;
   recordsTotal: number;
@@ -75,11 +75,12 @@ async function readInfo(name: string): Promise<StoredModelInfo | undefined> {
 /** The records downloadModel stores for a manifest (the same names as browser.ts), or none if it does not parse. */
 function manifestRecords(text: string): { name: string; bytes: number; expert: boolean }[] {
   try {
-    const m = JSON.parse(text) as { files: { name: string; bytes: number }[]; dense: { name: string; bytes: number }[]; experts: { bytes: number }[][] };
+    const m = JSON.parse(text) as { files: { name: string; bytes: number }[]; dense: { name: string; bytes: number }[]; experts: { bytes: number }[][]; mtp?: boolean };
+    const layers = m.experts.length - (m.mtp === true ? 1 : 0); // the MTP layer's experts come last
     return [
       ...m.files.map((f) => ({ name: f.name, bytes: f.bytes, expert: false })),
       ...m.dense.map((d) => ({ name: d.name, bytes: d.bytes, expert: false })),
-      ...m.experts.flatMap((layer, l) => layer.map((r, e) => ({ name: expertRecordName(l, e), bytes: r.bytes, expert: true }))),
+      ...m.experts.flatMap((layer, l) => layer.map((r, e) => ({ name: expertRecordName(l, e), bytes: r.bytes, expert: l < layers }))),
     ];
   } catch {
     return [];

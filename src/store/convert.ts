@@ -1,8 +1,9 @@
 // Hugging Face checkpoint -> packed model (src/store/manifest.ts), one tensor at a time through pack.ts, so
 // the packed words are exactly what the on-the-fly loader would upload. Only the tensors densePlan and
-// packExpert read are touched: `mtp.*` and anything else in the checkpoint are skipped without being read.
+// packExpert read are touched (the MTP layer's `mtp.*` included, when the checkpoint has it); anything else in the
+// checkpoint is skipped without being read.
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import { densePlan, expertLayout, packDense, packExpert, QUANT_F32, QUANT_INT4, type QuantConfig } from '../format/pack.ts';
+import { densePlan, expertLayout, hasMtp, packDense, packedLayers, packExpert, QUANT_F32, QUANT_INT4, type QuantConfig } from '../format/pack.ts';
 import { packedWords } from '../quant/formats.ts';
 import { packInline, type PackFn } from '../quant/packer.ts';
 import {
@@ -39,10 +40,10 @@ export async function convertCheckpoint(
   pack: PackFn = packInline, // a thread pool's in q3n convert (src/quant/node-pool.ts)
   inFlight = 2, // experts read and packed ahead of the one being written
 ): Promise<Manifest> {
-  const c = ckpt.config;
-  const plan = densePlan(c, quant);
+  const c = ckpt.config, mtp = hasMtp(ckpt), layers = packedLayers(c, mtp);
+  const plan = densePlan(c, quant, mtp);
   const recordBytes = expertLayout(c, quant.experts).words * 4;
-  const total = plan.reduce((n, t) => n + packedWords(t.format, t.N, t.K) * 4, 0) + c.numLayers * c.numExperts * recordBytes;
+  const total = plan.reduce((n, t) => n + packedWords(t.format, t.N, t.K) * 4, 0) + layers * c.numExperts * recordBytes;
   let done = 0;
   const put = async (file: string, offset: number, bytes: Uint8Array, what: string): Promise<RecordEntry> => {
     const [sha256] = await Promise.all([sha256Hex(bytes), out.write(file, offset, bytes)]);
@@ -79,10 +80,10 @@ export async function convertCheckpoint(
   }
   data.push({ name: denseShardName(shard), bytes: offset });
 
-  // Routed experts, one file per layer. Up to `inFlight` records are read and packed while one is hashed and
-  // written, in order.
+  // Routed experts, one file per layer (the MTP layer's last). Up to `inFlight` records are read and packed while
+  // one is hashed and written, in order.
   const experts: RecordEntry[][] = [];
-  for (let layer = 0; layer < c.numLayers; layer++) {
+  for (let layer = 0; layer < layers; layer++) {
     const file = expertFileName(layer), records: RecordEntry[] = [];
     const ahead: Promise<Uint32Array<ArrayBuffer>>[] = [];
     const start = (e: number) => {
@@ -100,7 +101,7 @@ export async function convertCheckpoint(
     data.push({ name: file, bytes: c.numExperts * recordBytes });
   }
 
-  const manifest: Manifest = { format: FORMAT, version: VERSION, config: ckpt.rawConfig, quant, files, data, dense, experts };
+  const manifest: Manifest = { format: FORMAT, version: VERSION, config: ckpt.rawConfig, quant, files, data, dense, experts, ...(mtp ? { mtp } : {}) };
   await out.commit(manifest);
   return manifest;
 }

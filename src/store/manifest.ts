@@ -7,7 +7,8 @@
 //   dense-000.bin ...    dense tensors exactly as src/format/pack.ts packs them (u32 words, little-endian), in
 //                        densePlan order; shards of <= 64 MiB (a bigger tensor gets a shard of its own), each
 //                        tensor at a 256-byte aligned offset, zero padding between
-//   experts-L000.bin ... one file per layer: the records of experts 0..E-1 back to back; a record is
+//   experts-L000.bin ... one file per layer (and one for the MTP layer's, layer L, when there is one): the
+//                        records of experts 0..E-1 back to back; a record is
 //                        packExpert's [gate_up | down], expertLayout(config, quant.experts).words * 4 bytes
 //                        (~1.7 MB at int4 for the real model: one read, far under browsers' per-value limits)
 //
@@ -17,14 +18,15 @@
 //     "files":   [ { "name": "tokenizer.json", "bytes", "sha256" } ],
 //     "data":    [ { "name": "dense-000.bin", "bytes" } ],                      every data file and its size
 //     "dense":   [ { "name": "L0.in_proj", "format", "N", "K", "file", "offset", "bytes", "sha256" } ],
-//     "experts": [ [ { "file", "offset", "bytes", "sha256" }, ...E ], ...L ] }  indexed [layer][expert]
+//     "experts": [ [ { "file", "offset", "bytes", "sha256" }, ...E ], ...L ],  indexed [layer][expert]
+//     "mtp": true }   optional: the MTP layer is packed (densePlan(config, quant, true); experts has L + 1 layers)
 //
-// parseManifest trusts nothing: the dense list must be densePlan(config, quant) exactly, every size must be
+// parseManifest trusts nothing: the dense list must be densePlan(config, quant, mtp) exactly, every size must be
 // the one the config implies and under MANIFEST_LIMITS, every record must lie inside its file without overlapping
 // another, and names must be plain file names (isPlainName), so no store can be led outside its folder or URL.
 import { parseConfig, showValue, type Qwen3NextConfig } from '../config.ts';
 import { ConfigError, ModelLoadError } from '../errors.ts';
-import { densePlan, expertLayout, type QuantConfig, type TensorPlan } from '../format/pack.ts';
+import { densePlan, expertLayout, packedLayers, type QuantConfig, type TensorPlan } from '../format/pack.ts';
 import { packedWords, type WeightFormat } from '../quant/formats.ts';
 
 export const FORMAT = 'qwen3-next-webgpu.packed';
@@ -79,6 +81,8 @@ export interface Manifest {
   data: DataFile[];
   dense: DenseEntry[];
   experts: RecordEntry[][];
+  /** The MTP layer is packed too (absent: no). */
+  mtp?: boolean;
 }
 
 export const denseShardName = (i: number) => `dense-${String(i).padStart(3, '0')}.bin`;
@@ -138,8 +142,10 @@ export function parseManifest(text: string): Manifest {
     return { name: e.name as string, bytes: size(e.bytes, MANIFEST_LIMITS.fileBytes, `file ${e.name}`, fail), sha256: hash(e.sha256, `file ${e.name}`, fail) };
   });
 
+  if (m.mtp !== undefined && typeof m.mtp !== 'boolean') fail(`mtp is ${showValue(m.mtp)}, not true or false`);
+  const mtp = m.mtp === true, layerCount = packedLayers(config, mtp);
   // Every size below must be the one the config implies, so an absurd size cannot get past this point.
-  const plan = densePlan(config, quant);
+  const plan = densePlan(config, quant, mtp);
   const recordBytes = expertLayout(config, quant.experts).words * 4;
   const planBytes = plan.map((t) => packedWords(t.format, t.N, t.K) * 4);
   if (recordBytes > MANIFEST_LIMITS.expertRecordBytes) fail(`config and quant imply expert records of ${recordBytes} bytes, over the limit of ${MANIFEST_LIMITS.expertRecordBytes}`);
@@ -150,7 +156,7 @@ export function parseManifest(text: string): Manifest {
   const names = new Set([MANIFEST, ...files.map((f) => f.name)]);
   if (names.size !== files.length + 1) fail('files lists a name twice, or names manifest.json');
   const data = new Map<string, number>();
-  for (const [i, f] of list(m.data, plan.length + config.numLayers, 'data', fail).entries()) {
+  for (const [i, f] of list(m.data, plan.length + layerCount, 'data', fail).entries()) {
     const e = obj(f, `data[${i}]`, fail);
     if (!isPlainName(e.name) || names.has(e.name)) fail(`data[${i}] has name ${showValue(e.name)}, not a new plain file name`);
     names.add(e.name as string);
@@ -179,8 +185,8 @@ export function parseManifest(text: string): Manifest {
     return { ...t, ...record(e, `dense tensor ${t.name}`, planBytes[i], DENSE_ALIGN) };
   });
 
-  const layers = list(m.experts, config.numLayers, 'experts', fail);
-  if (layers.length !== config.numLayers) fail(`experts has ${layers.length} layers; the config has ${config.numLayers}`);
+  const layers = list(m.experts, layerCount, 'experts', fail);
+  if (layers.length !== layerCount) fail(`experts has ${layers.length} layers; the config has ${config.numLayers}${mtp ? ' and the MTP layer' : ''}`);
   const experts = layers.map((l, i) => {
     const recs = list(l, config.numExperts, `experts[${i}]`, fail);
     if (recs.length !== config.numExperts) fail(`experts[${i}] has ${recs.length} records; the config has ${config.numExperts} experts`);
@@ -192,7 +198,7 @@ export function parseManifest(text: string): Manifest {
   ];
   noOverlaps(named, fail);
 
-  return { format: FORMAT, version: VERSION, config: rawConfig, quant, files, data: [...data].map(([name, bytes]) => ({ name, bytes })), dense: denseEntries, experts };
+  return { format: FORMAT, version: VERSION, config: rawConfig, quant, files, data: [...data].map(([name, bytes]) => ({ name, bytes })), dense: denseEntries, experts, ...(mtp ? { mtp } : {}) };
 }
 
 /** The validated config of a parsed manifest. */

@@ -89,6 +89,7 @@ export async function storeSource(store: ModelStore, opts: { verify?: boolean } 
   return {
     config: manifestConfig(m),
     quant: m.quant,
+    mtp: m.mtp === true,
     dense: async (t) => {
       const d = byName.get(t.name);
       if (!d || d.format !== t.format || d.N !== t.N || d.K !== t.K) {

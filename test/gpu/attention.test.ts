@@ -133,7 +133,7 @@ for (const halfKv of [false, true]) describe(`attention kernels vs reference ops
       }));
   }
 
-  it.runIf(!halfKv)('RoPE at position 40000 (angles reduced mod 2pi before cos/sin)', () =>
+  if (!halfKv) it('RoPE at position 40000 (angles reduced mod 2pi before cos/sin)', () =>
     withGpuErrors(async (device) => {
       const ctx = new GpuContext(device);
       const T = 3, pos0 = 40000;

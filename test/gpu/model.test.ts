@@ -158,6 +158,19 @@ for (const name of ['tiny', 'asym', 'yarn'] as const) {
         }
       }));
     if (name === 'tiny') it('split prefill at 63/64/65/129 and token-by-token decode equal the whole prefill', () => withGpuErrors(() => splitsAndDecode(model, preset!)));
+    if (name === 'tiny') {
+      it('the state read as f32 (a saved session) and written back continues exactly as the live one', () =>
+        withGpuErrors(async () => {
+          const ids = preset!.case('prefill_T65').input_ids!;
+          model.reset();
+          await model.forward(ids.slice(0, 40));
+          const state = await model.cache.read();
+          const live = await model.forward(ids.slice(40, 43), { logits: 'all' });
+          model.reset();
+          model.cache.write(40, state as Float32Array<ArrayBuffer>[]);
+          expect(Array.from(await model.forward(ids.slice(40, 43), { logits: 'all' }))).toEqual(Array.from(live));
+        }));
+    }
   });
 }
 

@@ -63,6 +63,20 @@ describe('q3n convert', () => {
     });
   }
 
+  it('keeps the MTP layer (mtp.*) when the checkpoint has it: its tensors after lm_head, its experts as layer L', async () => {
+    for (const [preset, mtp] of [['tiny', true], ['yarn', false]] as const) {
+      const out = join(root, `mtp-${preset}`), dir = locatePreset(preset)!.dir;
+      await cli('--model', dir, '--out', out, '--bits', '8');
+      const store = await NodeFileStore.open(out);
+      const m = await store.manifest();
+      await store.close();
+      expect(m.mtp ?? false, preset).toBe(mtp);
+      expect(m.experts.length, preset).toBe(4 + (mtp ? 1 : 0));
+      expect(m.dense.some((d) => d.name === 'mtp.fc'), preset).toBe(mtp);
+      if (mtp) await expectPackedFrom(out, dir);
+    }
+  });
+
   it('converts over HTTP range requests', async () => {
     const server = await serveFolder(tiny.dir);
     try {

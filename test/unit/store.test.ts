@@ -97,8 +97,18 @@ describe('manifest validation', () => {
     expect((err as Error).message).toMatch(/convert/i); // says what to do
   };
 
-  it('accepts what the converter wrote', () => {
-    expect(parseManifest(good).experts.length).toBe(4);
+  it('accepts what the converter wrote: tiny\'s 4 layers and its MTP layer as layer 4', () => {
+    const m = parseManifest(good);
+    expect(m.mtp).toBe(true);
+    expect(m.experts.length).toBe(5);
+    expect(m.dense.map((d) => d.name).filter((n) => n.startsWith('mtp.') || n.startsWith('L4.'))).toEqual([
+      'mtp.pre_fc_norm_embedding', 'mtp.pre_fc_norm_hidden', 'mtp.fc', 'L4.input_norm', 'L4.qkv_proj', 'L4.q_norm', 'L4.k_norm', 'L4.o_proj',
+      'L4.post_norm', 'L4.router', 'L4.shared_gate_up', 'L4.shared_down', 'mtp.norm',
+    ]);
+  });
+  it('rejects an MTP layer the flag does not announce, or a flag without it', () => {
+    rejects(edited((m) => delete m.mtp), /dense has 58 entries; the config allows at most 45/);
+    rejects(edited((m) => (m.mtp = 'yes')), /mtp is "yes", not true or false/);
   });
   it('rejects truncated JSON', () => rejects(good.slice(0, good.length >> 1), /not valid JSON/));
   it('rejects an unknown version and a foreign format', () => {
