@@ -131,7 +131,13 @@ export class Qwen3NextGpuModel {
     if (oom || invalid) {
       model?.cache.destroy();
       if (weights) destroyGpuWeights(weights);
-      if (oom) throw new DeviceLimitError(`The GPU ran out of memory loading the model (${oom.message}). Give it a smaller expertCacheBytes (experts then stream from storage), a smaller maxContext, or close other GPU-heavy tabs.`, 'out-of-memory');
+      if (oom) {
+        const c = src.config, maxT = opts.maxContext ?? Math.min(c.maxPositionEmbeddings, 4096);
+        const kv = c.layerTypes.filter((t) => t === 'full_attention').length * 2 * c.numKeyValueHeads * c.headDim * kvElementBytes((opts.kvCache ?? 'f16') === 'f16') * maxT;
+        throw new DeviceLimitError(
+          `The GPU ran out of memory loading the model (${oom.message}); its K/V cache for ${maxT.toLocaleString('en-US')} tokens of context takes ${(kv / 2 ** 30).toFixed(2)} GiB of it. ` +
+            'Give it a smaller expertCacheBytes (experts then stream from storage), a smaller maxContext, or close other GPU-heavy tabs.', 'out-of-memory');
+      }
       throw new DeviceLimitError(`This device cannot run the model's kernels at this shape (${invalid!.message}). Try a smaller maxTokensPerStep or maxContext; a model wider than this runtime's kernels support needs a device with larger limits.`, 'limits');
     }
     if (failure !== undefined) throw failure;
