@@ -55,6 +55,7 @@ if (suites.has('stream')) {
       { trace: 'zipf', upload: 'writeBuffer', prefetch: true },
       { trace: 'zipf', upload: 'writeBuffer', prefetch: false },
       { trace: 'zipf', upload: 'staging-ring', prefetch: true },
+      { trace: 'calibrated', upload: 'staging-ring', prefetch: true },
     ],
   };
   const { rows, storeBytes, storeMs } = await runStreaming(ctx, o);

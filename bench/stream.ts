@@ -1,10 +1,8 @@
 // Streaming at the Qwen3-Next-80B-A3B shape under a GPU memory cap: dense weights resident, routed experts read
 // from a packed store on disk (bench/weights.ts writeSyntheticStore) through the RAM tier into the GPU expert
 // cache, layer by layer (src/model/model.ts step()). Routing comes from a synthetic trace instead of the random
-// router, so the hit rate reflects a workload rather than noise:
-//  - 'uniform': each token's top-k per layer uniformly at random (the worst case: no locality at all);
-//  - 'zipf': per layer a random popularity order with Zipf(s) weights, and each of a token's k picks copies one of
-//    the previous token's experts at that layer with probability `reuse` (token-to-token reuse).
+// router, so the hit rate reflects a workload rather than noise (bench/traces.ts: 'uniform', the worst case; 'zipf';
+// 'calibrated', fitted to published LRU hit rates of real routers on this shape).
 // The prefetch guess is simulated too: the next layer's true experts, each swapped for a random one with
 // probability 1 - prefetchAccuracy (brown-tiny's real router-based prediction scored 75-87%, BENCHMARKS.md).
 import { parseConfig } from '../src/config.ts';
@@ -21,6 +19,7 @@ import { storeSource } from '../src/store/store.ts';
 import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
 import { GREEDY, median } from './e2e.ts';
 import { writeSyntheticStore, storeDir } from './weights.ts';
+import { makeTrace, rng, type TraceKind } from './traces.ts';
 
 export interface StreamOptions {
   layers: number;
@@ -30,7 +29,7 @@ export interface StreamOptions {
   ramCacheBytes: number;
   promptTokens: number;
   decodeTokens: number;
-  runs: { trace: 'uniform' | 'zipf'; upload: ExpertUpload; prefetch: boolean }[];
+  runs: { trace: TraceKind; upload: ExpertUpload; prefetch: boolean }[];
   zipfS: number;
   reuse: number;
   prefetchAccuracy: number;
@@ -46,49 +45,6 @@ export interface StreamRow {
   mbUploadedPerToken: number;
   slotsPerLayer: number;
   gpuBytes: number;
-}
-
-/** xorshift32 in [0, 1). */
-function rng(seed: number) {
-  let x = seed | 1;
-  return () => {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
-
-/** A routing trace: k distinct experts per (token, layer), generated on demand in token order. */
-function makeTrace(kind: 'uniform' | 'zipf', L: number, E: number, k: number, o: StreamOptions, seed: number) {
-  const rand = rng(seed);
-  const perm = Array.from({ length: L }, () => {
-    const p = Array.from({ length: E }, (_, i) => i);
-    for (let i = E - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [p[i], p[j]] = [p[j], p[i]]; }
-    return p;
-  });
-  const cdf = new Float64Array(E);
-  for (let r = 0, acc = 0; r < E; r++) cdf[r] = acc += 1 / (r + 1) ** o.zipfS;
-  const zipf = () => {
-    const u = rand() * cdf[E - 1];
-    let lo = 0, hi = E - 1;
-    while (lo < hi) { const m = (lo + hi) >> 1; if (cdf[m] < u) lo = m + 1; else hi = m; }
-    return lo;
-  };
-  const tokens: number[][][] = []; // [token][layer] -> k experts
-  return (t: number, l: number): number[] => {
-    while (tokens.length <= t) {
-      const prev = tokens[tokens.length - 1];
-      tokens.push(perm.map((p, layer) => {
-        const s = new Set<number>();
-        while (s.size < k) {
-          if (kind === 'uniform') s.add(Math.floor(rand() * E));
-          else if (prev && rand() < o.reuse) s.add(prev[layer][Math.floor(rand() * k)]);
-          else s.add(p[zipf()]);
-        }
-        return [...s];
-      }));
-    }
-    return tokens[t][l];
-  };
 }
 
 export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{ rows: StreamRow[]; storeBytes: number; storeMs: number }> {

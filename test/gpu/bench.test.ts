@@ -47,7 +47,7 @@ describe('benchmark suites (tiny shapes)', () => {
         const s = await runStreaming(ctx, {
           layers: 4, small: true, dir, gpuCapBytes: 0, ramCacheBytes: 1 << 16, promptTokens: 3, decodeTokens: 3,
           zipfS: 1, reuse: 0.5, prefetchAccuracy: 1,
-          runs: [{ trace: 'uniform', upload: 'writeBuffer', prefetch: true }, { trace: 'zipf', upload: 'staging-ring', prefetch: true }],
+          runs: [{ trace: 'uniform', upload: 'writeBuffer', prefetch: true }, { trace: 'calibrated', upload: 'staging-ring', prefetch: true }],
         });
         for (const r of s.rows) {
           expect(r.slotsPerLayer).toBe(4); // top_k + 2 of 8: the cap of 0 forces the minimum
