@@ -277,6 +277,7 @@ function showStats(u: CompletionUsage, finish: FinishReason | null) {
     rows.push(
       ['Experts on GPU', `${cache.slotsPerLayer} of ${cache.experts} per layer`],
       ['Expert cache hits', hits + misses ? `${((100 * hits) / (hits + misses)).toFixed(1)} %` : '—'],
+      ['RAM tier', `${formatBytes(cache.ramCacheBytes)}: ${misses ? `${((100 * (t.ramHits - (p?.ramHits ?? 0))) / misses).toFixed(1)} % of misses` : '—'}`],
       ['Streamed per token', `${formatBytes(uploaded / run)} of experts`],
     );
     const use = useSince(cache.expertUse, previousCache?.expertUse);

@@ -9,7 +9,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { GpuExperts } from '../model/gpu-weights.ts';
 import type { WeightSource } from '../format/pack.ts';
 import { expertLayout } from '../format/pack.ts';
-import { RamTier, SlotTable } from './policy.ts';
+import { defaultRamCacheBytes, RamTier, SlotTable } from './policy.ts';
 import { createUploader, type ExpertUpload, type Uploader } from './upload.ts';
 
 export type { ExpertUpload } from './upload.ts';
@@ -36,6 +36,7 @@ export interface ExpertLayerStats {
 export interface ExpertCacheStats {
   slotsPerLayer: number;
   experts: number; // E
+  ramCacheBytes: number; // the RAM tier's budget (totals.ramHits: the misses it served)
   steps: number;
   totals: ExpertLayerStats & { hitRate: number; prefetchAccuracy: number };
   lastStep: ExpertLayerStats[]; // per layer
@@ -51,7 +52,7 @@ export interface BatchedExpertSource extends WeightSource {
 }
 
 export interface ExpertCacheOptions {
-  /** RAM tier budget in bytes (default 256 MiB). */
+  /** RAM tier budget in bytes (default: policy.ts defaultRamCacheBytes, an eighth of the machine's memory). */
   ramCacheBytes?: number;
   /** Read the next layer's predicted experts into the RAM tier early (default true). */
   prefetch?: boolean;
@@ -76,7 +77,7 @@ export class ExpertCache {
   constructor(private readonly ctx: GpuContext, private readonly src: BatchedExpertSource, private readonly layers: GpuExperts[], opts: ExpertCacheOptions = {}) {
     const c = src.config;
     this.tables = layers.map((x) => new SlotTable(c.numExperts, x.slots));
-    this.ram = new RamTier(opts.ramCacheBytes ?? 256 << 20);
+    this.ram = new RamTier(opts.ramCacheBytes ?? defaultRamCacheBytes());
     this.prefetch = opts.prefetch ?? true;
     this.predictions = layers.map(() => undefined);
     ({ gateUpWords: this.gateUpWords, downWords: this.downWords } = expertLayout(c, src.quant.experts));
@@ -202,6 +203,7 @@ export class ExpertCache {
     return {
       slotsPerLayer: this.slotsPerLayer,
       experts: this.tables[0].E,
+      ramCacheBytes: this.ram.budget,
       steps: this.steps,
       totals: { ...t, hitRate: routed ? t.hits / routed : 0, prefetchAccuracy: t.scored ? t.predictedCorrect / t.scored : 0 },
       lastStep: this.last.map((l) => ({ ...l })),

@@ -124,3 +124,15 @@ export class RamTier {
     }
   }
 }
+
+const MiB = 2 ** 20;
+
+/**
+ * The RAM tier's default budget: an eighth of the machine's memory, from 128 MiB to 1 GiB (so a tab never holds
+ * more than a browser gives one comfortably). navigator.deviceMemory is in GiB, rounded by the browser (Chrome:
+ * 0.25 to 8); where it is missing (Firefox, Safari, Node) the default is 256 MiB.
+ */
+export function defaultRamCacheBytes(deviceMemoryGiB = (globalThis.navigator as { deviceMemory?: number } | undefined)?.deviceMemory): number {
+  if (!(typeof deviceMemoryGiB === 'number' && deviceMemoryGiB > 0)) return 256 * MiB;
+  return Math.min(1024 * MiB, Math.max(128 * MiB, Math.floor((deviceMemoryGiB * 1024 * MiB) / 8)));
+}

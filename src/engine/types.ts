@@ -151,7 +151,10 @@ export interface EngineOptions {
    * through the expert cache (src/cache), the store stays open until unload(), and usage.expert_cache reports it.
    */
   expertCacheBytes?: number;
-  /** RAM tier in front of the store when experts stream (default 256 MiB). */
+  /**
+   * RAM tier in front of the store when experts stream (default: an eighth of navigator.deviceMemory, 128 MiB to
+   * 1 GiB; 256 MiB where the browser does not say). usage.expert_cache reports its budget and the misses it served.
+   */
   ramCacheBytes?: number;
   /**
    * Keep the model in this browser's IndexedDB (browser only, `model` a URL): the first load downloads it record by

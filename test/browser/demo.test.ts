@@ -68,6 +68,7 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
     expect(stats).toMatch(/Context\s*\d+ of 4,096 tokens \([\d.]+ %\)/);
     expect(stats).toMatch(/Experts on GPU\s*32 of 64 per layer/); // the default budget: 50 %
     expect(stats).toMatch(/Expert cache hits\s*[\d.]+ %/);
+    expect(stats).toMatch(/RAM tier\s*[\d.]+ [MG]iB: [\d.]+ % of misses/); // sized from navigator.deviceMemory
     expect(stats).toMatch(/Streamed per token\s*[\d.]+ KiB of experts/);
     expect(stats).toMatch(/GPU memory\s*[\d.]+ MiB/);
     // The per-expert counters behind the heatmap add up to the cache's totals.

@@ -1,7 +1,7 @@
 // The expert cache's CPU policy: per-layer LRU with the sub-batch's experts pinned, sub-batch planning and
 // the RAM tier.
 import { describe, expect, it } from 'vitest';
-import { planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
+import { defaultRamCacheBytes, planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
 
 describe('SlotTable (LRU, pinned sub-batch)', () => {
   it('fills free slots first, then evicts the least recently used', () => {
@@ -60,5 +60,13 @@ describe('RamTier', () => {
     expect(r.has('b')).toBe(false);
     expect(r.has('a') && r.has('c')).toBe(true);
     expect(r.bytes).toBe(32);
+  });
+});
+
+describe('defaultRamCacheBytes', () => {
+  it('an eighth of navigator.deviceMemory, 128 MiB to 1 GiB; 256 MiB where the browser does not say', () => {
+    const MiB = 2 ** 20;
+    expect([8, 4, 2, 1, 0.5, 0.25, 32].map((g) => defaultRamCacheBytes(g) / MiB)).toEqual([1024, 512, 256, 128, 128, 128, 1024]);
+    for (const unknown of [undefined, 0, NaN, -1]) expect(defaultRamCacheBytes(unknown)).toBe(256 * MiB);
   });
 });
