@@ -1,5 +1,6 @@
 // Entry of dist/bench/bench.mjs: prints markdown tables (paste them into BENCHMARKS.md with the card and date).
 //   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer] [--kv f16|f32]
+//     [--contexts 1024,4096,32768,131072,262144]   decode contexts of the e2e suite (default 1K, 4K, 32K)
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
@@ -29,7 +30,7 @@ if (suites.has('e2e') || suites.has('profile')) {
   if (read) console.log(`\nread ceiling (same process): ${read.GBs.toFixed(0)} GB/s`);
   const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
   const { rows, gpuBytes, loadMs, profiles } = await runEndToEnd(ctx, real
-    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: [1024, 4096, 32768], decodeTokens: 32, reps: 3, profile, kvCache }
+    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: arg('contexts', '1024,4096,32768').split(',').map(Number), decodeTokens: 32, reps: 3, profile, kvCache }
     : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1, profile, kvCache });
   console.log(`\nend to end, resident, ${kvCache ?? 'f16'} K/V cache: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
