@@ -304,7 +304,8 @@ export class ForwardBuilder {
   }
 
   /** REFERENCE.md §3: fused q/gate|k|v projection -> norms + RoPE + cache write -> causal attention ⊙ gate -> o_proj. */
-  private attention(ops: Step[], layer: GpuLayer, lc: FullLayerCache, T: number, pos0: number, updates?: PositionUpdate[], input?: { x: GPUBuffer; prologue: GemvPrologue }) {
+  /** Gated attention of scratch.xn into scratch.mix, its keys into `lc` (a model layer's, or the MTP layer's: src/model/mtp.ts). */
+  attention(ops: Step[], layer: GpuLayer, lc: FullLayerCache, T: number, pos0: number, updates?: PositionUpdate[], input?: { x: GPUBuffer; prologue: GemvPrologue }) {
     const { ctx, w, scratch: s } = this, dims = this.attnDims();
     ops.push(matmul(ctx, input?.x ?? s.xn, layerWeight(layer, 'qkv_proj'), s.proj, T, { prologue: input?.prologue }));
     ops.push(attnPrep(ctx, s.proj, layerVector(layer, 'q_norm'), layerVector(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims, updates));

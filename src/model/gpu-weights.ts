@@ -31,8 +31,18 @@ export interface GpuWeights {
   layers: GpuLayer[];
   norm: GpuWeight; // (1, H) zero-centred
   lmHead: GpuWeight; // (V, H)
+  mtp?: GpuMtpWeights; // the multi-token-prediction layer, when loaded (src/model/mtp.ts)
   invFreq: GPUBuffer; // (R/2) HF's f32 rope inverse frequencies (src/model/rope.ts)
   ropeAttentionFactor: number; // HF's attention_scaling: multiplies cos and sin (YaRN; 1 without scaling)
+}
+
+/** The MTP layer's weights (src/format/pack.ts: mtp.* and layer L): embeddings and lm_head are the model's. */
+export interface GpuMtpWeights {
+  preFcNormEmbedding: GPUBuffer; // (H) zero-centred
+  preFcNormHidden: GPUBuffer; // (H) zero-centred
+  fc: GpuWeight; // (H, 2H): [embedding | hidden] in
+  layer: GpuLayer; // a full-attention decoder layer, its experts all resident
+  norm: GPUBuffer; // (H) zero-centred
 }
 
 /**
@@ -86,21 +96,24 @@ export function sharedExpertViews(c: Qwen3NextConfig, x: GpuExperts): [string, G
   ];
 }
 
-/** `expertSlots`: GPU slots per layer for routed experts (default numExperts: fully resident). */
-export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertSlots?: number): Promise<GpuWeights> {
+/**
+ * `expertSlots`: GPU slots per layer for routed experts (default numExperts: fully resident). `mtp`: the MTP layer
+ * too, when the source has it (its experts always resident).
+ */
+export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertSlots?: number, mtp = false): Promise<GpuWeights> {
   const c = src.config, slots = Math.min(expertSlots ?? c.numExperts, c.numExperts);
   const shared = sharedExpertFits(c, src.quant), isShared = (name: string) => /^L\d+\.shared_(gate_up|down)$/.test(name);
-  const plan = densePlan(c, src.quant);
+  const withMtp = mtp && !!src.mtp;
+  const plan = densePlan(c, src.quant, withMtp);
   const byName = new Map<string, GpuWeight>();
   for (const t of plan) {
     if (shared && isShared(t.name)) continue; // into the layer's extra expert slot, below
     byName.set(t.name, { buffer: ctx.upload(await src.dense(t), t.name), offset: 0, format: t.format, N: t.N, K: t.K });
   }
-  const layers: GpuLayer[] = [];
-  for (let i = 0; i < c.numLayers; i++) {
+  const layer = async (i: number, type: GpuLayer['type'], layerSlots: number): Promise<GpuLayer> => {
     const weights = new Map<string, GpuWeight>();
     for (const [name, w] of byName) if (name.startsWith(`L${i}.`)) weights.set(name.slice(`L${i}.`.length), w);
-    const experts = await loadExperts(ctx, src, i, slots, shared);
+    const experts = await loadExperts(ctx, src, i, layerSlots, shared);
     if (shared) {
       for (const [name, view] of sharedExpertViews(c, experts)) {
         const words = await src.dense(plan.find((t) => t.name === `L${i}.${name}`)!);
@@ -108,8 +121,14 @@ export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertS
         weights.set(name, view);
       }
     }
-    layers.push({ type: c.layerTypes[i], weights, experts });
-  }
+    return { type, weights, experts };
+  };
+  const layers: GpuLayer[] = [];
+  for (let i = 0; i < c.numLayers; i++) layers.push(await layer(i, c.layerTypes[i], slots));
+  const vector = (name: string) => byName.get(name)!.buffer;
+  const mtpWeights: GpuMtpWeights | undefined = withMtp
+    ? { preFcNormEmbedding: vector('mtp.pre_fc_norm_embedding'), preFcNormHidden: vector('mtp.pre_fc_norm_hidden'), fc: byName.get('mtp.fc')!, layer: await layer(c.numLayers, 'full_attention', c.numExperts), norm: vector('mtp.norm') }
+    : undefined;
   const rope = ropeParameters(c);
   return {
     config: c,
@@ -120,13 +139,15 @@ export async function loadGpuWeights(ctx: GpuContext, src: WeightSource, expertS
     lmHead: byName.get('lm_head')!,
     invFreq: ctx.upload(rope.invFreq, 'rope.inv_freq'),
     ropeAttentionFactor: rope.attentionFactor,
+    ...(mtpWeights ? { mtp: mtpWeights } : {}),
   };
 }
 
 /** Frees every weight buffer (a load that failed half way: GPU memory should not wait for the garbage collector). */
 export function destroyGpuWeights(w: GpuWeights): void {
   for (const b of [w.embed.buffer, w.norm.buffer, w.lmHead.buffer, w.invFreq]) b.destroy();
-  for (const l of w.layers) {
+  if (w.mtp) for (const b of [w.mtp.preFcNormEmbedding, w.mtp.preFcNormHidden, w.mtp.fc.buffer, w.mtp.norm]) b.destroy();
+  for (const l of [...w.layers, ...(w.mtp ? [w.mtp.layer] : [])]) {
     for (const m of l.weights.values()) m.buffer.destroy();
     for (const b of [l.experts.gateUp, l.experts.down, l.experts.slotOf]) b.destroy();
   }

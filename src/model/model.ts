@@ -15,6 +15,7 @@ import { Qwen3NextGpuDynamicCache } from './dynamic-cache.ts';
 import { ForwardBuilder, type StepOptions } from './forward.ts';
 import { destroyGpuWeights, loadGpuWeights, type GpuWeights } from './gpu-weights.ts';
 import { TokenPicker, type PendingToken } from './next-token.ts';
+import { Qwen3NextGpuMultiTokenPredictor } from './mtp.ts';
 import { checkpointSource, QUANT_F32, type QuantConfig, type WeightSource } from '../format/pack.ts';
 
 export interface ModelOptions {
@@ -25,6 +26,8 @@ export interface ModelOptions {
   yarn?: YarnOption;
   /** K/V cache precision (default 'f16': half the memory and the bytes each decode token reads; 'f32': exact). */
   kvCache?: 'f16' | 'f32';
+  /** Load the multi-token-prediction layer too, when the source has it (model.mtp; src/model/mtp.ts). */
+  mtp?: boolean;
   /** Largest prefill step (default 256 tokens). */
   maxTokensPerStep?: number;
   /** GPU slots per layer for routed experts (default: all E, fully resident). Fewer need a `steps` that streams. */
@@ -89,6 +92,8 @@ export class Qwen3NextGpuModel {
   readonly cache: Qwen3NextGpuDynamicCache;
   readonly forwardBuilder: ForwardBuilder;
   readonly steps: StepRunner;
+  /** The MTP layer, when loaded with `mtp` from a source that has it. */
+  readonly mtp?: Qwen3NextGpuMultiTokenPredictor;
   private readonly picker: TokenPicker;
 
   constructor(readonly ctx: GpuContext, readonly weights: GpuWeights, opts: Pick<ModelOptions, 'maxContext' | 'maxTokensPerStep' | 'steps' | 'kvCache'> = {}) {
@@ -98,6 +103,7 @@ export class Qwen3NextGpuModel {
     if (weights.layers[0].experts.slots < c.numExperts && !opts.steps) throw new Error('Qwen3NextGpuModel: streaming expert slots need a streaming `steps` (src/cache/load.ts)');
     this.steps = opts.steps?.(ctx, weights, this.forwardBuilder) ?? new ResidentSteps(ctx, this.forwardBuilder);
     this.picker = new TokenPicker(ctx, this.forwardBuilder.scratch.logits, this.forwardBuilder.scratch.ids, c.vocabSize);
+    if (weights.mtp) this.mtp = new Qwen3NextGpuMultiTokenPredictor(ctx, this.forwardBuilder, weights.mtp);
   }
 
   /** From a Hugging Face checkpoint, quantized while loading. */
@@ -119,7 +125,7 @@ export class Qwen3NextGpuModel {
     device.pushErrorScope('validation');
     let weights: GpuWeights | undefined, model: Qwen3NextGpuModel | undefined, failure: unknown;
     try {
-      weights = await loadGpuWeights(ctx, src, opts.expertSlots);
+      weights = await loadGpuWeights(ctx, src, opts.expertSlots, opts.mtp);
       model = new Qwen3NextGpuModel(ctx, weights, opts);
       if (model.steps instanceof ResidentSteps) model.forwardBuilder.decodeOps({ logits: 'last' }); // kept: the first token replays it
       else model.forwardBuilder.build(1, { logits: 'last' });
@@ -234,5 +240,6 @@ export class Qwen3NextGpuModel {
 
   reset(): void {
     this.cache.reset();
+    this.mtp?.reset();
   }
 }

@@ -1,0 +1,74 @@
+// The multi-token-prediction layer on the GPU, as src/reference/mtp.ts (vLLM's Qwen3NextMultiTokenPredictor):
+//   e = pre_fc_norm_embedding(embed(next_id)), g = pre_fc_norm_hidden(hidden), x = fc([e | g]),
+//   x = the MTP decoder layer (full attention with its own K/V cache, and its MoE), logits = lm_head(norm(x)).
+// Many-token encoding only (the model's prefill ops, scratch shared with it: an MTP call runs between model
+// steps); the two normed rows reach fc's input side by side through buffer copies.
+import type { GpuContext, Step } from '../gpu/context.ts';
+import { embed } from '../kernels/embed.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { moeExperts, router } from '../kernels/moe.ts';
+import { addRmsNorm, rmsNorm } from '../kernels/norm.ts';
+import { kvElementBytes } from '../kernels/attention.ts';
+import type { FullLayerCache } from './dynamic-cache.ts';
+import type { ForwardBuilder } from './forward.ts';
+import type { GpuMtpWeights } from './gpu-weights.ts';
+import { moeShape } from './scratch.ts';
+
+export class Qwen3NextGpuMultiTokenPredictor {
+  /** Rows the MTP layer's cache holds (its position; keys at 0..position-1). */
+  position = 0;
+  readonly cache: FullLayerCache;
+  private readonly hidden: GPUBuffer; // (maxT, H) the main model's final normed hidden states of a call
+  private readonly cat: GPUBuffer; // (maxT, 2H) [e | g] rows, fc's input
+
+  constructor(private readonly ctx: GpuContext, private readonly fb: ForwardBuilder, private readonly w: GpuMtpWeights) {
+    const c = fb.w.config, maxT = fb.cache.maxT, T = fb.scratch.maxT;
+    const kvBytes = c.numKeyValueHeads * maxT * c.headDim * kvElementBytes(fb.cache.halfKv);
+    this.cache = { type: 'full_attention', keys: ctx.buffer(kvBytes, 'mtp.k_cache'), values: ctx.buffer(kvBytes, 'mtp.v_cache') };
+    this.hidden = ctx.buffer(T * c.hiddenSize * 4, 'mtp.hidden');
+    this.cat = ctx.buffer(T * 2 * c.hiddenSize * 4, 'mtp.cat');
+  }
+
+  /**
+   * Logits (T, V): row t from the main model's final normed hidden state hidden[t] (T, H) and the token nextIds[t]
+   * that followed it; the rows go into the MTP cache at position.., which then moves on by T.
+   */
+  async forward(nextIds: ArrayLike<number>, hidden: Float32Array): Promise<Float32Array> {
+    const { ctx, fb, w } = this, c = fb.w.config, s = fb.scratch, H = c.hiddenSize, V = c.vocabSize, T = nextIds.length, eps = c.rmsNormEps;
+    if (T < 1 || T > s.maxT || hidden.length !== T * H) throw new RangeError(`MTP forward: ${T} ids and ${hidden.length} hidden values (T at most ${s.maxT}, H ${H})`);
+    if (this.position + T > fb.cache.maxT) throw new RangeError(`MTP forward: ${this.position} + ${T} rows exceed the context of ${fb.cache.maxT}`);
+    const q = ctx.device.queue;
+    q.writeBuffer(s.ids, 0, Uint32Array.from(nextIds));
+    q.writeBuffer(this.hidden, 0, hidden as Float32Array<ArrayBuffer>);
+    const layer = w.layer, e = layer.experts, get = (n: string) => layer.weights.get(n)!;
+    const ops: Step[] = [
+      embed(ctx, s.ids, fb.w.embed, s.h, T),
+      rmsNorm(ctx, s.h, w.preFcNormEmbedding, s.xn, T, H, eps),
+      rmsNorm(ctx, this.hidden, w.preFcNormHidden, s.mix, T, H, eps),
+    ];
+    for (let t = 0; t < T; t++) {
+      ops.push({ label: 'mtp [e | g]', copy: { src: s.xn, srcOffset: t * H * 4, dst: this.cat, dstOffset: t * 2 * H * 4, size: H * 4 } });
+      ops.push({ label: 'mtp [e | g]', copy: { src: s.mix, srcOffset: t * H * 4, dst: this.cat, dstOffset: (t * 2 + 1) * H * 4, size: H * 4 } });
+    }
+    ops.push(matmul(ctx, this.cat, w.fc, s.h, T), rmsNorm(ctx, s.h, get('input_norm').buffer, s.xn, T, H, eps));
+    fb.attention(ops, layer, this.cache, T, this.position);
+    ops.push(
+      addRmsNorm(ctx, s.mix, s.h, get('post_norm').buffer, s.xn, T, H, eps),
+      matmul(ctx, s.xn, get('router'), s.routerLogits, T),
+      router(ctx, s.routerLogits, s.topIdx, s.topW, T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }),
+      matmul(ctx, s.xn, get('shared_gate_up'), s.sharedMid, T),
+      matmul(ctx, s.sharedMid, get('shared_down'), s.shared, T, { swiglu: true }),
+      ...moeExperts(ctx, { slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, shared: s.shared, out: s.mix }, T, moeShape(c, e.format), s.moe),
+      addRmsNorm(ctx, s.mix, s.h, w.norm, s.xn, T, H, eps),
+      matmul(ctx, s.xn, fb.w.lmHead, s.allLogits(ctx, V), T),
+    );
+    ctx.run(ops);
+    this.position += T;
+    return ctx.readF32(s.allLogits(ctx, V), T * V);
+  }
+
+  /** Forget the MTP layer's keys (a new conversation). */
+  reset(): void {
+    this.position = 0;
+  }
+}
