@@ -19,7 +19,7 @@ import { getTestDevice, withGpuErrors } from '../helpers/gpu.ts';
 import { randn } from '../helpers/random.ts';
 
 describe('MTP layer on the GPU', () => {
-  it.runIf(brownTinyAvailable())('brown-tiny: HF\'s golden MTP logits on the three prompts; row by row equals one call', () =>
+  it.runIf(brownTinyAvailable())('brown-tiny: HF\'s golden MTP logits on the three prompts; row by row equals one call (prompt 0)', () =>
     withGpuErrors(async (device) => {
       const model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(device), await Checkpoint.open(nodeFileSet(BROWN_TINY_DIR)), { maxContext: 128, maxTokensPerStep: 64, kvCache: 'f32', mtp: true });
       const mtp = model.mtp!, H = model.config.hiddenSize, V = model.config.vocabSize;
@@ -31,6 +31,7 @@ describe('MTP layer on the GPU', () => {
         const logits = await mtp.forward(ids.slice(1), hidden);
         const d = expectClose(`${p} mtp logits`, logits, golden.get(`${p}.mtp_logits`)!.data, { maxAbs: 1e-3 });
         console.log(`[mtp gpu] brown-tiny ${p}: ${T} rows, max abs ${d.maxAbs.toExponential(2)} from HF's`);
+        if (p !== 'prompt0') continue; // row by row once: a row a submit is slow on SwiftShader
         mtp.reset();
         const rows = new Float32Array(T * V);
         for (let t = 0; t < T; t++) rows.set(await mtp.forward([ids[t + 1]], hidden.subarray(t * H, (t + 1) * H)), t * V);
