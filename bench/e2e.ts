@@ -98,13 +98,13 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   const t = performance.now();
   for (let i = 0; i < n; i++) {
     const a = performance.now();
-    ctx.run(fb.decodeOps({ logits: 'last' }));
+    ctx.run(fb.replayOps(1, { logits: 'last' }));
     encode += performance.now() - a;
     model.cache.position++;
   }
   await ctx.device.queue.onSubmittedWorkDone();
   const chained = (performance.now() - t) / n;
-  const dispatches = fb.decodeOps({ logits: 'last' }).length;
+  const dispatches = fb.replayOps(1, { logits: 'last' }).length;
   rows.push({ name: `decode at ${C}: CPU encode + submit only`, median: encode / n, perSecond: (1000 * n) / encode, detail: `mean of ${n}, ${dispatches} dispatches a token` });
   rows.push({ name: `decode at ${C}: back to back, no readback`, median: chained, perSecond: 1000 / chained, detail: `mean of ${n}` });
   // The CPU's part alone: each token encoded (op list re-pointed, recorded, finished) and submitted with the GPU idle.
@@ -112,7 +112,7 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   for (let i = 0; i < n; i++) {
     await ctx.device.queue.onSubmittedWorkDone();
     const a = performance.now(), e = ctx.device.createCommandEncoder();
-    ctx.encode(e, fb.decodeOps({ logits: 'last' }));
+    ctx.encode(e, fb.replayOps(1, { logits: 'last' }));
     const cb = e.finish(), b = performance.now();
     ctx.device.queue.submit([cb]);
     enc.push(b - a);
@@ -124,7 +124,7 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
   for (const context of o.profile ? o.contexts : []) {
     model.reset();
     model.cache.position = context;
-    const s = fb.scratch, ops = [...fb.decodeOps({ logits: 'last' }), ...sample(ctx, s.logits, { buffer: s.ids, offset: 0, size: 4 }, c.vocabSize, GREEDY)];
+    const s = fb.scratch, ops = [...fb.replayOps(1, { logits: 'last' }), ...sample(ctx, s.logits, { buffer: s.ids, offset: 0, size: 4 }, c.vocabSize, GREEDY)];
     profiles.push({ context, profile: await profileOps(ctx, ops, o.profile!.reps, o.profile!.readGBs) });
   }
   return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs, profiles };

@@ -6,12 +6,15 @@
 // Each thread keeps a sliding window of K inputs in registers. Only the thread of token block 0 touches the
 // state: it reads the old state as its history, and after its tokens it writes the new state (the last K-1
 // inputs, which come from the old state when T < K-1). One reader/writer per channel means no race.
+// SNAP (a speculative verify step, T <= TB): that thread also writes the state after each token but the last into
+// `snaps`, so a rejected draft rolls back to any of them with a copy (src/model/speculative.ts).
 #include "common.wgsl"
 
 override CONV: u32;        // channels (conv_dim = 2*key_dim + value_dim)
 override K: u32 = 4u;      // kernel width (<= KMAX)
 override TB: u32 = 16u;    // tokens per thread (>= K-1)
 override WG: u32 = 256u;   // channels per workgroup
+override SNAP: bool = false;
 
 const KMAX = 8u;
 
@@ -22,6 +25,7 @@ struct Params { T: u32, P: u32 }   // tokens; row stride of proj (its first CONV
 @group(0) @binding(2) var<storage, read> w: array<f32>;            // (CONV, K) HF conv1d.weight; tap K-1 = current token
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;  // (CONV, K-1) previous inputs, oldest first
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;      // (T, CONV) silu(conv)
+@group(0) @binding(5) var<storage, read_write> snaps: array<f32>;  // (T-1, CONV, K-1) the state after token t (SNAP)
 
 @compute @workgroup_size(WG)
 fn causal_conv1d_silu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
@@ -55,6 +59,9 @@ fn causal_conv1d_silu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocatio
     y[t * CONV + c] = silu(s);
     for (var j = 0u; j + 1u < K - 1u; j++) { win[j] = win[j + 1u]; }
     win[K - 2u] = x;
+    if (SNAP && t + 1u < p.T) {
+      for (var j = 0u; j < K - 1u; j++) { snaps[(t * CONV + c) * (K - 1u) + j] = win[j]; }
+    }
   }
 
   // New state = inputs at times T-(K-1) .. T-1; negative times still come from the old state.

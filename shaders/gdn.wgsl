@@ -15,6 +15,7 @@ override CONV: u32 = 2u * HK * DK + HV * DV;
 override WG: u32 = 64u;    // gdn_prep: threads per row (power of two); gdn_recurrent: threads per workgroup
 override TEAM: u32 = 32u;  // reduce.wgsl
 override CB: u32 = 32u;    // gdn_recurrent: state columns per workgroup (divides WG)
+override SNAP: bool = false; // gdn_step: also write the state after each token but the last (a speculative verify)
 
 const L2_EPS = 1e-6;       // hard-coded in HF's l2norm, independent of rms_norm_eps
 
@@ -162,7 +163,8 @@ fn gdn_recurrent(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_ind
 @group(0) @binding(2) var<storage, read> step_proj: array<f32>;         // (T, P) b at column b_off + h, a at a_off + h
 @group(0) @binding(3) var<storage, read> step_a_log: array<f32>;        // (HV)
 @group(0) @binding(4) var<storage, read> step_dt_bias: array<f32>;      // (HV)
-// binding 5 unused; state and o at 6 and 7 as in gdn_recurrent
+@group(0) @binding(5) var<storage, read_write> snaps: array<f32>;       // (T-1, HV, DK, DV) the state after token t (SNAP)
+// state and o at 6 and 7 as in gdn_recurrent
 
 @compute @workgroup_size(WG)
 fn gdn_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -184,6 +186,16 @@ fn gdn_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) l
     let b_t = step_proj[t * p.P + p.b_off + w.h];
     let g_t = -exp(step_a_log[w.h]) * softplus(a_t + step_dt_bias[w.h]);
     delta_step(t, w, exp(g_t), sigmoid(b_t), lid);
+    if (SNAP && t + 1u < p.T) { state_snapshot(w, t); }
   }
   state_store(w);
+}
+
+// The rows `st` holds after token t, into snapshot t (a rejected draft rolls the state back to it with a copy).
+fn state_snapshot(w: Cols, t: u32) {
+  let RG = WG / CB;
+  for (var i = 0u; i < (DK + RG - 1u) / RG; i++) {
+    let a = w.ra + i * RG;
+    if (w.live && a < DK) { snaps[t * HV * DK * DV + w.h * DK * DV + a * DV + w.b] = st[i]; }
+  }
 }

@@ -32,9 +32,10 @@ export class StreamingStep implements StepRunner {
     this.trace = opts.routingTrace;
   }
 
-  async run(T: number, opts: StepOptions, after: Step[]): Promise<void> {
+  async run(T: number, opts: StepOptions, after: Step[], before: Step[] = []): Promise<void> {
     const { fb, experts: xc } = this, c = fb.w.config, L = c.numLayers, k = c.numExpertsPerTok;
     const st = fb.begin(T, opts, { streaming: true });
+    st.ops.push(...before);
     xc.beginStep();
     for (const l of fb.walk(st)) {
       const guess = xc.prefetch && l + 1 < L;

@@ -92,11 +92,17 @@ export function decodeSplitLen(Tk: number, dims: Pick<AttnDims, 'Hkv'>): number 
   return Math.max(DECODE_MIN_SPLIT, Math.ceil(Math.ceil(Tk / splits) / 4) * 4);
 }
 
+/** The split length attention() takes for a replayable op list of T queries at pos0: the list stays valid while it is unchanged. */
+export function replaySplitLen(T: number, pos0: number, dims: Pick<AttnDims, 'Hq' | 'Hkv'>): number {
+  return splitLen(pos0 + T, Math.ceil((T * (dims.Hq / dims.Hkv)) / DECODE.BQ) * dims.Hkv);
+}
+
 /**
  * out (T, Hq*D) = softmax(q kᵀ / √D) v ⊙ sigmoid(gate), causal over the cache: query t sits at absolute position
  * pos0 + t and sees keys 0..pos0+t (attnPrep must have written this call's keys). GQA: q head h reads kv head
  * ⌊h / (Hq/Hkv)⌋. Prefill: one dispatch of flash tiles. Decode (T = 1, or a few tokens against >= 1024 keys):
  * the keys are split over workgroups (flash-decoding), then a combine dispatch merges the splits and applies the gate.
+ * `updates`: a list replayed at later positions (always split; replaySplitLen says when it must be rebuilt).
  */
 export function attention(
   ctx: GpuContext, q: Binding, kCache: Binding, vCache: Binding, gate: Binding, out: Binding,
@@ -108,12 +114,11 @@ export function attention(
   const Tk = pos0 + T;
   // Split the keys for decode, and for a few tokens against a long cache (too few prefill workgroups to fill a GPU).
   const prefillGroups = Math.ceil((T * G) / PREFILL.BQ) * Hkv;
-  const split = opts.splitLen !== undefined || T === 1 || (prefillGroups < SPLIT_BELOW_GROUPS && Tk >= SPLIT_FROM_KEYS);
+  const split = opts.splitLen !== undefined || T === 1 || !!updates || (prefillGroups < SPLIT_BELOW_GROUPS && Tk >= SPLIT_FROM_KEYS);
   const tile = split ? DECODE : PREFILL;
   const constants: Constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, ...tile, DC: chunk(D, tile.DC, tile.TC) };
   const tiles = Math.ceil((T * G) / tile.BQ) * Hkv;
   if (!split) {
-    if (updates) throw new Error('attention: only the split (decode) path can be replayed at a new position');
     const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
     return [ctx.op(`attn_prefill(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prefill', constants,
       [params, q, kCache, vCache, gate, out], grid(tiles), dims.halfKv)];

@@ -53,13 +53,16 @@ export function gdnRecurrent(ctx: GpuContext, q: Binding, k: Binding, y: Binding
 /**
  * gdnPrep and gdnRecurrent in one dispatch (decode): each workgroup normalises its key head's q, k from y and
  * computes its head's g, beta from proj's b, a columns (no q̂/k̂/g/beta buffers; prefill taps use the pair).
+ * `snapshots` (T-1, Hv, dk, dv): also the state after each token but the last (a speculative verify step).
  */
-export function gdnStep(ctx: GpuContext, y: Binding, proj: Binding, P: number, aLog: Binding, dtBias: Binding, state: Binding, o: Binding, T: number, cfg: GdnShape): Op {
+export function gdnStep(ctx: GpuContext, y: Binding, proj: Binding, P: number, aLog: Binding, dtBias: Binding, state: Binding, o: Binding, T: number, cfg: GdnShape, snapshots?: Binding): Op {
   const c = shapeConstants(T, cfg);
   const CB = 32, WG = 256;
   const params = ctx.uniform(new Uint32Array([T, P, P - 2 * c.HV, P - c.HV]));
   const bytes = 2 * c.HV * c.DK * c.DV * 4; // the state, read and written
-  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', { ...c, WG, CB, TEAM: 32 }, [params, y, proj, aLog, dtBias, undefined, state, o], grid(c.HV * ceilDiv(c.DV, CB))) };
+  const snaps = snapshots ?? ctx.scratchBuffer('no snapshots', 16);
+  const constants = { ...c, WG, CB, TEAM: 32, SNAP: snapshots ? 1 : 0 };
+  return { bytes, ...ctx.op(`gdn_step(T=${T})`, 'gdn.wgsl', 'gdn_step', constants, [params, y, proj, aLog, dtBias, snaps, state, o], grid(c.HV * ceilDiv(c.DV, CB))) };
 }
 
 const align256 = (n: number) => Math.ceil(n / 256) * 256;

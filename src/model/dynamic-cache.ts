@@ -17,9 +17,15 @@ export type LayerCache = LinearLayerCache | FullLayerCache;
  */
 export interface CacheSnapshot { position: number; states: GPUBuffer[] }
 
+/** A linear layer's states after each token of a verify step but the last: conv (n, convDim, K-1), recurrent (n, Hv, dk, dv). */
+export interface StepStates { conv: GPUBuffer; recurrent: GPUBuffer }
+
 export class Qwen3NextGpuDynamicCache {
   position = 0;
   readonly layers: LayerCache[];
+  private steps?: (StepStates | undefined)[];
+  /** Tokens stepStates has room for (op lists that bind them are rebuilt when it grows). */
+  stepStateCount = 0;
 
   constructor(private readonly ctx: GpuContext, readonly config: Qwen3NextConfig, readonly maxT: number, readonly halfKv = false) {
     const c = config, kvBytes = c.numKeyValueHeads * maxT * c.headDim * kvElementBytes(halfKv);
@@ -79,6 +85,48 @@ export class Qwen3NextGpuDynamicCache {
     return out;
   }
 
+  /**
+   * Room for the linear layers' states after each of the first n tokens of a step (a speculative verify step of
+   * n + 1 tokens writes them; src/model/speculative.ts): one entry per layer, undefined for full-attention layers.
+   * K/V need none: rows past the position are overwritten before they are read.
+   */
+  stepStates(n: number): (StepStates | undefined)[] {
+    if (this.steps && this.stepStateCount >= n) return this.steps;
+    for (const s of this.steps ?? []) if (s) { s.conv.destroy(); s.recurrent.destroy(); }
+    this.stepStateCount = n;
+    return (this.steps = this.layers.map((l, i) => l.type !== 'linear_attention' ? undefined : {
+      conv: this.ctx.buffer(n * this.stateBytes.conv, `L${i}.conv_state steps`),
+      recurrent: this.ctx.buffer(n * this.stateBytes.recurrent, `L${i}.recurrent_state steps`),
+    }));
+  }
+
+  /**
+   * Keep only the first `keep` tokens of the last step (which ran `ran` tokens from `position - ran` and wrote its
+   * stepStates): the linear layers' states come back from the step's state after token keep-1 (copies, one submit).
+   */
+  rollback(ran: number, keep: number): void {
+    if (!(keep >= 1 && keep <= ran && ran <= this.position)) throw new RangeError(`rollback: keep ${keep} of ${ran} tokens at position ${this.position}`);
+    if (keep < ran) {
+      if (!this.steps || this.stepStateCount < keep) throw new Error('rollback: the step wrote no state snapshots (stepStates)');
+      const enc = this.ctx.device.createCommandEncoder();
+      this.layers.forEach((l, i) => {
+        const s = this.steps![i];
+        if (l.type !== 'linear_attention' || !s) return;
+        const { conv, recurrent } = this.stateBytes;
+        enc.copyBufferToBuffer(s.conv, (keep - 1) * conv, l.conv, 0, conv);
+        enc.copyBufferToBuffer(s.recurrent, (keep - 1) * recurrent, l.recurrent, 0, recurrent);
+      });
+      this.ctx.device.queue.submit([enc.finish()]);
+    }
+    this.position -= ran - keep;
+  }
+
+  /** Bytes of one linear layer's conv and recurrent state (their buffers may be rounded up). */
+  private get stateBytes() {
+    const c = this.config;
+    return { conv: c.convDim * (c.convKernel - 1) * 4, recurrent: c.linearNumValueHeads * c.linearKeyHeadDim * c.linearValueHeadDim * 4 };
+  }
+
   /** Take a state read() made (at `position`, from a cache of this config): the inverse of read(). */
   write(position: number, arrays: Float32Array<ArrayBuffer>[]): void {
     const want = this.stateLengths(position);
@@ -131,6 +179,7 @@ export class Qwen3NextGpuDynamicCache {
 
   destroy(): void {
     for (const l of this.layers) for (const b of l.type === 'linear_attention' ? [l.conv, l.recurrent] : [l.keys, l.values]) b.destroy();
+    for (const s of this.steps ?? []) if (s) { s.conv.destroy(); s.recurrent.destroy(); }
   }
 }
 

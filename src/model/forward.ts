@@ -24,7 +24,7 @@ import { matmul, type GemvPrologue } from '../kernels/matmul.ts';
 import { embed } from '../kernels/embed.ts';
 import { causalConv1d } from '../kernels/conv.ts';
 import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../kernels/gdn.ts';
-import { attnPrep, attention, attentionDecode, attentionDecodeFits, decodeSplitLen, type AttnDims, type PositionUpdate } from '../kernels/attention.ts';
+import { attnPrep, attention, attentionDecode, attentionDecodeFits, decodeSplitLen, replaySplitLen, type AttnDims, type PositionUpdate } from '../kernels/attention.ts';
 import { fusedRouteShape, router, moeDecode, moePrefill, moeExperts, takesDecodePath, type MoeBuffers } from '../kernels/moe.ts';
 import type { GpuWeights, GpuLayer } from './gpu-weights.ts';
 import type { Qwen3NextGpuDynamicCache, LinearLayerCache, FullLayerCache } from './dynamic-cache.ts';
@@ -48,6 +48,13 @@ export interface StepOptions {
   moe?: 'grouped' | 'per-token';
   /** Tensors to copy out, by name. */
   taps?: string[];
+  /**
+   * A speculative verify step (T >= 2): the GDN runs recurrent and the linear layers also write their states after
+   * each token but the last (cache.stepStates), so cache.rollback can keep any prefix of the step.
+   */
+  stepStates?: boolean;
+  /** Where 'all' logits go (T, V) instead of scratch's (maxT, V) rows (a verify step's few rows). */
+  logitsInto?: GPUBuffer;
 }
 
 /** One step's op list under construction: build() runs it whole; a streaming step submits it layer by layer. */
@@ -66,8 +73,17 @@ export interface StepOps {
   resid: { h: GPUBuffer; deltas: GPUBuffer[] };
 }
 
-/** A one-token op list built once and replayed every decode step; `updates` move it to a new position. */
-interface DecodeList {
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let lastBufferId = 0;
+/** A number per buffer object (a replayed list is keyed by the buffers it binds, not by their labels). */
+function bufferId(b: GPUBuffer): number {
+  let id = bufferIds.get(b);
+  if (id === undefined) bufferIds.set(b, (id = ++lastBufferId));
+  return id;
+}
+
+/** An op list built once and replayed every decode (or verify) step; `updates` move it to a new position. */
+interface ReplayList {
   key: string;
   ops: Step[];
   updates: PositionUpdate[];
@@ -77,7 +93,7 @@ export class ForwardBuilder {
   readonly scratch: Scratch;
   private stream?: StreamScratch;
   private readonly taps = new Map<string, { buffer: GPUBuffer; bytes: number }>();
-  private decodeList?: DecodeList;
+  private readonly replayLists = new Map<number, ReplayList>(); // by T
 
   constructor(readonly ctx: GpuContext, readonly w: GpuWeights, readonly cache: Qwen3NextGpuDynamicCache, maxTokensPerStep: number) {
     this.scratch = new Scratch(ctx, w.config, maxTokensPerStep, w.quant.experts);
@@ -112,21 +128,23 @@ export class ForwardBuilder {
   }
 
   /**
-   * The op list of one resident decode token (no taps) at the cache's position: built on first use and then only
-   * re-pointed at the new position (a few uniform writes), so a token costs no bind-group or buffer creation.
-   * Rebuilt when the attention split length changes (every 8K keys at the real shape) or the options do.
+   * The op list of a resident step of T tokens without taps (a decode token, a speculative verify step) at the
+   * cache's position: built on first use and then only re-pointed at the new position (a few uniform writes), so a
+   * token costs no bind-group or buffer creation. One list is kept per T, rebuilt when the attention split length
+   * changes (every 8K keys at the real shape for a token) or the options do.
    */
-  decodeOps(opts: StepOptions): Step[] {
-    if (opts.taps?.length) throw new Error('decodeOps: taps need a fresh build()');
-    const pos0 = this.cache.position;
-    const len = decodeSplitLen(pos0 + 1, this.attnDims());
-    const key = `${opts.logits}|${opts.gdn}|${opts.moe}|${len}`;
-    if (this.decodeList?.key !== key) {
-      const st = this.resident({ ...this.begin(1, opts), updates: [] });
-      this.decodeList = { key, ops: st.ops, updates: st.updates! };
+  replayOps(T: number, opts: StepOptions): Step[] {
+    if (opts.taps?.length) throw new Error('replayOps: taps need a fresh build()');
+    const pos0 = this.cache.position, st0 = this.begin(T, opts);
+    const len = st0.token ? decodeSplitLen(pos0 + 1, this.attnDims()) : replaySplitLen(T, pos0, this.attnDims());
+    const key = `${opts.logits}|${opts.gdn}|${opts.moe}|${opts.stepStates ? this.cache.stepStateCount : 0}|${opts.logitsInto ? bufferId(opts.logitsInto) : ''}|${len}`;
+    let list = this.replayLists.get(T);
+    if (list?.key !== key) {
+      const st = this.resident({ ...st0, updates: [] });
+      this.replayLists.set(T, (list = { key, ops: st.ops, updates: st.updates! }));
     }
-    for (const u of this.decodeList.updates) u(pos0);
-    return this.decodeList.ops;
+    for (const u of list.updates) u(pos0);
+    return list.ops;
   }
 
   /** Walk the step with every layer's routed experts resident. */
@@ -139,7 +157,7 @@ export class ForwardBuilder {
   begin(T: number, opts: StepOptions, mode: { streaming?: boolean } = {}): StepOps {
     if (T > this.scratch.maxT) throw new Error(`step of ${T} tokens exceeds the scratch size ${this.scratch.maxT}`);
     const want = new Set(opts.taps ?? []), streaming = !!mode.streaming;
-    const token = T === 1 && want.size === 0 && opts.gdn !== 'chunked' && opts.moe !== 'grouped';
+    const token = T === 1 && want.size === 0 && opts.gdn !== 'chunked' && opts.moe !== 'grouped' && !opts.stepStates;
     return { T, opts, pos0: this.cache.position, ops: [], want, token, streaming, resid: { h: this.scratch.h, deltas: [] } };
   }
 
@@ -272,7 +290,8 @@ export class ForwardBuilder {
     }
     const hn = 'usage' in rows ? rows : rows.buffer;
     this.tap(st, 'final_hidden', hn, n * H);
-    ops.push(matmul(ctx, rows, w.lmHead, st.opts.logits === 'all' ? s.allLogits(ctx, this.c.vocabSize) : s.logits, n));
+    const all = () => st.opts.logitsInto ?? s.allLogits(ctx, this.c.vocabSize);
+    ops.push(matmul(ctx, rows, w.lmHead, st.opts.logits === 'all' ? all() : s.logits, n));
   }
 
   private attnDims(): AttnDims {
@@ -284,12 +303,14 @@ export class ForwardBuilder {
   private gatedDeltaNet(ops: Step[], tap: (n: string, b: GPUBuffer, e: number) => void, l: number, layer: GpuLayer, lc: LinearLayerCache, T: number, opts: StepOptions) {
     const { ctx, scratch: s } = this, c = this.c;
     const P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
-    const recurrent = (opts.gdn ?? (T === 1 ? 'recurrent' : 'chunked')) === 'recurrent';
+    const recurrent = (opts.gdn ?? (T === 1 || opts.stepStates ? 'recurrent' : 'chunked')) === 'recurrent';
     const tapGates = opts.taps?.some((n) => n === `L${l}.gdn.g` || n === `L${l}.gdn.beta`);
+    const states = opts.stepStates && T > 1 ? this.cache.stepStates(T - 1)[l] : undefined;
+    if (states && (!recurrent || tapGates)) throw new Error('stepStates: a verify step runs the GDN recurrent, without gate taps');
     ops.push(matmul(ctx, s.xn, layerWeight(layer, 'in_proj'), s.proj, T));
-    ops.push(causalConv1d(ctx, s.proj, P, layerVector(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel));
+    ops.push(causalConv1d(ctx, s.proj, P, layerVector(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel, states?.conv));
     if (recurrent && !tapGates) {
-      ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), lc.recurrent, s.core, T, c)); // prep fused in
+      ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), lc.recurrent, s.core, T, c, states?.recurrent)); // prep fused in
     } else {
       ops.push(gdnPrep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), s.q, s.k, s.g, s.beta, T, c));
       tap(`L${l}.gdn.g`, s.g, T * c.linearNumValueHeads);

@@ -1,6 +1,9 @@
 // Token generation on the GPU: the next token is chosen by the sampler kernel right after lm_head, in the
 // same submit, so each step reads back 4 bytes instead of V logits. Mirrors HF's GenerationConfig names.
+import type { SampleParams } from '../kernels/sample.ts';
 import type { Qwen3NextGpuModel } from './model.ts';
+import type { PendingToken } from './next-token.ts';
+import type { Qwen3NextSpeculativeDecoder } from './speculative.ts';
 
 export interface GenerationConfig {
   max_new_tokens: number;
@@ -34,21 +37,70 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** What a token stream needs besides its first token (decodeTokens here, Qwen3NextSpeculativeDecoder.tokens). */
+export interface TokenStreamOptions {
+  /** The sampling of each generated token, called once per token in order (each call takes the next seeded draw). */
+  sampling: () => SampleParams;
+  /** The ids so far (prompt, then each generated id as it comes): the repetition penalty reads them. */
+  history: number[];
+  maxTokens: number;
+  /** Told each id the model consumes, in order (the conversation's record of the state). */
+  fed?: (id: number) => void;
+}
+
+/**
+ * Feed `first` (the prompt's last token, or the last one chosen) and yield up to maxTokens chosen tokens, one decode
+ * step each. It runs one step ahead when it can: the step that feeds token n is queued (its input sampled on the GPU)
+ * before token n is read back, so the CPU encodes it while the GPU runs the step before. A repetition penalty needs
+ * each id on the CPU first, so it runs in lockstep. When the consumer stops, the step ahead has fed the last token
+ * it took (`fed` says so) and its own sample is dropped.
+ */
+export async function* decodeTokens(model: Qwen3NextGpuModel, first: number, o: TokenStreamOptions): AsyncGenerator<number> {
+  if (o.maxTokens < 1) return;
+  const params = o.sampling(), ahead = (params.repetitionPenalty ?? 1) === 1;
+  let pending = await model.submitToken(first, params, o.history);
+  o.fed?.(first);
+  let queued: PendingToken | undefined;
+  try {
+    for (let n = 1; ; n++) {
+      queued = ahead && n + 1 <= o.maxTokens ? await model.submitToken(undefined, o.sampling()) : undefined;
+      const next = await pending.read();
+      if (queued) o.fed?.(next);
+      o.history.push(next);
+      yield next;
+      if (n === o.maxTokens) return;
+      if (!queued) {
+        queued = await model.submitToken(next, o.sampling(), o.history);
+        o.fed?.(next);
+      }
+      pending = queued;
+      queued = undefined;
+    }
+  } finally {
+    queued?.discard();
+  }
+}
+
 /**
  * Prefill `promptIds` from the cache's position, then yield up to max_new_tokens tokens, stopping after an
- * EOS token (which is yielded) or when `signal` aborts (checked before every step).
+ * EOS token (which is yielded) or when `signal` aborts (checked before every token). With `speculative`, its MTP
+ * layer drafts and the model verifies (src/model/speculative.ts): the same tokens, fewer steps.
  */
-export async function* generate(model: Qwen3NextGpuModel, promptIds: ArrayLike<number>, config: Partial<GenerationConfig> = {}, signal?: AbortSignal): AsyncGenerator<number> {
+export async function* generate(model: Qwen3NextGpuModel, promptIds: ArrayLike<number>, config: Partial<GenerationConfig> = {}, signal?: AbortSignal, speculative?: Qwen3NextSpeculativeDecoder): AsyncGenerator<number> {
   const cfg = { ...DEFAULT_GENERATION, ...config };
   const random = seededRandom(cfg.seed);
-  const history = Array.from(promptIds);
-  const sampling = () => ({ temperature: cfg.temperature, topK: cfg.top_k, topP: cfg.top_p, repetitionPenalty: cfg.repetition_penalty, random: random() });
-  let next = await model.nextToken(promptIds, sampling(), history);
-  for (let i = 0; i < cfg.max_new_tokens; i++) {
+  const prompt = Array.from(promptIds);
+  if (prompt.length === 0) throw new RangeError('generate: an empty prompt');
+  const o: TokenStreamOptions = {
+    sampling: () => ({ temperature: cfg.temperature, topK: cfg.top_k, topP: cfg.top_p, repetitionPenalty: cfg.repetition_penalty, random: random() }),
+    history: prompt.slice(),
+    maxTokens: cfg.max_new_tokens,
+  };
+  const head = prompt.slice(0, -1), last = prompt[prompt.length - 1];
+  if (head.length) await (speculative ? speculative.prefill(head) : model.forward(head));
+  for await (const next of speculative ? speculative.tokens(last, o) : decodeTokens(model, last, o)) {
     if (signal?.aborted) return;
     yield next;
-    history.push(next);
-    if (cfg.eos_token_id.includes(next) || i + 1 === cfg.max_new_tokens) return;
-    next = await model.nextToken([next], sampling(), history);
+    if (cfg.eos_token_id.includes(next)) return;
   }
 }

@@ -36,18 +36,21 @@ export interface ModelOptions {
   steps?: (ctx: GpuContext, weights: GpuWeights, fb: ForwardBuilder) => StepRunner;
 }
 
-/** Runs one step of T tokens (ids already in scratch.ids), then `after` (the sampler), and submits it all. */
+/**
+ * Runs `before` (ops that put the step's ids in scratch.ids, or that read the scratch of the step before), one step
+ * of T tokens, then `after` (the sampler, copies out), and submits it all.
+ */
 export interface StepRunner {
-  run(T: number, opts: StepOptions, after: Step[]): Promise<void>;
+  run(T: number, opts: StepOptions, after: Step[], before?: Step[]): Promise<void>;
 }
 
-/** Every weight resident: a step is one submit; a decode token replays its cached op list. */
+/** Every weight resident: a step is one submit; a decode token and a verify step replay their cached op lists. */
 class ResidentSteps implements StepRunner {
   constructor(private readonly ctx: GpuContext, private readonly fb: ForwardBuilder) {}
 
-  async run(T: number, opts: StepOptions, after: Step[]): Promise<void> {
-    const decode = T === 1 && !opts.taps?.length;
-    this.ctx.run([...(decode ? this.fb.decodeOps(opts) : this.fb.build(T, opts)), ...after]);
+  async run(T: number, opts: StepOptions, after: Step[], before: Step[] = []): Promise<void> {
+    const replay = !opts.taps?.length && (T === 1 || opts.stepStates);
+    this.ctx.run([...before, ...(replay ? this.fb.replayOps(T, opts) : this.fb.build(T, opts)), ...after]);
   }
 }
 
@@ -127,7 +130,7 @@ export class Qwen3NextGpuModel {
     try {
       weights = await loadGpuWeights(ctx, src, opts.expertSlots, opts.mtp);
       model = new Qwen3NextGpuModel(ctx, weights, opts);
-      if (model.steps instanceof ResidentSteps) model.forwardBuilder.decodeOps({ logits: 'last' }); // kept: the first token replays it
+      if (model.steps instanceof ResidentSteps) model.forwardBuilder.replayOps(1, { logits: 'last' }); // kept: the first token replays it
       else model.forwardBuilder.build(1, { logits: 'last' });
       model.forwardBuilder.build(Math.min(model.maxTokensPerStep, model.cache.maxT), { logits: 'last' });
     } catch (e) {
@@ -160,13 +163,14 @@ export class Qwen3NextGpuModel {
 
   /**
    * Run `ids` from the cache's position. Returns logits (rows, V): rows = ids.length for logits 'all',
-   * 1 (the last token) for 'last'. Taps are read from the last step.
+   * 1 (the last token) for 'last'. Taps are read from the last step. `after` adds ops to each step's submit (the MTP
+   * layer following a prompt: src/model/speculative.ts).
    */
-  async forward(ids: ArrayLike<number>, opts: Partial<StepOptions> = {}): Promise<Float32Array> {
+  async forward(ids: ArrayLike<number>, opts: Partial<StepOptions> = {}, after?: (start: number, T: number) => Step[]): Promise<Float32Array> {
     const all = (opts.logits ?? 'last') === 'all';
     const V = this.config.vocabSize, n = ids.length;
     if (n === 0) throw new RangeError('forward: no tokens');
-    this.checkContext(n);
+    this.assertContext(n);
     const out = new Float32Array((all ? n : 1) * V);
     const s = this.forwardBuilder.scratch;
     for (let start = 0; start < n; start += this.maxTokensPerStep) {
@@ -174,7 +178,7 @@ export class Qwen3NextGpuModel {
       const chunk = Uint32Array.from({ length: T }, (_, i) => ids[start + i]);
       for (const id of chunk) if (id >= V) throw new RangeError(`token id ${id} is outside the vocabulary (${V})`);
       this.ctx.device.queue.writeBuffer(s.ids, 0, chunk);
-      await this.step(T, { ...opts, logits: all ? 'all' : 'last' });
+      await this.step(T, { ...opts, logits: all ? 'all' : 'last' }, after?.(start, T));
       this.cache.position += T;
       if (all) out.set(await this.ctx.readF32(s.allLogits(this.ctx, V), T * V), start * V);
       else if (start + T === n) out.set(await this.ctx.readF32(s.logits, V));
@@ -201,7 +205,7 @@ export class Qwen3NextGpuModel {
    */
   async submitToken(id: number | undefined, sampling: SampleParams, history: number[] = []): Promise<PendingToken> {
     const V = this.config.vocabSize;
-    this.checkContext(1);
+    this.assertContext(1);
     const penalty = sampling.repetitionPenalty !== undefined && sampling.repetitionPenalty !== 1 && history.length > 0;
     if (id !== undefined) {
       if (!(id >= 0 && id < V)) throw new RangeError(`token id ${id} is outside the vocabulary (${V})`);
@@ -224,7 +228,8 @@ export class Qwen3NextGpuModel {
     return this.steps.run(T, opts, after);
   }
 
-  private checkContext(n: number) {
+  /** Throws ContextLengthError unless n more tokens fit the cache. */
+  assertContext(n: number): void {
     if (this.cache.position + n > this.cache.maxT) {
       throw new ContextLengthError(
         `${this.cache.position} cached + ${n} new tokens exceed the context of ${this.cache.maxT}. Start a new conversation or load the model with a larger maxContext.`,
@@ -240,6 +245,5 @@ export class Qwen3NextGpuModel {
 
   reset(): void {
     this.cache.reset();
-    this.mtp?.reset();
   }
 }

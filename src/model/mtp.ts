@@ -2,8 +2,9 @@
 //   e = pre_fc_norm_embedding(embed(next_id)), g = pre_fc_norm_hidden(hidden), x = fc([e | g]),
 //   x = the MTP decoder layer (full attention with its own K/V cache, and its MoE), logits = lm_head(norm(x)).
 // Many-token encoding only (the model's prefill ops, scratch shared with it: an MTP call runs between model
-// steps); the two normed rows reach fc's input side by side through buffer copies.
-import type { GpuContext, Step } from '../gpu/context.ts';
+// steps); the two normed rows reach fc's input side by side through buffer copies. The layer keeps no position:
+// its caller (src/model/speculative.ts) says where each call's rows sit, as the main model's rows do.
+import type { Binding, GpuContext, Step } from '../gpu/context.ts';
 import { embed } from '../kernels/embed.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { moeExperts, router } from '../kernels/moe.ts';
@@ -14,11 +15,16 @@ import type { ForwardBuilder } from './forward.ts';
 import type { GpuMtpWeights } from './gpu-weights.ts';
 import { moeShape } from './scratch.ts';
 
+export interface MtpOutputs {
+  /** The last row's logits (V) go here (a draft's); none: the call only fills the MTP cache (rows of a prompt). */
+  lastLogits?: GPUBuffer;
+  /** The last row's final normed hidden state (H) goes here: the hidden input of a chained draft row. */
+  lastHidden?: GPUBuffer;
+}
+
 export class Qwen3NextGpuMultiTokenPredictor {
-  /** Rows the MTP layer's cache holds (its position; keys at 0..position-1). */
-  position = 0;
   readonly cache: FullLayerCache;
-  private readonly hidden: GPUBuffer; // (maxT, H) the main model's final normed hidden states of a call
+  private readonly hidden: GPUBuffer; // (maxT, H) forward()'s hidden rows, uploaded
   private readonly cat: GPUBuffer; // (maxT, 2H) [e | g] rows, fc's input
 
   constructor(private readonly ctx: GpuContext, private readonly fb: ForwardBuilder, private readonly w: GpuMtpWeights) {
@@ -30,28 +36,26 @@ export class Qwen3NextGpuMultiTokenPredictor {
   }
 
   /**
-   * Logits (T, V): row t from the main model's final normed hidden state hidden[t] (T, H) and the token nextIds[t]
-   * that followed it; the rows go into the MTP cache at position.., which then moves on by T.
+   * The ops of T rows at positions pos0.. of the MTP cache: row t from the main model's final normed hidden state
+   * hidden[t] (T, H) and the token that followed it, already in scratch.ids (T u32). They run between model steps
+   * and share the model's scratch.
    */
-  async forward(nextIds: ArrayLike<number>, hidden: Float32Array): Promise<Float32Array> {
-    const { ctx, fb, w } = this, c = fb.w.config, s = fb.scratch, H = c.hiddenSize, V = c.vocabSize, T = nextIds.length, eps = c.rmsNormEps;
-    if (T < 1 || T > s.maxT || hidden.length !== T * H) throw new RangeError(`MTP forward: ${T} ids and ${hidden.length} hidden values (T at most ${s.maxT}, H ${H})`);
-    if (this.position + T > fb.cache.maxT) throw new RangeError(`MTP forward: ${this.position} + ${T} rows exceed the context of ${fb.cache.maxT}`);
-    const q = ctx.device.queue;
-    q.writeBuffer(s.ids, 0, Uint32Array.from(nextIds));
-    q.writeBuffer(this.hidden, 0, hidden as Float32Array<ArrayBuffer>);
+  encode(T: number, pos0: number, hidden: Binding, out: MtpOutputs = {}): Step[] {
+    const { ctx, fb, w } = this, c = fb.w.config, s = fb.scratch, H = c.hiddenSize, eps = c.rmsNormEps;
+    if (T < 1 || T > s.maxT) throw new RangeError(`MTP: ${T} rows (at most ${s.maxT} a call)`);
+    if (pos0 + T > fb.cache.maxT) throw new RangeError(`MTP: rows ${pos0}..${pos0 + T - 1} exceed the context of ${fb.cache.maxT}`);
     const layer = w.layer, e = layer.experts, get = (n: string) => layer.weights.get(n)!;
     const ops: Step[] = [
       embed(ctx, s.ids, fb.w.embed, s.h, T),
       rmsNorm(ctx, s.h, w.preFcNormEmbedding, s.xn, T, H, eps),
-      rmsNorm(ctx, this.hidden, w.preFcNormHidden, s.mix, T, H, eps),
+      rmsNorm(ctx, hidden, w.preFcNormHidden, s.mix, T, H, eps),
     ];
     for (let t = 0; t < T; t++) {
       ops.push({ label: 'mtp [e | g]', copy: { src: s.xn, srcOffset: t * H * 4, dst: this.cat, dstOffset: t * 2 * H * 4, size: H * 4 } });
       ops.push({ label: 'mtp [e | g]', copy: { src: s.mix, srcOffset: t * H * 4, dst: this.cat, dstOffset: (t * 2 + 1) * H * 4, size: H * 4 } });
     }
     ops.push(matmul(ctx, this.cat, w.fc, s.h, T), rmsNorm(ctx, s.h, get('input_norm').buffer, s.xn, T, H, eps));
-    fb.attention(ops, layer, this.cache, T, this.position);
+    fb.attention(ops, layer, this.cache, T, pos0);
     ops.push(
       addRmsNorm(ctx, s.mix, s.h, get('post_norm').buffer, s.xn, T, H, eps),
       matmul(ctx, s.xn, get('router'), s.routerLogits, T),
@@ -59,16 +63,28 @@ export class Qwen3NextGpuMultiTokenPredictor {
       matmul(ctx, s.xn, get('shared_gate_up'), s.sharedMid, T),
       matmul(ctx, s.sharedMid, get('shared_down'), s.shared, T, { swiglu: true }),
       ...moeExperts(ctx, { slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, shared: s.shared, out: s.mix }, T, moeShape(c, e.format), s.moe),
-      addRmsNorm(ctx, s.mix, s.h, w.norm, s.xn, T, H, eps),
-      matmul(ctx, s.xn, fb.w.lmHead, s.allLogits(ctx, V), T),
     );
-    ctx.run(ops);
-    this.position += T;
-    return ctx.readF32(s.allLogits(ctx, V), T * V);
+    if (!out.lastLogits && !out.lastHidden) return ops;
+    ops.push(addRmsNorm(ctx, s.mix, s.h, w.norm, s.xn, T, H, eps));
+    const last = { src: s.xn, srcOffset: (T - 1) * H * 4, dstOffset: 0, size: H * 4 };
+    if (out.lastHidden) ops.push({ label: 'mtp last hidden', copy: { ...last, dst: out.lastHidden } });
+    if (out.lastLogits) ops.push(matmul(ctx, { buffer: s.xn, offset: (T - 1) * H * 4, size: H * 4 }, fb.w.lmHead, out.lastLogits, 1));
+    return ops;
   }
 
-  /** Forget the MTP layer's keys (a new conversation). */
-  reset(): void {
-    this.position = 0;
+  /**
+   * Logits (T, V) of T rows at positions pos0..: hidden (T, H) the main model's final normed hidden states, nextIds[t]
+   * the token that followed hidden[t] (tests; speculative decoding uses encode()).
+   */
+  async forward(nextIds: ArrayLike<number>, hidden: Float32Array, pos0: number): Promise<Float32Array> {
+    const { ctx, fb } = this, c = fb.w.config, s = fb.scratch, H = c.hiddenSize, V = c.vocabSize, T = nextIds.length;
+    if (hidden.length !== T * H) throw new RangeError(`MTP forward: ${T} ids and ${hidden.length} hidden values (H ${H})`);
+    const q = ctx.device.queue;
+    q.writeBuffer(s.ids, 0, Uint32Array.from(nextIds));
+    q.writeBuffer(this.hidden, 0, hidden as Float32Array<ArrayBuffer>);
+    const ops = this.encode(T, pos0, this.hidden);
+    ops.push(addRmsNorm(ctx, s.mix, s.h, this.w.norm, s.xn, T, H, c.rmsNormEps), matmul(ctx, s.xn, fb.w.lmHead, s.allLogits(ctx, V), T));
+    ctx.run(ops);
+    return ctx.readF32(s.allLogits(ctx, V), T * V);
   }
 }

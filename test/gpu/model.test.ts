@@ -63,8 +63,8 @@ async function splitsAndDecode(model: Qwen3NextGpuModel, preset: Preset) {
     const logits = await model.forward([ids[i]]);
     expectClose(`decode token ${i}`, logits, want.subarray(i * V, (i + 1) * V), TOL.logits);
   }
-  const list = model.forwardBuilder.decodeOps({ logits: 'last' });
-  expect(model.forwardBuilder.decodeOps({ logits: 'last' })).toBe(list); // replayed, not rebuilt
+  const list = model.forwardBuilder.replayOps(1, { logits: 'last' });
+  expect(model.forwardBuilder.replayOps(1, { logits: 'last' })).toBe(list); // replayed, not rebuilt
 }
 
 const LAYER_TAPS = (L: number) => Array.from({ length: L }, (_, l) => [`L${l}.out`, `L${l}.router_idx`]).flat();

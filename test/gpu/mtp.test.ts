@@ -27,14 +27,12 @@ describe('MTP layer on the GPU', () => {
       for (const p of ['prompt0', 'prompt1', 'prompt2']) {
         const ids = Array.from(golden.get(`${p}.ids`)!.data), T = ids.length - 1;
         const hidden = (golden.get(`${p}.main_hidden`)!.data as Float32Array).subarray(0, T * H);
-        mtp.reset();
-        const logits = await mtp.forward(ids.slice(1), hidden);
+        const logits = await mtp.forward(ids.slice(1), hidden, 0);
         const d = expectClose(`${p} mtp logits`, logits, golden.get(`${p}.mtp_logits`)!.data, { maxAbs: 1e-3 });
         console.log(`[mtp gpu] brown-tiny ${p}: ${T} rows, max abs ${d.maxAbs.toExponential(2)} from HF's`);
         if (p !== 'prompt0') continue; // row by row once: a row a submit is slow on SwiftShader
-        mtp.reset();
         const rows = new Float32Array(T * V);
-        for (let t = 0; t < T; t++) rows.set(await mtp.forward([ids[t + 1]], hidden.subarray(t * H, (t + 1) * H)), t * V);
+        for (let t = 0; t < T; t++) rows.set(await mtp.forward([ids[t + 1]], hidden.subarray(t * H, (t + 1) * H), t), t * V);
         expectClose(`${p} row by row`, rows, logits, { maxAbs: 1e-4 });
       }
     }));
@@ -47,7 +45,7 @@ describe('MTP layer on the GPU', () => {
         const ref = new Qwen3NextMultiTokenPredictor(new Qwen3NextForCausalLM(await loadWeights(ckpt)), (await loadMtpWeights(ckpt))!);
         const cache = ref.newCache(), ids = [5, 17, 42, 99, 3, 250, 7, 11, 64, 300, 2, 8], hidden = randn(ids.length * H, 3);
         for (const [a, b] of [[0, 9], [9, 10], [10, 11], [11, 12]]) {
-          const got = await model.mtp!.forward(ids.slice(a, b), hidden.subarray(a * H, b * H));
+          const got = await model.mtp!.forward(ids.slice(a, b), hidden.subarray(a * H, b * H), a);
           expectClose(`rows ${a}..${b - 1}`, got, ref.forward(ids.slice(a, b), hidden.subarray(a * H, b * H), cache), { maxAbs: 1e-3, rel: 2e-4 });
           expect(got.length).toBe((b - a) * V);
         }
@@ -63,7 +61,7 @@ describe('MTP layer on the GPU', () => {
         const ctx = new GpuContext(device);
         expect((await loadModel(ctx, src, { maxContext: 16, maxTokensPerStep: 4 })).mtp).toBeUndefined();
         const m = await loadModel(ctx, src, { maxContext: 16, maxTokensPerStep: 4, mtp: true });
-        const logits = await m.mtp!.forward([5, 6], new Float32Array(2 * m.config.hiddenSize).fill(0.1));
+        const logits = await m.mtp!.forward([5, 6], new Float32Array(2 * m.config.hiddenSize).fill(0.1), 0);
         expect(logits.length).toBe(2 * m.config.vocabSize);
         expect(logits.every(Number.isFinite)).toBe(true);
       } finally {
