@@ -9,7 +9,8 @@ export class Conversation {
   private ids: number[] = [];
   private saved?: { ids: number[]; state: CacheSnapshot };
 
-  constructor(private readonly model: Qwen3NextGpuModel) {}
+  /** `run` feeds prompt tokens (default model.forward; with speculative decoding, its prefill, which the MTP layer follows). */
+  constructor(private readonly model: Qwen3NextGpuModel, private readonly run: (ids: number[]) => Promise<unknown> = (ids) => model.forward(ids)) {}
 
   /** Bring the state to the longest stored prefix of `prompt` (always leaving its last token to run); returns its length. */
   resume(prompt: number[]): number {
@@ -30,7 +31,7 @@ export class Conversation {
   /** Run `ids` (prompt tokens) and record them, without sampling. */
   async prefill(ids: number[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.model.forward(ids);
+    await this.run(ids);
     this.ids.push(...ids);
   }
 

@@ -1,8 +1,9 @@
 // Everything createEngine needs before the first request: a WebGPU device, the store (HTTP or given), the
 // tokenizer from the store's own files, and the weights on the GPU with byte-level progress.
-import { ModelLoadError, WebGPUNotAvailableError } from '../errors.ts';
+import { ConfigError, ModelLoadError, WebGPUNotAvailableError } from '../errors.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { checkKernelShapes, type Qwen3NextGpuModel } from '../model/model.ts';
+import { Qwen3NextSpeculativeDecoder } from '../model/speculative.ts';
 import { expertStats, loadModel } from '../cache/load.ts';
 import { parseConfig } from '../config.ts';
 import { densePlan, type WeightSource } from '../format/pack.ts';
@@ -91,6 +92,8 @@ function withProgress(src: WeightSource, total: number, onProgress: EngineOption
 export interface Loaded {
   ctx: GpuContext;
   model: Qwen3NextGpuModel;
+  /** With EngineOptions.speculative: the model's MTP layer drafting. */
+  speculative?: Qwen3NextSpeculativeDecoder;
   tokenizer: Qwen3Tokenizer;
   name: string;
   /** session.ts modelIdentity: what a saved session must match to be restored here. */
@@ -127,19 +130,22 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     checkKernelShapes(config); // before the tokenizer and any weight is read
     const tokenizer = await readTokenizer(store);
     // what loading reads: the model's tensors and experts (the MTP layer's, when packed, are not loaded yet)
-    const mainDense = new Set(densePlan(config, m.quant).map((t) => t.name));
-    const total = [...m.dense.filter((d) => mainDense.has(d.name)), ...m.experts.slice(0, config.numLayers).flat()].reduce((s, r) => s + r.bytes, 0);
+    const mtp = opts.speculative !== undefined;
+    if (mtp && !m.mtp) throw new ConfigError('speculative decoding needs the model\'s multi-token-prediction layer, and this packed model has none (no mtp.* tensors): convert it from a checkpoint that has them, or leave `speculative` off.', 'manifest.json');
+    const mainDense = new Set(densePlan(config, m.quant, mtp).map((t) => t.name));
+    const total = [...m.dense.filter((d) => mainDense.has(d.name)), ...m.experts.slice(0, config.numLayers + (mtp ? 1 : 0)).flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
-    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes });
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, mtp });
     src.done();
+    const speculative = opts.speculative && new Qwen3NextSpeculativeDecoder(model, opts.speculative);
     streaming = expertStats(model) !== undefined;
     opts.onProgress?.({ phase: 'ready', loaded: total, total, text: 'Ready' });
     const name = typeof opts.model === 'string' ? opts.model : 'qwen3-next';
     // the cached keys carry the rope: a session saved with YaRN switched by `yarn` is another model's
     const rope = JSON.stringify(model.config.ropeScaling), modelId = await modelIdentity(m);
     return {
-      ctx, model, tokenizer, name, modelId: rope === JSON.stringify(config.ropeScaling) ? modelId : `${modelId} rope ${rope}`,
+      ctx, model, speculative, tokenizer, name, modelId: rope === JSON.stringify(config.ropeScaling) ? modelId : `${modelId} rope ${rope}`,
       ownsDevice: !opts.device, store: opened && streaming ? store : undefined,
     };
   } finally {

@@ -13,16 +13,29 @@ import type { GpuContext } from '../gpu/context.ts';
 import { expertStats } from '../cache/load.ts';
 import { seededRandom } from '../model/generate.ts';
 import type { Qwen3NextGpuModel } from '../model/model.ts';
-import type { PendingToken } from '../model/next-token.ts';
+import { decodeTokens, type TokenStreamOptions } from '../model/generate.ts';
+import type { Qwen3NextSpeculativeDecoder, SpeculativeStats } from '../model/speculative.ts';
 import { DecodeStream } from '../tokenizer/stream.ts';
 import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';
 import { Conversation } from './conversation.ts';
 import { loadEngineParts, reloadEngineParts, type Loaded } from './load.ts';
 import { ReplyText } from './reply.ts';
 import { decodeSession, encodeSession } from './session.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completions, CompletionUsage, Engine, EngineOptions, FinishReason } from './types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completions, CompletionUsage, Engine, EngineOptions, FinishReason, SpeculativeUsage } from './types.ts';
 
 const DEFAULT_MAX_TOKENS = 256;
+
+/** usage.speculative: the decoder's counts since `before`; none when the reply decoded plainly (a repetition penalty). */
+function speculativeUsage(spec: Qwen3NextSpeculativeDecoder, before: SpeculativeStats | undefined, replyTokens: number): SpeculativeUsage {
+  const s = spec.stats, b = before ?? s;
+  const rounds = s.rounds - b.rounds, drafted = s.drafted - b.drafted, accepted = s.accepted - b.accepted;
+  return {
+    draft_tokens: spec.opts.draftTokens, rounds, drafted, accepted,
+    acceptance_rate: drafted > 0 ? accepted / drafted : 0,
+    mean_accepted_length: rounds > 0 ? (rounds + accepted) / rounds : 0,
+    plain_tokens: before ? s.plain - b.plain : replyTokens,
+  };
+}
 const now = () => globalThis.performance.now();
 
 export class LocalEngine implements Engine {
@@ -60,7 +73,8 @@ export class LocalEngine implements Engine {
   /** Serve requests with `parts`: at load, and after a reload onto a new device. */
   private use(parts: Loaded): void {
     this.parts = parts;
-    this.conversation = new Conversation(parts.model);
+    const spec = parts.speculative;
+    this.conversation = new Conversation(parts.model, spec && ((ids) => spec.prefill(ids)));
     this.eos = new Set([...parts.tokenizer.eosTokenIds, ...parts.model.config.eosTokenIds]);
     this.lost = undefined;
     const device = parts.ctx.device;
@@ -164,46 +178,25 @@ export class LocalEngine implements Engine {
       const cached = this.conversation.resume(prompt);
       await this.conversation.prefill(prompt.slice(cached, -1));
       this.conversation.snapshot();
-      const history = prompt.slice();
-      // Decode runs one step ahead when it can: the step that feeds token n is queued (its input sampled on the
-      // GPU) before token n is read back, so the CPU encodes it while the GPU runs the step before. A repetition
-      // penalty needs each id on the CPU first, so it runs in lockstep. When the reply ends, the step ahead has
-      // fed the last token: the conversation records it (the next turn's prompt usually repeats it).
-      const ahead = (req.repetition_penalty ?? 1) === 1;
+      // A repetition penalty needs every id on the CPU before the step that uses it: it decodes plainly.
+      const spec = (req.repetition_penalty ?? 1) === 1 && req.speculative !== false ? this.parts.speculative : undefined;
+      const before = spec && { ...spec.stats };
+      const o: TokenStreamOptions = { sampling, history: prompt.slice(), maxTokens, fed: (id) => this.conversation.consumed(id) };
       const last = prompt[prompt.length - 1];
-      let pending = await this.model.submitToken(last, sampling(), history);
-      this.conversation.consumed(last);
-      let queued: PendingToken | undefined;
       let t1 = 0;
-      try {
-        while (true) {
-          // Queue the step that feeds the token being read, unless the reply cannot get that far.
-          queued = ahead && reply.length + 2 <= maxTokens ? await this.model.submitToken(undefined, sampling()) : undefined;
-          const next = await pending.read();
-          if (queued) this.conversation.consumed(next);
-          if (reply.length === 0) {
-            t1 = now();
-            yield chunk({ role: 'assistant' });
-          }
-          if (this.lost !== undefined) throw new Error('the device was lost'); // the catch below makes it a DeviceLostError
-          if (abort.signal.aborted) { finish = 'abort'; break; }
-          reply.push(next);
-          history.push(next);
-          if (this.eos.has(next)) { finish = 'stop'; break; }
-          text.push(decoder.step(next));
-          if (text.stopped) { finish = 'stop'; break; }
-          const d = text.delta(false);
-          if (d.content || d.reasoning_content) yield chunk(d);
-          if (reply.length === maxTokens) break;
-          if (!queued) {
-            queued = await this.model.submitToken(next, sampling(), history);
-            this.conversation.consumed(next);
-          }
-          pending = queued;
-          queued = undefined;
+      for await (const next of spec ? spec.tokens(last, o) : decodeTokens(this.model, last, o)) {
+        if (reply.length === 0) {
+          t1 = now();
+          yield chunk({ role: 'assistant' });
         }
-      } finally {
-        queued?.discard(); // the reply ended with a step ahead: its state stays, its sample is dropped
+        if (this.lost !== undefined) throw new Error('the device was lost'); // the catch below makes it a DeviceLostError
+        if (abort.signal.aborted) { finish = 'abort'; break; }
+        reply.push(next);
+        if (this.eos.has(next)) { finish = 'stop'; break; }
+        text.push(decoder.step(next));
+        if (text.stopped) { finish = 'stop'; break; }
+        const d = text.delta(false);
+        if (d.content || d.reasoning_content) yield chunk(d);
       }
       if (!text.stopped) text.push(decoder.flush());
       const t2 = now();
@@ -219,6 +212,7 @@ export class LocalEngine implements Engine {
         gpu_memory_bytes: this.ctx.allocatedBytes,
         context_tokens: this.maxContext,
         ...(stats ? { expert_cache: stats } : {}),
+        ...(this.parts.speculative ? { speculative: speculativeUsage(this.parts.speculative, before, reply.length) } : {}),
       };
       const tail = text.delta(true);
       this.messages = [...req.messages, text.message()];

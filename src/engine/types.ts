@@ -26,6 +26,8 @@ export interface ChatCompletionRequest {
   signal?: AbortSignal;
   /** Qwen3: false renders an empty <think></think> block (no reasoning). Unset: the template's default. */
   enable_thinking?: boolean;
+  /** Not OpenAI's: false decodes this request without the engine's speculative decoding (EngineOptions.speculative). */
+  speculative?: boolean;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -45,6 +47,22 @@ export interface CompletionUsage {
   gpu_memory_bytes?: number;
   /** Not OpenAI's: the engine's context in tokens (maxContext); total_tokens of it are in use after this reply. */
   context_tokens?: number;
+  /** Not OpenAI's: with `speculative`, this reply's rounds (one verify step each) and drafts. */
+  speculative?: SpeculativeUsage;
+}
+
+export interface SpeculativeUsage {
+  draft_tokens: number;
+  /** Verify steps (each yields 1 + its accepted drafts). */
+  rounds: number;
+  drafted: number;
+  accepted: number;
+  /** accepted / drafted (0 when nothing was drafted). */
+  acceptance_rate: number;
+  /** Tokens a verify step yielded on average (1 + accepted drafts): the speed-up before the verify's extra cost. */
+  mean_accepted_length: number;
+  /** Tokens decoded without speculation: after it switched off for low acceptance, for a repetition penalty, or `speculative: false`. */
+  plain_tokens: number;
 }
 
 export interface AssistantMessage {
@@ -133,6 +151,15 @@ export interface EngineOptions {
    * shape instead of 48 KB) and halves what a decode step reads of them; 'f32' keeps them exact.
    */
   kvCache?: 'f16' | 'f32';
+  /**
+   * Speculative decoding with the model's own multi-token-prediction layer (mtp.*; Qwen3-Next ships one): it drafts
+   * `draftTokens` (1-3) tokens, one step of the model verifies them, and the reply is token for token the one plain
+   * decoding gives (greedy or sampled, same seed). Faster when the drafts are often right (code, math, repetitive
+   * text); a reply whose acceptance stays under `minAcceptance` (default 0.25) goes on without it. Requests with a
+   * repetition_penalty, or `speculative: false`, decode plainly. A model without an MTP layer fails to load with
+   * ConfigError. Default: off.
+   */
+  speculative?: { draftTokens: number; minAcceptance?: number };
   /** Loading progress; also while the engine reloads the model onto a new device after the GPU device was lost. */
   onProgress?: (p: LoadProgress) => void;
   /**

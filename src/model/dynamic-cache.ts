@@ -22,6 +22,8 @@ export interface StepStates { conv: GPUBuffer; recurrent: GPUBuffer }
 
 export class Qwen3NextGpuDynamicCache {
   position = 0;
+  /** Bumped whenever the state is replaced (reset, restore, write): what was known of the old one no longer holds. */
+  generation = 0;
   readonly layers: LayerCache[];
   private steps?: (StepStates | undefined)[];
   /** Tokens stepStates has room for (op lists that bind them are rebuilt when it grows). */
@@ -52,6 +54,7 @@ export class Qwen3NextGpuDynamicCache {
     }
     this.ctx.device.queue.submit([enc.finish()]);
     this.position = 0; // K/V beyond `position` are never read
+    this.generation++;
   }
 
   /** Copy the recursive state aside (GPU to GPU, one submit); `into` reuses an earlier snapshot's buffers. */
@@ -66,6 +69,7 @@ export class Qwen3NextGpuDynamicCache {
   restore(s: CacheSnapshot): void {
     this.copy(s.states, this.linearStates());
     this.position = s.position;
+    this.generation++;
   }
 
   /**
@@ -146,6 +150,7 @@ export class Qwen3NextGpuDynamicCache {
       }
     }
     this.position = position;
+    this.generation++;
   }
 
   /** Floats of each array read() returns at `position`. */

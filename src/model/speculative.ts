@@ -47,8 +47,11 @@ const WINDOW = 16; // rounds the switch-off rule looks at
 const GREEDY: SampleParams = { temperature: 0, topK: 0, topP: 1, random: 0 };
 const SLOT = 256; // bytes between u32 picks: a storage binding's offset alignment
 
-/** MTP rows not yet run: hidden rows 0..rows-1 at positions pos0.., row t followed by next[t] (the last one by the next fed token). */
-interface Waiting { hidden: GPUBuffer; pos0: number; rows: number; next: number[] }
+/**
+ * MTP rows not yet run: hidden rows 0..rows-1 at positions pos0.., row t followed by next[t] (the last one by the
+ * next fed token), in the cache state of that generation.
+ */
+interface Waiting { hidden: GPUBuffer; pos0: number; rows: number; next: number[]; generation: number }
 
 export class Qwen3NextSpeculativeDecoder {
   readonly stats: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0, plain: 0 };
@@ -116,7 +119,7 @@ export class Qwen3NextSpeculativeDecoder {
       rows.push(...ids.slice(start + 1, start + T));
       ops.push({ label: 'spec prompt last row', copy: { src: this.promptHidden, srcOffset: bytes(T - 1), dst: this.lastHidden, dstOffset: 0, size: bytes(1) } });
       this.ctx.device.queue.writeBuffer(this.mtpIds, 0, Uint32Array.from(rows));
-      pending = { hidden: this.lastHidden, pos0: m.cache.position + T - 1, rows: 1, next: [] };
+      pending = { hidden: this.lastHidden, pos0: m.cache.position + T - 1, rows: 1, next: [], generation: m.cache.generation };
       return ops;
     };
     await m.forward(ids, {}, after);
@@ -129,10 +132,10 @@ export class Qwen3NextSpeculativeDecoder {
     return [copy, ...this.mtp.encode(rows, pos0, hidden)];
   }
 
-  /** The waiting rows when they end right before `position` (else the state moved on without them). */
+  /** The waiting rows when they end right before `position` of the same state (else it moved on without them). */
   private waitingAt(position: number): Waiting | undefined {
     const w = this.waiting;
-    return w && w.pos0 + w.rows === position ? w : undefined;
+    return w && w.pos0 + w.rows === position && w.generation === this.model.cache.generation ? w : undefined;
   }
 
   /**
@@ -230,7 +233,7 @@ export class Qwen3NextSpeculativeDecoder {
     let a = 0;
     while (a < k && d[a] === g[a]) a++;
     m.cache.rollback(T, a + 1);
-    this.waiting = { hidden: this.verifyHidden, pos0: P, rows: a + 1, next: g.slice(0, a) };
+    this.waiting = { hidden: this.verifyHidden, pos0: P, rows: a + 1, next: g.slice(0, a), generation: m.cache.generation };
     this.stats.rounds++;
     this.stats.drafted += k;
     this.stats.accepted += a;

@@ -206,3 +206,39 @@ describe('Engine with streamed experts (Node, packed brown-tiny int4)', () => {
       }
     }));
 });
+
+describe('Engine with speculative decoding (Node, packed brown-tiny int4 and its MTP layer)', () => {
+  it('replies equal plain decoding\'s (`speculative: false`), greedy, then a sampled second turn; usage.speculative counts the drafts; a penalty decodes plainly', () =>
+    withGpuErrors(async () => {
+      const store = await NodeFileStore.open(MODEL), device = await getTestDevice();
+      const engine = await createEngine({ model: store, device, maxContext: 256, speculative: { draftTokens: 2, minAcceptance: 0 } });
+      try {
+        const turn2 = [user(PROMPT), { role: 'assistant' as const, content: REPLY }, user('What did the jury say?')];
+        const requests = [
+          { messages: [user(PROMPT)], max_tokens: 48 },
+          { messages: turn2, max_tokens: 10, temperature: 0.8, top_k: 40, seed: 3 }, // extends the state of the turn before
+        ];
+        for (const req of requests) {
+          const p = await engine.chat.completions.create({ ...req, speculative: false });
+          expect(p.usage.speculative).toMatchObject({ rounds: 0, plain_tokens: p.usage.completion_tokens });
+          const s = await engine.chat.completions.create(req);
+          console.log(`[engine] speculative: ${JSON.stringify(s.usage.speculative)}, "${s.choices[0].message.content}"`);
+          expect(s.choices[0].message).toEqual(p.choices[0].message);
+          const u = s.usage.speculative!;
+          expect(u.drafted).toBeGreaterThan(0);
+          expect(u.drafted).toBeLessThanOrEqual(2 * u.rounds);
+          // every round yields 1 + its accepted drafts; the reply may stop inside the last one
+          expect(u.rounds + u.accepted).toBeGreaterThanOrEqual(s.usage.completion_tokens);
+          expect(u.rounds + u.accepted - 2).toBeLessThanOrEqual(s.usage.completion_tokens);
+          expect(u.acceptance_rate).toBeCloseTo(u.accepted / u.drafted);
+        }
+        const penalised = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 4, repetition_penalty: 1.3 });
+        expect(penalised.usage.speculative).toMatchObject({ rounds: 0, plain_tokens: penalised.usage.completion_tokens });
+        const noMtp = Object.create(store, { manifest: { value: async () => ({ ...(await store.manifest()), mtp: false }) } });
+        await expect(createEngine({ model: noMtp, device, speculative: { draftTokens: 1 } })).rejects.toThrow(/multi-token-prediction layer/);
+      } finally {
+        await engine.unload();
+        await store.close();
+      }
+    }));
+});
