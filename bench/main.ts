@@ -1,6 +1,8 @@
 // Entry of dist/bench/bench.mjs: prints markdown tables (paste them into BENCHMARKS.md with the card and date).
 //   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer] [--kv f16|f32]
 //     [--contexts 1024,4096,32768,131072,262144]   decode contexts of the e2e suite (default 1K, 4K, 32K)
+//     [--prefill 4096] [--reps 3]   the e2e suite's prefill length and repetitions
+//   suite spec: speculative decoding (bench/spec.ts) at 4K context
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
@@ -9,6 +11,7 @@ import { profileMarkdown } from './profile.ts';
 import { runEndToEnd } from './e2e.ts';
 import { runAblation } from './ablate.ts';
 import { runStreaming, type StreamOptions } from './stream.ts';
+import { runSpeculativeBench } from './spec.ts';
 
 const arg = (name: string, fallback: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : fallback);
 const shapes = arg('shapes', 'real');
@@ -30,12 +33,16 @@ if (suites.has('e2e') || suites.has('profile')) {
   if (read) console.log(`\nread ceiling (same process): ${read.GBs.toFixed(0)} GB/s`);
   const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
   const { rows, gpuBytes, loadMs, profiles } = await runEndToEnd(ctx, real
-    ? { layers: 48, prefillT: 4096, stepT: 2048, contexts: arg('contexts', '1024,4096,32768').split(',').map(Number), decodeTokens: 32, reps: 3, profile, kvCache }
+    ? { layers: 48, prefillT: Number(arg('prefill', '4096')), stepT: 2048, contexts: arg('contexts', '1024,4096,32768').split(',').map(Number), decodeTokens: 32, reps: Number(arg('reps', '3')), profile, kvCache }
     : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1, profile, kvCache });
   console.log(`\nend to end, resident, ${kvCache ?? 'f16'} K/V cache: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
   for (const r of rows) console.log(`| ${r.name} (${r.detail}) | ${r.median.toFixed(2)} | ${r.perSecond.toFixed(1)} |`);
   for (const { context, profile: p } of profiles) console.log(`\ndecode token at ${context} context, per kernel (timestamp queries):\n${profileMarkdown(p)}`);
+}
+
+if (suites.has('spec')) {
+  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3 } : { layers: 4, small: true, context: 40, tokens: 6, reps: 1 })}`);
 }
 
 if (suites.has('ablate')) {

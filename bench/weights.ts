@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { link, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Qwen3NextConfig } from '../src/config.ts';
+import type { LayerType, Qwen3NextConfig } from '../src/config.ts';
 import { type GpuContext } from '../src/gpu/context.ts';
 import { grid } from '../src/kernels/grid.ts';
 import './probe.ts';
@@ -29,31 +29,35 @@ export function fillWords(ctx: GpuContext, buf: GPUBuffer, words: number, mask: 
 }
 
 /**
- * GpuWeights of `c` filled on the GPU; `slots` < E leaves the routed slots' contents to a streaming cache. Laid out
- * as loadGpuWeights lays them out: the shared expert in one more expert slot where it fits (sharedExpertFits).
+ * GpuWeights of `c` filled on the GPU; `slots` < E leaves the routed slots' contents to a streaming cache; `mtp` adds
+ * an MTP layer (experts resident). Laid out as loadGpuWeights lays them out: the shared expert in one more expert
+ * slot where it fits (sharedExpertFits).
  */
-export function randomGpuWeights(ctx: GpuContext, c: Qwen3NextConfig, quant: QuantConfig, slots = c.numExperts): GpuWeights {
+export function randomGpuWeights(ctx: GpuContext, c: Qwen3NextConfig, quant: QuantConfig, slots = c.numExperts, mtp = false): GpuWeights {
   const shared = sharedExpertFits(c, quant);
   const byName = new Map<string, GpuWeight>();
-  for (const t of densePlan(c, quant)) {
+  for (const t of densePlan(c, quant, mtp)) {
     if (shared && /^L\d+\.shared_(gate_up|down)$/.test(t.name)) continue;
     const words = packedWords(t.format, t.N, t.K), buffer = ctx.buffer(words * 4, t.name);
     fillWords(ctx, buffer, words, maskFor(t.format));
     byName.set(t.name, { buffer, offset: 0, format: t.format, N: t.N, K: t.K });
   }
-  const { gateUpWords, downWords } = expertLayout(c, quant.experts), n = slots + (shared ? 1 : 0);
-  const layers: GpuLayer[] = c.layerTypes.map((type, i) => {
+  const { gateUpWords, downWords } = expertLayout(c, quant.experts);
+  const layer = (i: number, type: LayerType, slots: number): GpuLayer => {
     const weights = new Map<string, GpuWeight>();
     for (const [name, w] of byName) if (name.startsWith(`L${i}.`)) weights.set(name.slice(`L${i}.`.length), w);
-    const experts = emptyExperts(ctx, c, quant.experts, i, slots, shared);
+    const experts = emptyExperts(ctx, c, quant.experts, i, slots, shared), n = slots + (shared ? 1 : 0);
     fillWords(ctx, experts.gateUp, n * gateUpWords, PACKED_MASK); // routed slots of a streaming model are refilled on demand
     fillWords(ctx, experts.down, n * downWords, PACKED_MASK);
     if (slots === c.numExperts) ctx.device.queue.writeBuffer(experts.slotOf, 0, Uint32Array.from({ length: c.numExperts }, (_, e) => e));
     if (shared) for (const [name, view] of sharedExpertViews(c, experts)) weights.set(name, view);
     return { type, weights, experts };
-  });
+  };
+  const layers = c.layerTypes.map((type, i) => layer(i, type, slots));
+  const vector = (name: string) => byName.get(name)!.buffer;
   return {
     config: c, quant, layers,
+    mtp: mtp ? { preFcNormEmbedding: vector('mtp.pre_fc_norm_embedding'), preFcNormHidden: vector('mtp.pre_fc_norm_hidden'), fc: byName.get('mtp.fc')!, layer: layer(c.numLayers, 'full_attention', c.numExperts), norm: vector('mtp.norm') } : undefined,
     embed: byName.get('embed')!, norm: byName.get('norm')!, lmHead: byName.get('lm_head')!,
     invFreq: ctx.upload(ropeInvFreq(c.ropeTheta, c.rotaryDim), 'rope.inv_freq'), ropeAttentionFactor: 1,
   };

@@ -35,7 +35,8 @@ function yarnOption(args: Args): YarnOption | undefined {
   return { factor };
 }
 
-export async function openModel(args: Args) {
+/** `mtp`: load the multi-token-prediction layer too (speculative decoding), when the model has one. */
+export async function openModel(args: Args, extra: { mtp?: boolean } = {}) {
   const dir = args.str('model');
   const expertCacheBytes = args.has('expert-cache-bytes') ? Number(args.str('expert-cache-bytes')) : undefined;
   if (expertCacheBytes !== undefined && !(expertCacheBytes > 0)) throw new UsageError('--expert-cache-bytes must be a positive number of bytes');
@@ -43,7 +44,7 @@ export async function openModel(args: Args) {
   if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) throw new UsageError('--max-context must be a positive number of tokens');
   const kvCache = args.str('kv-cache', 'f16');
   if (kvCache !== 'f16' && kvCache !== 'f32') throw new UsageError(`--kv-cache must be f16 or f32, got "${kvCache}"`);
-  const common = { maxContext, yarn: yarnOption(args), kvCache: kvCache as 'f16' | 'f32' };
+  const common = { maxContext, yarn: yarnOption(args), kvCache: kvCache as 'f16' | 'f32', mtp: extra.mtp };
   const ctx = new GpuContext(await requestNodeDevice());
   // A Hugging Face checkpoint has config.json; a packed model keeps its config inside manifest.json.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {

@@ -15,7 +15,7 @@ import { convertCommand, CONVERT_USAGE } from './convert.ts';
 const USAGE = `usage (--model: a HF checkpoint folder, or a packed model folder from q3n convert):
   q3n logits     --model <dir> --prompt-ids 5,17,42 [--decode-ids 7,8] --out out.safetensors
   q3n generate   --model <dir> --prompt "text" [--max-tokens 48] [--temperature 0] [--top-k 0] [--top-p 1]
-                 [--repetition-penalty 1] [--seed 0] [--chat]
+                 [--repetition-penalty 1] [--seed 0] [--chat] [--draft-tokens 1|2|3 (speculative, the model's MTP layer)]
   q3n perplexity --model <dir> --ids-file ids.safetensors [--ids-tensor ids] [--window 512] [--windows N]
   ${CONVERT_USAGE}
 ${MODEL_USAGE}`;

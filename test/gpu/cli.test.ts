@@ -40,17 +40,23 @@ describe('q3n CLI', () => {
     }
   });
 
-  it.runIf(brownTinyAvailable())('generate --chat: brown-tiny greedy reply equals HF golden text', async () => {
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    let text = '';
-    try {
-      const code = await main(['generate', '--model', BROWN_TINY_DIR, '--prompt', 'The jury said it did find that many of the voters were not qualified.', '--chat', '--max-tokens', '16']);
-      text = write.mock.calls.map((c) => String(c[0])).join('');
-      expect(code).toBe(0);
-    } finally {
-      write.mockRestore();
+  it.runIf(brownTinyAvailable())('generate --chat: brown-tiny greedy reply equals HF golden text, plain and with --draft-tokens 2', async () => {
+    for (const extra of [[], ['--draft-tokens', '2']]) {
+      const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+      const info = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      let text = '', stats = '';
+      try {
+        const code = await main(['generate', '--model', BROWN_TINY_DIR, '--prompt', 'The jury said it did find that many of the voters were not qualified.', '--chat', '--max-tokens', '16', ...extra]);
+        text = write.mock.calls.map((c) => String(c[0])).join('');
+        stats = info.mock.calls.map((c) => String(c[0])).join('');
+        expect(code).toBe(0);
+      } finally {
+        write.mockRestore();
+        info.mockRestore();
+      }
+      expect(text).toBe("These weren't it??\n");
+      if (extra.length) expect(stats).toMatch(/^speculative: \d+ of \d+ drafts accepted in \d+ verify steps/);
     }
-    expect(text).toBe("These weren't it??\n");
   });
 
   it('bad input: one clear line and a non-zero exit code', async () => {
@@ -65,6 +71,8 @@ describe('q3n CLI', () => {
       expect(await main(['logits', '--model', 'x', '--prompt-ids', '1', '--yarn', 'maybe', '--out', '/tmp/x'])).toBe(2);
       expect(String(err.mock.calls.at(-1)![0])).toMatch(/--yarn must be on, off or a factor >= 1, got "maybe"/);
       expect(await main(['logits', '--model', 'x', '--prompt-ids', '1', '--max-context', '0', '--out', '/tmp/x'])).toBe(2);
+      expect(await main(['generate', '--model', 'x', '--prompt', 'hi', '--draft-tokens', '5'])).toBe(2);
+      expect(String(err.mock.calls.at(-1)![0])).toMatch(/--draft-tokens must be 1, 2 or 3/);
     } finally {
       err.mockRestore();
     }
