@@ -20,6 +20,8 @@ import { chatsPanel } from './chats.ts';
 const params = new URLSearchParams(location.search);
 const MODEL_URL = params.get('model') ?? '../models/brown-tiny-q4/';
 const EXPERT_PERCENT = Number(params.get('experts') ?? 50);
+// ?draft=1..3: speculative decoding with the model's MTP layer, that many draft tokens a step (default off).
+const DRAFT_TOKENS = [1, 2, 3].includes(Number(params.get('draft'))) ? Number(params.get('draft')) : 0;
 /** The name the engine stores the model under: its folder's absolute URL. */
 const MODEL_KEY = new URL(MODEL_URL.endsWith('/') ? MODEL_URL : `${MODEL_URL}/`, location.href).href;
 
@@ -141,7 +143,7 @@ async function load() {
   const stored = (await listStoredModels()).find((m) => m.name === MODEL_KEY);
   const progress = progressReporter();
   try {
-    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report });
+    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report, ...(DRAFT_TOKENS ? { speculative: { draftTokens: DRAFT_TOKENS } } : {}) });
   } catch (e) {
     const err = e as Error;
     if (err.name === 'WebGPUNotAvailableError') return showNoWebGPU(err.message);
@@ -268,6 +270,12 @@ function showStats(u: CompletionUsage, finish: FinishReason | null) {
     ['Prefill speed', `${u.prefill_tokens_per_s.toFixed(1)} tok/s`],
     ['Decode speed', u.completion_tokens > 1 ? `${u.decode_tokens_per_s.toFixed(1)} tok/s` : '—'],
   ];
+  const spec = u.speculative;
+  if (spec) {
+    rows.push(['Speculative', spec.rounds
+      ? `${spec.accepted} of ${spec.drafted} drafts accepted (${(100 * spec.acceptance_rate).toFixed(0)} %), ${spec.mean_accepted_length.toFixed(2)} tokens a step${spec.plain_tokens ? `, ${spec.plain_tokens} without` : ''}`
+      : 'off for this reply']);
+  }
   // The expert cache counts since the model loaded: this reply's share is the difference from the previous reply.
   const cache = u.expert_cache as ExpertCacheStats | undefined;
   if (cache) {
@@ -318,7 +326,7 @@ promptBox.addEventListener('keydown', (e) => {
 // away with the page.
 function reloadWith() {
   const model = $<HTMLInputElement>('model-url').value.trim(), experts = $<HTMLSelectElement>('expert-budget').value;
-  location.search = `?${new URLSearchParams({ model, experts })}`;
+  location.search = `?${new URLSearchParams({ model, experts, ...(DRAFT_TOKENS ? { draft: String(DRAFT_TOKENS) } : {}) })}`;
 }
 $('model-form').addEventListener('submit', (e) => {
   e.preventDefault();
