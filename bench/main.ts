@@ -28,7 +28,7 @@ ctx.device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncap
 const GiB = 2 ** 30;
 const kvCache = process.argv.includes('--kv') ? (arg('kv', 'f16') as 'f16' | 'f32') : undefined;
 
-if (suites.has('e2e') || suites.has('profile')) {
+if (suites.has('e2e') || (suites.has('profile') && !suites.has('spec'))) {
   const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
   if (read) console.log(`\nread ceiling (same process): ${read.GBs.toFixed(0)} GB/s`);
   const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
@@ -42,7 +42,9 @@ if (suites.has('e2e') || suites.has('profile')) {
 }
 
 if (suites.has('spec')) {
-  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3 } : { layers: 4, small: true, context: 40, tokens: 6, reps: 1 })}`);
+  const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
+  const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
+  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3, profile } : { layers: 4, small: true, context: 40, tokens: 6, reps: 1, profile })}`);
 }
 
 if (suites.has('ablate')) {

@@ -14,6 +14,7 @@ import { Qwen3NextSpeculativeDecoder, type SpeculativeOptions } from '../src/mod
 import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';
 import { randomGpuWeights } from './weights.ts';
 import { GREEDY, median } from './e2e.ts';
+import { profileMarkdown, profileOps } from './profile.ts';
 
 export interface SpecBenchOptions {
   layers: number;
@@ -21,6 +22,8 @@ export interface SpecBenchOptions {
   context: number;
   tokens: number;
   reps: number;
+  /** Per-kernel GPU time of the token and verify op lists (bench/profile.ts), with the read ceiling for floors. */
+  profile?: { readGBs: number; reps: number };
 }
 
 const PROMPT = 8;
@@ -83,10 +86,21 @@ export async function runSpeculativeBench(ctx: GpuContext, o: SpecBenchOptions):
       rows.push(`| ${mode}${same ? '' : ' (reply differs!)'} | ${k} | ${(1000 / ms).toFixed(1)} | ${s.accepted}/${s.drafted} | ${s.rounds} | ${round.toFixed(2)} ms/round = ${(round / step).toFixed(2)} x step | ${(plain / ms).toFixed(2)} |`);
     }
   }
-  return [
+  const out = [
     `speculative decoding at ${o.context} context, ${o.tokens} tokens a run, median of ${o.reps} runs (greedy):`,
     '| drafts | k | tokens/s | accepted | rounds | cost | speed-up vs plain |',
     '|---|---|---|---|---|---|---|',
     ...rows,
-  ].join('\n');
+  ];
+  if (o.profile) { // per kernel: the plain token's list against the verify steps' (timestamp queries)
+    const logitsInto = ctx.buffer(4 * V * 4, 'profile verify logits');
+    for (const T of [1, 2, 4]) {
+      model.reset();
+      model.cache.position = o.context;
+      const ops = T === 1 ? model.forwardBuilder.replayOps(1, { logits: 'last' }) : model.forwardBuilder.replayOps(T, { logits: 'all', stepStates: true, logitsInto });
+      const p = await profileOps(ctx, ops, o.profile.reps, o.profile.readGBs);
+      out.push(`\n${T === 1 ? 'plain decode token' : `verify step of ${T} tokens`} at ${o.context} context, per kernel:\n${profileMarkdown(p)}`);
+    }
+  }
+  return out.join('\n');
 }

@@ -183,5 +183,14 @@ export class GpuContext {
   }
 }
 
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let lastBufferId = 0;
+/** A number per buffer object: a replayed op list is keyed by the buffers it binds, not by their labels. */
+export function bufferId(b: GPUBuffer): number {
+  let id = bufferIds.get(b);
+  if (id === undefined) bufferIds.set(b, (id = ++lastBufferId));
+  return id;
+}
+
 /** Workgroups needed to cover n items with groups of size g. */
 export const ceilDiv = (n: number, g: number) => Math.ceil(n / g);

@@ -17,7 +17,7 @@
 // 7 an attention layer at the 80B shape.
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
 import type { Qwen3NextConfig } from '../config.ts';
-import { type GpuContext, type Step, type Binding } from '../gpu/context.ts';
+import { bufferId, type GpuContext, type Step, type Binding } from '../gpu/context.ts';
 import type { GpuWeight } from '../gpu/packed-weight.ts';
 import { addRmsNorm, rmsNorm, rmsNormGated } from '../kernels/norm.ts';
 import { matmul, type GemvPrologue } from '../kernels/matmul.ts';
@@ -71,15 +71,6 @@ export interface StepOps {
   streaming: boolean;
   /** Token encoding: the residual stream as last written, and the layer outputs not yet added to it. */
   resid: { h: GPUBuffer; deltas: GPUBuffer[] };
-}
-
-const bufferIds = new WeakMap<GPUBuffer, number>();
-let lastBufferId = 0;
-/** A number per buffer object (a replayed list is keyed by the buffers it binds, not by their labels). */
-function bufferId(b: GPUBuffer): number {
-  let id = bufferIds.get(b);
-  if (id === undefined) bufferIds.set(b, (id = ++lastBufferId));
-  return id;
 }
 
 /** An op list built once and replayed every decode (or verify) step; `updates` move it to a new position. */
@@ -206,11 +197,13 @@ export class ForwardBuilder {
 
   /**
    * The router's top-k of the step's logits into scratch.topIdx / topW (a resident token routes inside the MoE; a
-   * streaming token routes here with the MoE's own reduction shape, so its weights are the resident ones exactly).
+   * streaming token routes here with the MoE's own reduction shape, so its weights are the resident ones exactly; so
+   * does a verify step, whose few tokens would otherwise take the 64-thread prefill router, ~170 us a layer).
    */
   private routerTopK(st: StepOps): void {
     const c = this.c, s = this.scratch;
-    const shape = st.token ? fusedRouteShape(this.ctx, moeShape(c, this.w.quant.experts), c.normTopkProb) : { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb };
+    const fused = st.token || st.opts.stepStates;
+    const shape = fused ? fusedRouteShape(this.ctx, moeShape(c, this.w.quant.experts), c.normTopkProb) : { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb };
     st.ops.push(router(this.ctx, s.routerLogits, s.topIdx, s.topW, st.T, shape));
   }
 
@@ -294,7 +287,7 @@ export class ForwardBuilder {
     ops.push(matmul(ctx, rows, w.lmHead, st.opts.logits === 'all' ? all() : s.logits, n));
   }
 
-  private attnDims(): AttnDims {
+  attnDims(): AttnDims {
     const c = this.c;
     return { Hq: c.numAttentionHeads, Hkv: c.numKeyValueHeads, D: c.headDim, R: c.rotaryDim, maxT: this.cache.maxT, eps: c.rmsNormEps, ropeScale: this.w.ropeAttentionFactor, halfKv: this.cache.halfKv };
   }
