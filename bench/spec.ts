@@ -8,7 +8,7 @@
 import { parseConfig } from '../src/config.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
 import { QUANT_INT4 } from '../src/format/pack.ts';
-import { decodeTokens, type TokenStreamOptions } from '../src/model/generate.ts';
+import { decodeTokens, type TokenStreamOptions } from '../src/model/decode.ts';
 import { Qwen3NextGpuModel } from '../src/model/model.ts';
 import { Qwen3NextSpeculativeDecoder, type SpeculativeOptions } from '../src/model/speculative.ts';
 import { syntheticConfig } from '../scripts/make-fullsize-layer.ts';

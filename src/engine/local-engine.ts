@@ -13,7 +13,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import { expertStats } from '../cache/load.ts';
 import { seededRandom } from '../model/generate.ts';
 import type { Qwen3NextGpuModel } from '../model/model.ts';
-import { decodeTokens, type TokenStreamOptions } from '../model/generate.ts';
+import { decodeTokens, type TokenStreamOptions } from '../model/decode.ts';
 import type { Qwen3NextSpeculativeDecoder, SpeculativeStats } from '../model/speculative.ts';
 import { DecodeStream } from '../tokenizer/stream.ts';
 import type { Qwen3Tokenizer } from '../tokenizer/tokenizer.ts';

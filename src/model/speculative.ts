@@ -15,7 +15,7 @@
 // A repetition penalty needs the drafts on the CPU before the verify; such requests decode plainly (the engine).
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
 import { Sampler, type SampleParams } from '../kernels/sample.ts';
-import { decodeTokens, type TokenStreamOptions } from './generate.ts';
+import { decodeTokens, type TokenStreamOptions } from './decode.ts';
 import type { Qwen3NextGpuModel } from './model.ts';
 import type { Qwen3NextGpuMultiTokenPredictor } from './mtp.ts';
 
@@ -139,7 +139,7 @@ export class Qwen3NextSpeculativeDecoder {
   }
 
   /**
-   * As decodeTokens (src/model/generate.ts): feed `first`, yield up to maxTokens chosen tokens, in rounds of one
+   * As decodeTokens (src/model/decode.ts): feed `first`, yield up to maxTokens chosen tokens, in rounds of one
    * verify step. When the consumer stops inside a round, the state keeps the tokens fed up to the one it took last.
    */
   async *tokens(first: number, o: TokenStreamOptions): AsyncGenerator<number> {

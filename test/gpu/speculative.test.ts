@@ -28,16 +28,16 @@ async function fresh(model: Qwen3NextGpuModel, ids: number[]) {
 }
 
 describe('speculative decoding', () => {
-  // tiny runs every draft count, greedy and sampled, and the oracle, random and switch-off cases; asym (other head
-  // counts and widths) one greedy and one sampled count.
-  for (const [name, greedyKs, sampledKs, bounds] of [['tiny', [1, 2, 3], [2], true], ['asym', [3], [1], false]] as const) {
-    it(`${name}: greedy (${greedyKs} drafts) and sampled (${sampledKs}) replies equal plain decoding${bounds ? '; oracle, random and switched-off drafts' : ''}`, () =>
+  // tiny runs greedy and sampled replies, and the oracle (3 drafts), random (2) and switch-off cases; asym (other head
+  // counts and widths) a greedy one.
+  for (const [name, greedyKs, sampledKs, bounds] of [['tiny', [1, 3], [2], true], ['asym', [2], [], false]] as const) {
+    it(`${name}: greedy (${greedyKs} drafts)${sampledKs.length ? ` and sampled (${sampledKs})` : ''} replies equal plain decoding${bounds ? '; oracle, random and switched-off drafts' : ''}`, () =>
       withGpuErrors(async (device) => {
         const ckpt = await locatePreset(name)!.openCheckpoint();
         const model = await Qwen3NextGpuModel.fromCheckpoint(new GpuContext(device), ckpt, { maxContext: 64, maxTokensPerStep: 8, kvCache: 'f32', mtp: true });
-        const greedy = { max_new_tokens: 12 }, sampled = { max_new_tokens: 12, temperature: 0.9, top_k: 40, seed: 7 };
-        const plain = (await reply(model, greedy)).ids, plainSampled = (await reply(model, sampled)).ids;
-        expect(plainSampled).not.toEqual(plain); // the sampled case is a different reply
+        const greedy = { max_new_tokens: 10 }, sampled = { max_new_tokens: 10, temperature: 0.9, top_k: 40, seed: 7 };
+        const plain = (await reply(model, greedy)).ids, plainSampled = sampledKs.length ? (await reply(model, sampled)).ids : [];
+        if (sampledKs.length) expect(plainSampled).not.toEqual(plain); // the sampled case is a different reply
         for (const draftTokens of greedyKs) {
           const g = await reply(model, greedy, { draftTokens, minAcceptance: 0 });
           expect(g.ids, `greedy, ${draftTokens} drafts`).toEqual(plain);
@@ -57,7 +57,7 @@ describe('speculative decoding', () => {
         expect(random.stats!.accepted).toBe(0);
         // Always rejected with the switch-off on: after 16 rounds the reply goes on plainly, still the same
         const off = await reply(model, { max_new_tokens: 18 }, { draftTokens: 1, drafts: wrong });
-        expect(off.ids.slice(0, 12)).toEqual(plain);
+        expect(off.ids.slice(0, 10)).toEqual(plain);
         expect(off.stats).toMatchObject({ rounds: 16, plain: 2 });
       }));
   }
