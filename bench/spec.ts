@@ -70,9 +70,10 @@ export async function runSpeculativeBench(ctx: GpuContext, o: SpecBenchOptions):
   ];
   const oracle = (P: number, k: number) => Array.from({ length: k }, (_, j) => reference[P + 1 + j - first] ?? 0);
   const random = (P: number, k: number) => Array.from({ length: k }, (_, j) => (reference[P + 1 + j - first] + 1 + j) % V);
+  const modes = [['oracle', oracle, 4], ['oracle, one submit a round', oracle, 1], ['random ids', random, 4], ['MTP layer (random weights)', undefined, 4]] as const;
   for (const k of [1, 2, 3]) {
-    for (const [mode, drafts] of [['oracle', oracle], ['random ids', random], ['MTP layer (random weights)', undefined]] as const) {
-      const opts: SpeculativeOptions = { draftTokens: k, minAcceptance: 0, drafts };
+    for (const [mode, drafts, submits] of modes) {
+      const opts: SpeculativeOptions = { draftTokens: k, minAcceptance: 0, drafts, submits };
       const perToken: number[] = [], perRound: number[] = [];
       let spec!: Qwen3NextSpeculativeDecoder, same = true;
       for (let r = 0; r <= o.reps; r++) {

@@ -160,11 +160,17 @@ export class GpuContext {
     pass?.end();
   }
 
-  /** Encode and submit an op list with one submit. */
-  run(ops: Step[]): void {
-    const enc = this.device.createCommandEncoder();
-    this.encode(enc, ops);
-    this.device.queue.submit([enc.finish()]);
+  /**
+   * Encode and submit an op list: one submit, or `submits` of about equal length, each as soon as it is encoded, so
+   * the GPU starts on a long list before the CPU has encoded all of it (a step the CPU then waits for).
+   */
+  run(ops: Step[], submits = 1): void {
+    const per = Math.max(1, Math.ceil(ops.length / Math.max(1, submits)));
+    for (let i = 0; i < ops.length || i === 0; i += per) {
+      const enc = this.device.createCommandEncoder();
+      this.encode(enc, ops.slice(i, i + per));
+      this.device.queue.submit([enc.finish()]);
+    }
   }
 
   async read(buf: GPUBuffer, byteLength = buf.size, offset = 0): Promise<ArrayBuffer> {

@@ -55,6 +55,8 @@ export interface StepOptions {
   stepStates?: boolean;
   /** Where 'all' logits go (T, V) instead of scratch's (maxT, V) rows (a verify step's few rows). */
   logitsInto?: GPUBuffer;
+  /** Submit a resident step in this many parts, so the GPU starts before the CPU has encoded all of it (default 1). */
+  submits?: number;
 }
 
 /** One step's op list under construction: build() runs it whole; a streaming step submits it layer by layer. */

@@ -50,7 +50,7 @@ class ResidentSteps implements StepRunner {
 
   async run(T: number, opts: StepOptions, after: Step[], before: Step[] = []): Promise<void> {
     const replay = !opts.taps?.length && (T === 1 || opts.stepStates);
-    this.ctx.run([...before, ...(replay ? this.fb.replayOps(T, opts) : this.fb.build(T, opts)), ...after]);
+    this.ctx.run([...before, ...(replay ? this.fb.replayOps(T, opts) : this.fb.build(T, opts)), ...after], opts.submits);
   }
 }
 

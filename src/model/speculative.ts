@@ -32,6 +32,11 @@ export interface SpeculativeOptions {
    * (an oracle that knows the reply, or random ids: the bounds of what speculation can gain and lose).
    */
   drafts?: (position: number, k: number) => number[];
+  /**
+   * Submits a round is split into (default 4): the CPU waits for each round, so the GPU should start on it while the
+   * CPU still encodes the rest (benchmarks compare).
+   */
+  submits?: number;
 }
 
 /** Counts since the decoder was made (the engine reports a request's difference). */
@@ -224,7 +229,7 @@ export class Qwen3NextSpeculativeDecoder {
     }
     if (k > 0) after.push(u32(this.ids, 4, this.readback, T * 4, k));
     this.waiting = undefined; // a failed step leaves nothing waiting
-    await m.steps.run(T, { logits: 'all', stepStates: true, logitsInto: this.verifyLogits }, after, before);
+    await m.steps.run(T, { logits: 'all', stepStates: true, logitsInto: this.verifyLogits, submits: this.opts.submits ?? 4 }, after, before);
     m.cache.position += T;
     await this.readback.mapAsync(1 /* GPUMapMode.READ */, 0, (T + k) * 4);
     const got = new Uint32Array(this.readback.getMappedRange(0, (T + k) * 4).slice(0));

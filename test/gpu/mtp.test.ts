@@ -43,6 +43,7 @@ describe('MTP layer on the GPU', () => {
           drafts++;
           hits += row.indexOf(Math.max(...row)) === ids[t + 2] ? 1 : 0;
         }
+        if (p !== 'prompt0') continue; // speculating on one prompt (SwiftShader is slow); the engine test speculates too
         // and speculating with it: the same reply as HF's greedy one
         model.reset();
         const spec = new Qwen3NextSpeculativeDecoder(model, { draftTokens: 1, minAcceptance: 0 }), reply: number[] = [];
@@ -50,13 +51,13 @@ describe('MTP layer on the GPU', () => {
         expect(reply).toEqual(ids.slice(input.length));
         accepted += spec.stats.accepted;
         drafted += spec.stats.drafted;
-        if (p !== 'prompt0') continue; // row by row once: a row a submit is slow on SwiftShader
+        // row by row once: a row a submit is slow on SwiftShader
         const rows = new Float32Array(T * V);
         for (let t = 0; t < T; t++) rows.set(await mtp.forward([ids[t + 1]], hidden.subarray(t * H, (t + 1) * H), t), t * V);
         expectClose(`${p} row by row`, rows, logits, { maxAbs: 1e-4 });
       }
       expect([hits, drafts]).toEqual([Math.round(stated.rate * stated.drafts), stated.drafts]);
-      console.log(`[mtp gpu] brown-tiny teacher-forced 1-draft acceptance ${hits}/${drafts} (golden-mtp.json: ${stated.rate}); speculating: ${accepted}/${drafted} drafts accepted`);
+      console.log(`[mtp gpu] brown-tiny teacher-forced 1-draft acceptance ${hits}/${drafts} (golden-mtp.json: ${stated.rate}); speculating on prompt 0: ${accepted}/${drafted} drafts accepted`);
     }));
 
   for (const name of ['tiny', 'asym'] as const) {
