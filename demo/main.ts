@@ -222,6 +222,10 @@ async function send(content: string) {
       temperature: number('temperature'),
       top_p: number('top-p'),
       max_tokens: number('max-tokens'),
+      // a long prompt: say how far its prefill is until the first token replaces it
+      onPrefillProgress: ({ done, total }) => {
+        if (!reply && done < total) li.querySelector('.meta')!.textContent = `reading the prompt: ${Math.floor((100 * done) / total)} % of ${tokens(total)}`;
+      },
     });
     for await (const c of chunks as AsyncIterable<ChatCompletionChunk>) {
       reply += c.choices[0].delta.content ?? '';

@@ -3,14 +3,17 @@
 // previous prompt + reply, then the new message). Each turn also snapshots the state right after its prompt's
 // prefill, so a request that edits or regenerates the last reply resumes from there; anything else starts over.
 import type { CacheSnapshot } from '../model/dynamic-cache.ts';
-import type { Qwen3NextGpuModel } from '../model/model.ts';
+import type { ForwardHooks, Qwen3NextGpuModel } from '../model/model.ts';
+
+/** Feeds prompt tokens into the model's state. */
+export type PromptRunner = (ids: number[], progress?: ForwardHooks['progress']) => Promise<unknown>;
 
 export class Conversation {
   private ids: number[] = [];
   private saved?: { ids: number[]; state: CacheSnapshot };
 
   /** `run` feeds prompt tokens (default model.forward; with speculative decoding, its prefill, which the MTP layer follows). */
-  constructor(private readonly model: Qwen3NextGpuModel, private readonly run: (ids: number[]) => Promise<unknown> = (ids) => model.forward(ids)) {}
+  constructor(private readonly model: Qwen3NextGpuModel, private readonly run: PromptRunner = (ids, progress) => model.forward(ids, {}, { progress })) {}
 
   /** Bring the state to the longest stored prefix of `prompt` (always leaving its last token to run); returns its length. */
   resume(prompt: number[]): number {
@@ -28,10 +31,10 @@ export class Conversation {
     return 0;
   }
 
-  /** Run `ids` (prompt tokens) and record them, without sampling. */
-  async prefill(ids: number[]): Promise<void> {
+  /** Run `ids` (prompt tokens) and record them, without sampling; `progress` hears of each step the GPU has run. */
+  async prefill(ids: number[], progress?: ForwardHooks['progress']): Promise<void> {
     if (ids.length === 0) return;
-    await this.run(ids);
+    await this.run(ids, progress);
     this.ids.push(...ids);
   }
 

@@ -74,7 +74,7 @@ export class LocalEngine implements Engine {
   private use(parts: Loaded): void {
     this.parts = parts;
     const spec = parts.speculative;
-    this.conversation = new Conversation(parts.model, spec && ((ids) => spec.prefill(ids)));
+    this.conversation = new Conversation(parts.model, spec && ((ids, progress) => spec.prefill(ids, progress)));
     this.eos = new Set([...parts.tokenizer.eosTokenIds, ...parts.model.config.eosTokenIds]);
     this.lost = undefined;
     const device = parts.ctx.device;
@@ -176,7 +176,8 @@ export class LocalEngine implements Engine {
     try {
       const t0 = now();
       const cached = this.conversation.resume(prompt);
-      await this.conversation.prefill(prompt.slice(cached, -1));
+      const onPrefill = req.onPrefillProgress;
+      await this.conversation.prefill(prompt.slice(cached, -1), onPrefill && ((done, total) => onPrefill({ done, total })));
       this.conversation.snapshot();
       // A repetition penalty needs every id on the CPU before the step that uses it: it decodes plainly.
       const spec = (req.repetition_penalty ?? 1) === 1 && req.speculative !== false ? this.parts.speculative : undefined;

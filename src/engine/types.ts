@@ -28,6 +28,12 @@ export interface ChatCompletionRequest {
   enable_thinking?: boolean;
   /** Not OpenAI's: false decodes this request without the engine's speculative decoding (EngineOptions.speculative). */
   speculative?: boolean;
+  /**
+   * Not OpenAI's: told as the GPU finishes each step of the prompt's prefill (steps of up to 256 tokens): `done` of
+   * `total` new prompt tokens (the ones the conversation's state did not hold; the last one runs with the first reply
+   * token). For a page to show progress on a long prompt; called from the worker too.
+   */
+  onPrefillProgress?: (p: { done: number; total: number }) => void;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';

@@ -22,19 +22,20 @@ class WorkerEngine implements Engine {
 
   private async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     const id = this.nextId++;
-    const { signal, ...wire } = req;
+    const { signal, onPrefillProgress, ...wire } = req;
+    const progress = onPrefillProgress && proxy(onPrefillProgress);
     const onAbort = () => void this.host.abort(id);
     signal?.addEventListener('abort', onAbort);
     if (!req.stream) {
       try {
         if (signal?.aborted) onAbort();
-        return await this.host.complete(id, wire);
+        return await this.host.complete(id, wire, progress);
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
     }
     try {
-      await this.host.openStream(id, wire);
+      await this.host.openStream(id, wire, progress);
     } catch (e) {
       signal?.removeEventListener('abort', onAbort);
       throw e;

@@ -9,7 +9,7 @@ import { EngineHub, type HubClient, type HubInfo } from './engine-hub.ts';
 import type { LocalEngine } from './local-engine.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, EngineOptions, LoadProgress } from './types.ts';
 
-export type WireRequest = Omit<ChatCompletionRequest, 'signal'>;
+export type WireRequest = Omit<ChatCompletionRequest, 'signal' | 'onPrefillProgress'>;
 export type WireOptions = Omit<EngineOptions, 'model' | 'device' | 'onProgress' | 'onWarning'> & { model: string };
 
 export class EngineHost {
@@ -38,15 +38,16 @@ export class EngineHost {
     return this.hub.info();
   }
 
-  complete(id: number, req: WireRequest): Promise<ChatCompletion> {
+  /** `onPrefillProgress`: the request's callback, proxied from the page (functions do not cross postMessage). */
+  complete(id: number, req: WireRequest, onPrefillProgress?: ChatCompletionRequest['onPrefillProgress']): Promise<ChatCompletion> {
     const signal = this.signal(id);
-    return this.run((e) => e.create({ ...req, stream: false, signal }) as Promise<ChatCompletion>).finally(() => this.aborts.delete(id));
+    return this.run((e) => e.create({ ...req, stream: false, signal, onPrefillProgress }) as Promise<ChatCompletion>).finally(() => this.aborts.delete(id));
   }
 
-  async openStream(id: number, req: WireRequest): Promise<void> {
+  async openStream(id: number, req: WireRequest, onPrefillProgress?: ChatCompletionRequest['onPrefillProgress']): Promise<void> {
     const engine = this.hub.engineFor(this.joined()); // the engine's own checks (context length) run now, the turn when pumped
     try {
-      this.open.set(id, engine.stream({ ...req, signal: this.signal(id) }));
+      this.open.set(id, engine.stream({ ...req, signal: this.signal(id), onPrefillProgress }));
     } catch (e) {
       this.aborts.delete(id);
       throw e;

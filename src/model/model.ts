@@ -36,6 +36,14 @@ export interface ModelOptions {
   steps?: (ctx: GpuContext, weights: GpuWeights, fb: ForwardBuilder) => StepRunner;
 }
 
+/** What model.forward calls around each of its steps (of at most maxTokensPerStep tokens). */
+export interface ForwardHooks {
+  /** Ops added to the step's submit (the MTP layer following a prompt: src/model/speculative.ts). */
+  after?: (start: number, T: number) => Step[];
+  /** Told when the GPU has run each step: `done` of `total` tokens (a long prompt's progress). */
+  progress?: (done: number, total: number) => void;
+}
+
 /**
  * Runs `before` (ops that put the step's ids in scratch.ids, or that read the scratch of the step before), one step
  * of T tokens, then `after` (the sampler, copies out), and submits it all.
@@ -163,10 +171,9 @@ export class Qwen3NextGpuModel {
 
   /**
    * Run `ids` from the cache's position. Returns logits (rows, V): rows = ids.length for logits 'all',
-   * 1 (the last token) for 'last'. Taps are read from the last step. `after` adds ops to each step's submit (the MTP
-   * layer following a prompt: src/model/speculative.ts).
+   * 1 (the last token) for 'last'. Taps are read from the last step. See ForwardHooks.
    */
-  async forward(ids: ArrayLike<number>, opts: Partial<StepOptions> = {}, after?: (start: number, T: number) => Step[]): Promise<Float32Array> {
+  async forward(ids: ArrayLike<number>, opts: Partial<StepOptions> = {}, hooks: ForwardHooks = {}): Promise<Float32Array> {
     const all = (opts.logits ?? 'last') === 'all';
     const V = this.config.vocabSize, n = ids.length;
     if (n === 0) throw new RangeError('forward: no tokens');
@@ -178,8 +185,11 @@ export class Qwen3NextGpuModel {
       const chunk = Uint32Array.from({ length: T }, (_, i) => ids[start + i]);
       for (const id of chunk) if (id >= V) throw new RangeError(`token id ${id} is outside the vocabulary (${V})`);
       this.ctx.device.queue.writeBuffer(s.ids, 0, chunk);
-      await this.step(T, { ...opts, logits: all ? 'all' : 'last' }, after?.(start, T));
+      await this.step(T, { ...opts, logits: all ? 'all' : 'last' }, hooks.after?.(start, T));
       this.cache.position += T;
+      const progress = hooks.progress, done = start + T;
+      // when the GPU has run the step, without waiting for it here (the next step is encoded meanwhile)
+      if (progress) this.ctx.device.queue.onSubmittedWorkDone().then(() => progress(done, n), () => {});
       if (all) out.set(await this.ctx.readF32(s.allLogits(this.ctx, V), T * V), start * V);
       else if (start + T === n) out.set(await this.ctx.readF32(s.logits, V));
     }

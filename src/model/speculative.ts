@@ -16,7 +16,7 @@
 import { Usage, type GpuContext, type Step } from '../gpu/context.ts';
 import { Sampler, type SampleParams } from '../kernels/sample.ts';
 import { decodeTokens, type TokenStreamOptions } from './decode.ts';
-import type { Qwen3NextGpuModel } from './model.ts';
+import type { ForwardHooks, Qwen3NextGpuModel } from './model.ts';
 import type { Qwen3NextGpuMultiTokenPredictor } from './mtp.ts';
 
 export interface SpeculativeOptions {
@@ -109,7 +109,7 @@ export class Qwen3NextSpeculativeDecoder {
    * Run prompt tokens from the cache's position (as model.forward) with the MTP layer following: each step's rows
    * go through it with the tokens that followed them, but the last, which waits for the token after the prompt.
    */
-  async prefill(ids: number[]): Promise<void> {
+  async prefill(ids: number[], progress?: ForwardHooks['progress']): Promise<void> {
     const m = this.model, H = m.config.hiddenSize, s = m.forwardBuilder.scratch, bytes = (n: number) => n * H * 4;
     let pending = this.waitingAt(m.cache.position);
     this.waiting = undefined; // a failed step leaves nothing waiting
@@ -127,7 +127,7 @@ export class Qwen3NextSpeculativeDecoder {
       pending = { hidden: this.lastHidden, pos0: m.cache.position + T - 1, rows: 1, next: [], generation: m.cache.generation };
       return ops;
     };
-    await m.forward(ids, {}, after);
+    await m.forward(ids, {}, { after, progress });
     this.waiting = pending;
   }
 

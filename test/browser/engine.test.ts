@@ -30,6 +30,8 @@ describe.skipIf(skip)('Engine in a Web Worker (chromium)', () => {
     expect(r.text).toBe(REPLY);
     expect(r.finish).toBe('stop');
     expect(r.count).toBeGreaterThan(3);
+    const prompt = (r.usage as { prompt_tokens: number }).prompt_tokens - 1; // the prefill's tokens: one step of 256
+    expect(r.progress).toEqual([{ done: prompt, total: prompt }]);
   });
 
   it('a saved session restores into a newly loaded worker engine and gives the same reply, prefilling only the new turn', async () => {

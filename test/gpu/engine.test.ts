@@ -47,8 +47,11 @@ describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
 
   it('greedy reply to golden prompt 0 equals q3n generate --chat', () =>
     withGpuErrors(async () => {
-      first = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48 });
+      const progress: { done: number; total: number }[] = [];
+      first = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48, onPrefillProgress: (p) => progress.push(p) });
       log('turn 1', first);
+      await new Promise((r) => setTimeout(r, 10)); // the last report lands when the GPU has run the step
+      expect(progress).toEqual([{ done: first.usage.prompt_tokens - 1, total: first.usage.prompt_tokens - 1 }]); // one step of 256
       expect(first.object).toBe('chat.completion');
       expect(first.choices[0].message).toEqual({ role: 'assistant', content: REPLY });
       expect(first.choices[0].finish_reason).toBe('stop');

@@ -21,7 +21,8 @@ const engineTest = {
   },
 
   async stream(content: string, maxTokens: number) {
-    const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream: true });
+    const progress: { done: number; total: number }[] = []; // onPrefillProgress, called from the worker
+    const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream: true, onPrefillProgress: (p) => progress.push(p) });
     let text = '', count = 0, finish: string | null = null, usage: unknown;
     for await (const c of chunks) {
       text += c.choices[0].delta.content ?? '';
@@ -29,7 +30,7 @@ const engineTest = {
       finish = c.choices[0].finish_reason;
       usage = c.usage;
     }
-    return { text, count, finish, usage };
+    return { text, count, finish, usage, progress };
   },
 
   /** Stream with a signal, aborting after the first `n` content pieces. */
