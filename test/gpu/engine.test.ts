@@ -193,12 +193,15 @@ describe('Engine in this thread (Node, packed brown-tiny int4)', () => {
 });
 
 describe('Engine with streamed experts (Node, packed brown-tiny int4)', () => {
-  it('a GPU expert budget below the model streams experts from the open store and reports usage.expert_cache', () =>
+  it('a GPU expert budget below the model streams experts from the open store and reports usage.expert_cache; speculative decoding streams too', () =>
     withGpuErrors(async () => {
       const store = await NodeFileStore.open(MODEL);
-      const engine = await createEngine({ model: store, device: await getTestDevice(), maxContext: 128, expertCacheBytes: 2 << 20 });
+      const engine = await createEngine({ model: store, device: await getTestDevice(), maxContext: 128, expertCacheBytes: 2 << 20, speculative: { draftTokens: 2, minAcceptance: 0 } });
       try {
-        const r = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48 });
+        const spec = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48 });
+        expect(spec.choices[0].message.content).toBe(REPLY);
+        expect(spec.usage.speculative!.drafted).toBeGreaterThan(0);
+        const r = await engine.chat.completions.create({ messages: [user(PROMPT)], max_tokens: 48, speculative: false });
         console.log(`[engine] streamed experts: ${JSON.stringify((r.usage.expert_cache as { totals: object }).totals)}`);
         expect(r.choices[0].message.content).toBe(REPLY);
         expect(r.usage.expert_cache).toMatchObject({ experts: 64 });
