@@ -44,7 +44,7 @@ if (suites.has('e2e') || (suites.has('profile') && !suites.has('spec'))) {
 if (suites.has('spec')) {
   const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
   const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
-  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3, profile } : { layers: 4, small: true, context: 40, tokens: 6, reps: 1, profile })}`);
+  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3, profile } : { layers: 2, small: true, context: 40, tokens: 4, reps: 1, profile })}`);
 }
 
 if (suites.has('ablate')) {
