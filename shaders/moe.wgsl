@@ -1,7 +1,7 @@
 // Sparse MoE experts (REFERENCE.md §5): SwiGLU over only the experts the router selected, and the combine
 // y[t] = Σ_j w[t,j]·E_{e_j}(x[t]) + sigmoid(logits[t,E])·shared[t], summed in fixed j order (no float atomics).
 //   decode  (few tokens): GEMVs (gemv.wgsl's lanes and units) over all of a token's pairs; the down GEMVs do the
-//           combine. One token can route itself (topk.wgsl) and norm its input in the gate/up GEMV's prologue.
+//           combine. A token can route itself (topk.wgsl) and norm its input in the gate/up GEMV's prologue.
 //   prefill (many tokens): per-expert tiled GEMMs over the tile list moe_route.wgsl's counting sort made (its
 //           length is bounded by T, so every dispatch size is known on the CPU: no read-back), then the combine.
 // Routed experts live in stacked slot buffers: slot s of gate_up is a packed (2I, H) weight with rows
@@ -133,38 +133,43 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
   gate_up_tile(t, flat % tiles, lid);
 }
 
-// ---- one token that norms its own input (moe_gate_up_gemv_normed), and routes itself too (..._fused) ---------------
+// ---- tokens that norm their own input (moe_gate_up_gemv_normed), and route themselves too (..._fused) ------------
 // x = Qwen3NextRMSNorm(a)·(1 + norm_w) of the residual a (post_attention_layernorm); _fused takes the top-k from the
-// router logits (topk.wgsl) and its first workgroup stores idx and w for the down GEMVs (and taps); _normed reads
-// the routing from expert_idx (a streaming step routed the token before it made the experts resident).
+// router logits (topk.wgsl) and the token's first workgroup stores idx and w for the down GEMVs (and taps); _normed
+// reads the routing from expert_idx (a streaming step routed the token before it made the experts resident).
+// Workgroup = (token, tile of TILE_N units), as moe_gate_up_gemv.
 
 @group(0) @binding(6) var<storage, read> norm_w: array<f32>;             // (H) post_attention_layernorm
-@group(0) @binding(7) var<storage, read> router_logits: array<f32>;      // (1, E+1): router | shared gate
-@group(0) @binding(8) var<storage, read_write> idx_out: array<u32>;      // (1, k)
-@group(0) @binding(9) var<storage, read_write> w_out: array<f32>;        // (1, k)
+@group(0) @binding(7) var<storage, read> router_logits: array<f32>;      // (T, E+1): router | shared gate
+@group(0) @binding(8) var<storage, read_write> idx_out: array<u32>;      // (T, k)
+@group(0) @binding(9) var<storage, read_write> w_out: array<f32>;        // (T, k)
 
 #include "topk.wgsl"
 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tile = flat_group(wg);
-  if (tile >= (I + TILE_N - 1u) / TILE_N) { return; }
-  route_topk(lid, 0u);
-  if (tile == 0u && lid < TOPK) { idx_out[lid] = topk_idx[lid]; w_out[lid] = topk_w[lid]; }
+  let tiles = (I + TILE_N - 1u) / TILE_N;
+  let flat = flat_group(wg);
+  let t = flat / tiles;
+  if (t >= p.T) { return; }
+  route_topk(lid, t * (E + 1u));
+  if (flat % tiles == 0u && lid < TOPK) { idx_out[t * TOPK + lid] = topk_idx[lid]; w_out[t * TOPK + lid] = topk_w[lid]; }
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
-  stage_row(lid, 0u, 0u, H);
-  rmsnorm_staged(lid, H);
-  gate_up_tile(0u, tile, lid);
+  stage_row(lid, 0u, t * H, H);
+  rmsnorm_staged(lid, H, 0u);
+  gate_up_tile(t, flat % tiles, lid);
 }
 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tile = flat_group(wg);
-  if (tile >= (I + TILE_N - 1u) / TILE_N) { return; }
-  load_pair_slots(lid, 0u);
-  stage_row(lid, 0u, 0u, H);
-  rmsnorm_staged(lid, H);
-  gate_up_tile(0u, tile, lid);
+  let tiles = (I + TILE_N - 1u) / TILE_N;
+  let flat = flat_group(wg);
+  let t = flat / tiles;
+  if (t >= p.T) { return; }
+  load_pair_slots(lid, t);
+  stage_row(lid, 0u, t * H, H);
+  rmsnorm_staged(lid, H, 0u);
+  gate_up_tile(t, flat % tiles, lid);
 }
 
 // ---- moe_down_combine_gemv --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-// A decode GEMV's input row, staged in workgroup memory (gemv.wgsl, moe.wgsl): the prologues build it once per
-// workgroup and every team reads it unit by unit. The includer declares `override XS4` (vec4s of xs), WG, EPS and the
-// norm weight binding `norm_w`, and includes quant.wgsl (units) and reduce.wgsl.
+// A decode GEMV's input rows, staged in workgroup memory (gemv.wgsl, moe.wgsl): the prologues build them once per
+// workgroup and every team reads them unit by unit. The includer declares `override XS4` (vec4s of xs), WG, EPS and
+// the norm weight binding `norm_w`, and includes quant.wgsl (units) and reduce.wgsl.
 
 var<workgroup> xs: array<vec4f, XS4>;
 
@@ -13,12 +13,13 @@ fn staged_vec4(k: u32) -> u32 {
   return u * V + ((k % UNIT_WEIGHTS) / 4u + u) % V;
 }
 
-// Qwen3NextRMSNorm of the staged row's first K values: x · rsqrt(mean(x²) + eps) · (1 + norm_w), then a barrier.
-// Each thread reads back only the elements it staged itself (k ≡ lid mod WG), so no barrier is needed before.
-fn rmsnorm_staged(lid: u32, K: u32) {
+// Qwen3NextRMSNorm of the first K values of the row staged at vec4 `base4`: x · rsqrt(mean(x²) + eps) · (1 + norm_w),
+// then a barrier. Each thread reads back only the elements it staged itself (k ≡ lid mod WG), so no barrier is
+// needed before.
+fn rmsnorm_staged(lid: u32, K: u32, base4: u32) {
   var ss = 0.0;
-  for (var i = lid; i < K; i += WG) { let v = xs[staged_vec4(i)][i % 4u]; ss += v * v; }
+  for (var i = lid; i < K; i += WG) { let v = xs[base4 + staged_vec4(i)][i % 4u]; ss += v * v; }
   let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(K) + EPS);
-  for (var i = lid; i < K; i += WG) { xs[staged_vec4(i)][i % 4u] *= inv * (1.0 + norm_w[i]); }
+  for (var i = lid; i < K; i += WG) { xs[base4 + staged_vec4(i)][i % 4u] *= inv * (1.0 + norm_w[i]); }
   workgroupBarrier();
 }

@@ -1,6 +1,6 @@
 // y = x·Wᵀ for packed weights: a GEMV for decode-sized T (shaders/gemv.wgsl), a tiled GEMM for prefill
-// (shaders/matmul.wgsl). A one-token GEMV can build its input row itself (a GemvPrologue), so the RMSNorm before a
-// projection costs no dispatch of its own.
+// (shaders/matmul.wgsl). A GEMV can build its input rows itself (a GemvPrologue), so the RMSNorm before a projection
+// costs no dispatch of its own.
 import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
 import { type GpuWeight, weightBinding, weightBytes } from '../gpu/packed-weight.ts';
 import { FORMAT_ID, type WeightFormat } from '../quant/formats.ts';
@@ -14,22 +14,24 @@ export interface MatmulTuning {
   teams?: number; // GEMV teams a workgroup (default 256 / team)
   rows?: number; // GEMV rows a team (1, 2 or 4)
   groups?: number; // workgroups of a GEMV with a prologue (default min(tiles, 512)): each takes tiles in turn
+  tokens?: number; // GEMV tokens a workgroup (default 4; with a prologue, at most the rows workgroup memory holds)
 }
 
 /**
- * The input row of a one-token GEMV, built in workgroup memory from other buffers (gemv.wgsl):
- *  - rmsnorm: x = Qwen3NextRMSNorm(h + Σ deltas) with `weight`; the matmul's x binding is h. `hOut` receives
- *    h + Σ deltas (the residual stream with its pending adds done), written by one workgroup.
+ * The input rows of a GEMV (T <= 4 tokens), built in workgroup memory from other buffers (gemv.wgsl):
+ *  - rmsnorm: x = Qwen3NextRMSNorm(h + Σ deltas) with `weight`; the matmul's x binding is h (T, K), the deltas
+ *    (T, K). `hOut` (T, K) receives h + Σ deltas (the residual stream with its pending adds done).
  *  - gated: x = Qwen3NextRMSNormGated per head of `headDim` values (the GDN output norm): weight · norm(x) · silu(z),
- *    z at element zOffset + head·headDim of `z`.
+ *    z of token t at element t·zStride + zOffset + head·headDim of `z`.
  */
 export type GemvPrologue =
   | { kind: 'rmsnorm'; weight: Binding; eps: number; deltas: Binding[]; hOut?: Binding }
-  | { kind: 'gated'; weight: Binding; eps: number; z: Binding; zOffset: number; headDim: number };
+  | { kind: 'gated'; weight: Binding; eps: number; z: Binding; zOffset: number; zStride?: number; headDim: number };
 
 /**
  * Decode's causal conv1d + SiLU (conv.ts) on the first `channels` outputs of a one-token GEMV with an rmsnorm
- * prologue, by the thread that stores each: y (1, channels) and the conv state (channels, K-1) updated.
+ * prologue, by the thread that stores each: y (1, channels) and the conv state (channels, K-1) updated. One token
+ * only: a verify step keeps the state after each token (conv.ts snapshots), which would be a ninth storage binding.
  */
 export interface ConvEpilogue {
   channels: number;
@@ -50,8 +52,10 @@ const WG = 256;
  */
 const GEMV_MIN_GROUPS = 256;
 const PLAIN_GEMV_MIN_GROUPS = 128;
-/** A GEMV with a prologue builds its input once per workgroup and then takes tiles in turn: at most this many workgroups. */
+/** A GEMV with a prologue builds its input once per workgroup and then takes tiles in turn: at most this many workgroups a token group. */
 const PROLOGUE_GROUPS = 512;
+/** Tokens a GEMV workgroup takes (its accumulators: tokens x rows a team <= 16). */
+export const GEMV_MAX_TOKENS = 4;
 
 const pow2ceil = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const ceil16 = (n: number) => Math.ceil(n / 16) * 16;
@@ -69,7 +73,7 @@ function vec4Binding(b: Binding, bytes: number, what: string): Binding {
  * y (T, N) = x (T, K) · Wᵀ. x, y are f32 row-major; W is any packed format. x's binding must have room for T·K floats
  * rounded up to 16 bytes (ctx.buffer/ctx.upload always do).
  * `swiglu`: x is (T, 2K) = [gate | up] and the input is silu(gate) · up (the shared expert's down_proj).
- * `prologue` / `conv` (T = 1): see GemvPrologue and ConvEpilogue.
+ * `prologue` (T <= 4) / `conv` (T = 1): see GemvPrologue and ConvEpilogue.
  */
 export function matmul(
   ctx: GpuContext,
@@ -83,7 +87,8 @@ export function matmul(
   if (T < 1 || N < 1 || K < 1) throw new RangeError(`matmul: empty shape T=${T} N=${N} K=${K}`);
   const tune = opts.tuning ?? {};
   const fused = opts.prologue ?? opts.conv;
-  if (fused && (T !== 1 || opts.swiglu)) throw new RangeError('matmul: a prologue or the conv epilogue is for one token with a plain input');
+  if (fused && (T > GEMV_MAX_TOKENS || opts.swiglu)) throw new RangeError(`matmul: a prologue is for at most ${GEMV_MAX_TOKENS} tokens with a plain input`);
+  if (opts.conv && T !== 1) throw new RangeError('matmul: the conv epilogue is for one token');
   if (opts.conv && opts.prologue?.kind !== 'rmsnorm') throw new RangeError('matmul: the conv epilogue comes with an rmsnorm prologue (the GDN in_proj)');
   if (opts.conv && opts.conv.channels > N) throw new RangeError(`matmul: ${opts.conv.channels} conv channels exceed ${N} rows`);
   const label = `${format}(${T}x${K}${opts.swiglu ? ' swiglu' : ''} -> ${N})`;
@@ -91,7 +96,7 @@ export function matmul(
   const xBytes = T * K * (opts.swiglu ? 8 : 4);
   const bytes = weightBytes(format, N, K) + xBytes + 4 * T * N;
 
-  if (T > (tune.gemvMaxT ?? 4) && !fused) {
+  if (T > (tune.gemvMaxT ?? GEMV_MAX_TOKENS) && !fused) {
     const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
     if (tilesN > MAX_GROUPS || tilesT > MAX_GROUPS) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
     const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
@@ -101,22 +106,29 @@ export function matmul(
   // GEMV: a team of TEAM lanes a row (fewer on short rows), ROWS rows a team while that leaves enough workgroups.
   const units = Math.ceil(K / UNIT_WEIGHTS[format]);
   const TEAM = tune.team ?? Math.min(32, Math.max(4, pow2ceil(units)));
-  const TB = Math.min(T, 4), teams = tune.teams ?? WG / TEAM;
+  const teams = tune.teams ?? WG / TEAM;
+  // a prologue stages its tokens' rows in workgroup memory: as many as fit beside the reduction's WG floats (a row
+  // that does not fit at all fails the pipeline's validation, which model loading reports as a DeviceLimitError)
+  const rowBytes = units * UNIT_WEIGHTS[format] * 4;
+  const fits = Math.max(1, Math.floor((ctx.device.limits.maxComputeWorkgroupStorageSize - 4 * TEAM * teams) / rowBytes));
+  const TB = Math.min(T, tune.tokens ?? GEMV_MAX_TOKENS, fused ? fits : GEMV_MAX_TOKENS);
   let ROWS = tune.rows ?? 4;
   const minGroups = fused ? GEMV_MIN_GROUPS : PLAIN_GEMV_MIN_GROUPS;
   if (tune.rows === undefined) while (ROWS > 1 && Math.ceil(N / (teams * ROWS)) < minGroups) ROWS /= 2;
   if (TEAM > 32 || TEAM * teams > WG || ![1, 2, 4].includes(ROWS)) throw new RangeError(`matmul: bad GEMV tuning ${JSON.stringify(tune)}`);
   const tiles = Math.ceil(N / (teams * ROWS));
-  const gemv = { ...base, WG: TEAM * teams, TEAM, ROWS, TB };
+  const gemv = { ...base, WG: TEAM * teams, TEAM, ROWS, TB, STAGED: fused ? 1 : 0 };
   const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
   const core = [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y];
   const p = opts.prologue;
   const groups = Math.min(tiles, tune.groups ?? PROLOGUE_GROUPS), fusedGemv = { ...gemv, GROUPS: groups };
-  if (!p) return { bytes, ...ctx.op(`gemv_${label}`, 'gemv.wgsl', 'gemv', gemv, core, grid(tiles * Math.ceil(T / TB))) };
+  const tokenGroups = Math.ceil(T / TB);
+  if (!p) return { bytes, ...ctx.op(`gemv_${label}`, 'gemv.wgsl', 'gemv', gemv, core, grid(tiles * tokenGroups)) };
   if (p.kind === 'gated') {
     if (K % p.headDim) throw new RangeError(`matmul: K=${K} is not whole heads of ${p.headDim}`);
-    const c = { ...fusedGemv, EPS: p.eps, GATE_D: p.headDim, Z_OFFSET: p.zOffset };
-    return { bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(groups)) };
+    if (T > 1 && p.zStride === undefined) throw new RangeError('matmul: a gated prologue of several tokens needs zStride');
+    const c = { ...fusedGemv, EPS: p.eps, GATE_D: p.headDim, Z_OFFSET: p.zOffset, Z_STRIDE: p.zStride ?? 0 };
+    return { bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(groups * tokenGroups)) };
   }
   if (p.deltas.length > 2) throw new RangeError('matmul: at most two pending residual deltas');
   const h = core[1];
@@ -131,5 +143,5 @@ export function matmul(
   }
   const hOut = p.hOut ?? ctx.scratchBuffer('gemv.no_h_out', 16);
   return { bytes, ...ctx.op(`gemv_${label} rmsnorm${p.hOut ? '+h' : ''}`, 'gemv.wgsl', 'gemv_rmsnorm', { ...norm, WRITE_H: p.hOut ? 1 : 0 },
-    [...core, p.weight, deltas[0], deltas[1], hOut], grid(groups)) };
+    [...core, p.weight, deltas[0], deltas[1], hOut], grid(groups * tokenGroups)) };
 }

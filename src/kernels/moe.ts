@@ -146,8 +146,8 @@ export interface MoeRoute {
  * Decode path (few tokens): gate/up GEMVs into h, then the down GEMVs fused with the combine (two dispatches).
  * Weights are read once per pair. `sharedSlot`: the shared expert's weights sit in that slot (gpu-weights.ts
  * sharedExpertSlot) and run as one more pair of each token, its output summed with weight sigmoid(logits[:, E])
- * (b.shared is then not read). `route` (T = 1): the gate/up GEMV also routes the token from b.logits (writing b.idx
- * and b.w for the down GEMVs) and norms b.x, so neither the router's top-k nor the norm is a dispatch of its own.
+ * (b.shared is then not read). `route`: the gate/up GEMV also routes each token from b.logits (writing b.idx and b.w
+ * for the down GEMVs) and norms b.x, so neither the router's top-k nor the norm is a dispatch of its own.
  * `team` overrides the lanes a row of both GEMVs (tests), `gateUp` and `down` their workgroups (threads, pair groups;
  * bench/ablate.ts; a gate/up `wg` other than the default's sums the routing softmax in another order than
  * fusedRouteShape).
@@ -155,7 +155,6 @@ export interface MoeRoute {
 export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch,
   opts: { team?: number; sharedSlot?: number; route?: MoeRoute; gateUp?: GateUpTuning; down?: GateUpTuning } = {}): Op[] {
   checkT(T, scratch);
-  if (opts.route && T !== 1) throw new RangeError('moeDecode: routing inside the gate/up GEMV is for one token');
   const kk = s.k + (opts.sharedSlot === undefined ? 0 : 1), pairs = T * kk, P = params(ctx, T);
   const guTeam = opts.team ?? gemvTeam(s.H, s.format), dnTeam = opts.team ?? gemvTeam(s.I, s.format);
   const shared: Record<string, number> = opts.sharedSlot === undefined ? {} : { SHARED_SLOT: opts.sharedSlot };
@@ -170,9 +169,9 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
   const r = opts.route;
   const gateUp = !r ? ctx.op(`moe.gate_up_gemv(${label})`, SHADER, 'moe_gate_up_gemv', guc, [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h], grid(T * guTiles))
     : r.routed ? ctx.op(`moe.gate_up_gemv(${label}) rmsnorm`, SHADER, 'moe_gate_up_gemv_normed', { ...guc, EPS: r.eps },
-      [undefined, b.x, b.gateUp, b.slotOf, b.idx, scratch.h, r.norm], grid(guTiles))
+      [P, b.x, b.gateUp, b.slotOf, b.idx, scratch.h, r.norm], grid(T * guTiles))
     : ctx.op(`moe.gate_up_gemv(${label}) routed+rmsnorm`, SHADER, 'moe_gate_up_gemv_fused', { ...guc, E: s.E, NORM_TOPK: r.normTopk ? 1 : 0, EPS: r.eps },
-      [undefined, b.x, b.gateUp, b.slotOf, undefined, scratch.h, r.norm, b.logits, b.idx, b.w], grid(guTiles));
+      [P, b.x, b.gateUp, b.slotOf, undefined, scratch.h, r.norm, b.logits, b.idx, b.w], grid(T * guTiles));
   return [
     { bytes: pairs * gu, ...gateUp },
     { bytes: pairs * dn, ...ctx.op(`moe.down_combine_gemv(${label})`, SHADER, 'moe_down_combine_gemv', { ...downConstants(s), E: s.E, TOPK: s.k, WG: d.wg, TEAM: dnTeam, PAIR_GROUPS: d.groups, ...shared },

@@ -1,6 +1,6 @@
-// The decode GEMV's prologues and epilogue (shaders/gemv.wgsl): the input row built in workgroup memory from the
-// residual stream (RMSNorm of h + pending deltas, h + deltas stored once) or from the GDN output (the gated
-// per-head norm), and the in_proj's conv epilogue. Each against the CPU reference on odd shapes, in every weight
+// The decode GEMV's prologues and epilogue (shaders/gemv.wgsl): the input rows (one token, or the 3 of a verify
+// step, also split into token groups) built in workgroup memory from the residual stream (RMSNorm of h + pending
+// deltas, h + deltas stored once) or from the GDN output (the gated per-head norm), and the in_proj's conv epilogue. Each against the CPU reference on odd shapes, in every weight
 // format, with reductions on subgroups and in workgroup memory (SwiftShader's subgroups are 4 wide: team 4 runs
 // reduce.subgroups.wgsl, the default teams the portable reduce.wgsl; a context without subgroups runs it at team 4).
 import { describe, expect, it } from 'vitest';
@@ -16,31 +16,38 @@ import { randn } from '../helpers/random.ts';
 const FORMATS: WeightFormat[] = ['f32', 'f16', 'q4', 'q8'];
 const seen = (w: Float32Array, N: number, K: number, format: WeightFormat) => unpackWeight(packWeight(w, N, K, format), N, K, format);
 const add = (...xs: Float32Array[]) => xs.reduce((a, b) => a.map((v, i) => Math.fround(v + b[i])));
+/** The first rows against `want`; the rest must keep the poison (no token group writes past T). */
+function expectRows(name: string, got: Float32Array, want: Float32Array, tol: { rel: number }) {
+  expectClose(name, got.subarray(0, want.length), want, tol);
+  expect(got.subarray(want.length).every(Number.isNaN), `${name}: nothing written past the step's rows`).toBe(true);
+}
 
 /** [label, context options, tuning]: both reduction builds. */
 const VARIANTS: [string, { subgroups?: boolean }, MatmulTuning][] = [
   ['subgroup reductions (team 4)', {}, { team: 4 }],
   ['workgroup reductions (team 4)', { subgroups: false }, { team: 4 }],
   ['default team', {}, {}],
-  ['two workgroups taking tiles in turn', {}, { team: 8, groups: 2 }],
+  ['two workgroups taking tiles in turn, tokens in groups of 2', {}, { team: 8, groups: 2, tokens: 2 }],
 ];
 
 describe('gemv rmsnorm prologue', () => {
   for (const [variant, ctxOpts, tuning] of VARIANTS) {
     for (const format of FORMATS) {
       for (const [N, K] of [[37, 100], [70, 64]]) {
-        it(`${format} N=${N} K=${K}, 0..2 pending deltas, h_out: ${variant}`, () =>
+        it(`${format} N=${N} K=${K}, 0..2 pending deltas, 1 and 3 tokens, h_out: ${variant}`, () =>
           withGpuErrors(async (device) => {
             const ctx = new GpuContext(device, ctxOpts);
             const wf = randn(N * K, N + K, 0.5), w = uploadWeight(ctx, wf, N, K, format, 'w'), wd = seen(wf, N, K, format);
-            const h = randn(K, 1, 2), d0 = randn(K, 2), d1 = randn(K, 3), norm = randn(K, 4, 0.3);
+            const h = randn(3 * K, 1, 2), d0 = randn(3 * K, 2), d1 = randn(3 * K, 3), norm = randn(K, 4, 0.3);
             const bufs = { h: ctx.upload(h, 'h'), d0: ctx.upload(d0, 'd0'), d1: ctx.upload(d1, 'd1'), norm: ctx.upload(norm, 'norm') };
-            for (const n of [0, 1, 2]) {
-              const deltas = [bufs.d0, bufs.d1].slice(0, n), sum = add(h, ...[d0, d1].slice(0, n));
-              const y = poisoned(device, N * 4), hOut = poisoned(device, K * 4);
-              ctx.run([matmul(ctx, bufs.h, w, y, 1, { tuning, prologue: { kind: 'rmsnorm', weight: bufs.norm, eps: 1e-6, deltas, hOut } })]);
-              expectClose(`${n} deltas`, await ctx.readF32(y, N), ref.linear(ref.rmsNorm(sum, norm, K, 1e-6), wd, 1, K, N), { rel: 2e-5 });
-              expect(Array.from(await ctx.readF32(hOut, K)), 'h_out = h + deltas').toEqual(Array.from(sum));
+            for (const [n, T] of [[0, 1], [1, 3], [2, 3]]) {
+              const deltas = [bufs.d0, bufs.d1].slice(0, n), sum = add(h, ...[d0, d1].slice(0, n)).subarray(0, T * K);
+              const y = poisoned(device, 3 * N * 4), hOut = poisoned(device, 3 * K * 4);
+              ctx.run([matmul(ctx, bufs.h, w, y, T, { tuning, prologue: { kind: 'rmsnorm', weight: bufs.norm, eps: 1e-6, deltas, hOut } })]);
+              expectRows(`${n} deltas, ${T} tokens`, await ctx.readF32(y, 3 * N), ref.linear(ref.rmsNorm(sum, norm, K, 1e-6), wd, T, K, N), { rel: 2e-5 });
+              const hGot = await ctx.readF32(hOut, 3 * K);
+              expect(Array.from(hGot.subarray(0, T * K)), 'h_out = h + deltas').toEqual(Array.from(sum));
+              expect(hGot.subarray(T * K).every(Number.isNaN), 'h_out past T untouched').toBe(true);
             }
           }));
       }
@@ -51,16 +58,21 @@ describe('gemv rmsnorm prologue', () => {
 describe('gemv gated RMSNorm prologue (GDN out_proj)', () => {
   for (const [variant, ctxOpts, tuning] of VARIANTS) {
     for (const [format, heads, D, N] of [['q4', 4, 24, 41], ['f32', 3, 16, 30], ['q8', 32, 8, 17]] as const) {
-      it(`${format} ${heads} heads of ${D}, N=${N}: ${variant}`, () =>
+      it(`${format} ${heads} heads of ${D}, N=${N}, 1 and 3 tokens: ${variant}`, () =>
         withGpuErrors(async (device) => {
           const ctx = new GpuContext(device, ctxOpts);
-          const K = heads * D, zOffset = 13;
+          const K = heads * D, zOffset = 13, zStride = zOffset + K + 5;
           const wf = randn(N * K, 5, 0.5), w = uploadWeight(ctx, wf, N, K, format, 'w'), wd = seen(wf, N, K, format);
-          const core = randn(K, 6), zrow = randn(zOffset + K + 5, 7), norm = randn(D, 8, 0.5);
-          const y = poisoned(device, N * 4);
-          ctx.run([matmul(ctx, ctx.upload(core, 'core'), w, y, 1, { tuning, prologue: { kind: 'gated', weight: ctx.upload(norm, 'norm'), eps: 1e-6, z: ctx.upload(zrow, 'z'), zOffset, headDim: D } })]);
-          const x = ref.rmsNormGated(core, zrow.subarray(zOffset, zOffset + K), norm, D, 1e-6);
-          expectClose('y', await ctx.readF32(y, N), ref.linear(x, wd, 1, K, N), { rel: 2e-5 });
+          const core = randn(3 * K, 6), z = randn(3 * zStride, 7), norm = randn(D, 8, 0.5);
+          const bufs = { core: ctx.upload(core, 'core'), z: ctx.upload(z, 'z'), norm: ctx.upload(norm, 'norm') };
+          for (const T of [1, 3]) {
+            const y = poisoned(device, 3 * N * 4);
+            ctx.run([matmul(ctx, bufs.core, w, y, T, { tuning, prologue: { kind: 'gated', weight: bufs.norm, eps: 1e-6, z: bufs.z, zOffset, zStride, headDim: D } })]);
+            const zs = new Float32Array(T * K);
+            for (let t = 0; t < T; t++) zs.set(z.subarray(t * zStride + zOffset, t * zStride + zOffset + K), t * K);
+            const x = ref.rmsNormGated(core.subarray(0, T * K), zs, norm, D, 1e-6);
+            expectRows(`y, ${T} tokens`, await ctx.readF32(y, 3 * N), ref.linear(x, wd, T, K, N), { rel: 2e-5 });
+          }
         }));
     }
   }

@@ -47,7 +47,10 @@ async function expectCaches(model: Qwen3NextGpuModel, t: Map<string, Tensor>, pr
   }
 }
 
-/** tiny's prefill_T200 split at 63/64/65/129 and run token by token: HF's logits each time; the decode list replayed. */
+/**
+ * tiny's prefill_T200 split at 63/64/65/129, run token by token, and in steps of 2-4 tokens with every row's logits
+ * (the fused token encoding of a speculative verify step): HF's logits each time; the decode list replayed.
+ */
 async function splitsAndDecode(model: Qwen3NextGpuModel, preset: Preset) {
   const c = preset.case('prefill_T200'), ids = c.input_ids!, V = model.config.vocabSize;
   const want = (await preset.load(c)).get('logits')!.data;
@@ -62,6 +65,12 @@ async function splitsAndDecode(model: Qwen3NextGpuModel, preset: Preset) {
   for (let i = 0; i < 66; i++) {
     const logits = await model.forward([ids[i]]);
     expectClose(`decode token ${i}`, logits, want.subarray(i * V, (i + 1) * V), TOL.logits);
+  }
+  let at = 66;
+  for (const T of [3, 2, 4, 4, 1, 3]) { // after 66 decode tokens: the few-token steps read what the decode ones wrote
+    const logits = await model.forward(ids.slice(at, at + T), { logits: 'all' });
+    expectClose(`step of ${T} at ${at}`, logits, want.subarray(at * V, (at + T) * V), TOL.logits);
+    at += T;
   }
   const list = model.forwardBuilder.replayOps(1, { logits: 'last' });
   expect(model.forwardBuilder.replayOps(1, { logits: 'last' })).toBe(list); // replayed, not rebuilt

@@ -255,37 +255,39 @@ describe('MoE block against the HF fixtures (f32 weights)', () => {
   }
 });
 
-// Decode fuses the router's top-k and the post-attention norm into the gate/up GEMV of one token (moeDecode's
-// `route`): against router -> rmsNorm -> the plain decode path, with k above one chunk of pairs (13 + shared), and
-// with a unit's pairs split over teams (2 groups of 7 pairs: two chunks, the second short; 4 groups of 1).
-describe('MoE decode routing and norming its own token', () => {
-  const cases = [[64, 10, 80, 40, 'q4', true, undefined, undefined], [40, 13, 48, 20, 'f32', true, { wg: 256, groups: 2 }, { wg: 256, groups: 4 }],
-    [16, 4, 64, 16, 'q8', false, { wg: 128, groups: 4 }, { wg: 128, groups: 2 }]] as const;
-  for (const [E, k, H, I, format, shared, gateUp, down] of cases) {
+// Decode fuses the router's top-k and the post-attention norm into the gate/up GEMV of each token (moeDecode's
+// `route`; one token, or the 2-3 of a verify step): against router -> rmsNorm -> the plain decode path, with k above
+// one chunk of pairs (13 + shared), and with a unit's pairs split over teams (2 groups of 7 pairs: two chunks, the
+// second short; 4 groups of 1).
+describe('MoE decode routing and norming its own tokens', () => {
+  const cases = [[64, 10, 80, 40, 'q4', true, undefined, undefined, 1], [40, 13, 48, 20, 'f32', true, { wg: 256, groups: 2 }, { wg: 256, groups: 4 }, 3],
+    [16, 4, 64, 16, 'q8', false, { wg: 128, groups: 4 }, { wg: 128, groups: 2 }, 2]] as const;
+  for (const [E, k, H, I, format, shared, gateUp, down, T] of cases) {
     for (const subgroups of [true, false]) {
-      it(`E=${E} k=${k} H=${H} I=${I} ${format}${shared ? ' +shared pair' : ''}${gateUp ? ` gate/up ${JSON.stringify(gateUp)} down ${JSON.stringify(down)}` : ''}, ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
+      it(`E=${E} k=${k} H=${H} I=${I} ${format}${shared ? ' +shared pair' : ''}${gateUp ? ` gate/up ${JSON.stringify(gateUp)} down ${JSON.stringify(down)}` : ''}, T=${T}, ${subgroups ? 'subgroup' : 'workgroup'} reductions`, () =>
         withGpuErrors(async (device) => {
           const ctx = new GpuContext(device, { subgroups });
           const s: MoeShape = { E, k, H, I, format }, team = 4;
-          const a = randn(H, 31, 2), norm = randn(H, 32, 0.3), logits = randn(E + 1, 33, 2);
+          const a = randn(T * H, 31, 2), norm = randn(H, 32, 0.3), logits = randn(T * (E + 1), 33, 2);
           const packed = packExperts(Array.from({ length: E + 1 }, (_, e) => randomMlp(H, I, 2000 + 3 * e)), H, I, format, E + 5, 34);
           const sharedSlot = shared ? packed.slotOf[E] : undefined;
-          const xn = poisoned(device, H * 4);
+          const xn = poisoned(device, T * H * 4);
           const common = {
             logits: ctx.upload(logits, 'logits'), slotOf: ctx.upload(packed.slotOf, 'slotOf'), gateUp: ctx.upload(packed.gateUp, 'gateUp'),
-            down: ctx.upload(packed.down, 'down'), shared: ctx.upload(randn(H, 35), 'shared'),
+            down: ctx.upload(packed.down, 'down'), shared: ctx.upload(randn(T * H, 35), 'shared'),
           };
-          const fused = { ...common, x: ctx.upload(a, 'a'), idx: poisoned(device, k * 4), w: poisoned(device, k * 4), out: poisoned(device, H * 4) };
-          const plain = { ...common, x: xn, idx: poisoned(device, k * 4), w: poisoned(device, k * 4), out: poisoned(device, H * 4) };
+          const rows = (n: number) => poisoned(device, T * n * 4);
+          const fused = { ...common, x: ctx.upload(a, 'a'), idx: rows(k), w: rows(k), out: rows(H) };
+          const plain = { ...common, x: xn, idx: rows(k), w: rows(k), out: rows(H) };
           ctx.run([
-            ...moeDecode(ctx, fused, 1, s, poisonedScratch(ctx, 1, s), { team, gateUp, down, sharedSlot, route: { norm: ctx.upload(norm, 'norm'), eps: 1e-6, normTopk: true } }),
-            router(ctx, common.logits, plain.idx, plain.w, 1, { E, k, normTopk: true }),
-            rmsNorm(ctx, fused.x, ctx.upload(norm, 'norm'), xn, 1, H, 1e-6),
-            ...moeDecode(ctx, plain, 1, s, poisonedScratch(ctx, 1, s), { team, sharedSlot }),
+            ...moeDecode(ctx, fused, T, s, poisonedScratch(ctx, T, s), { team, gateUp, down, sharedSlot, route: { norm: ctx.upload(norm, 'norm'), eps: 1e-6, normTopk: true } }),
+            router(ctx, common.logits, plain.idx, plain.w, T, { E, k, normTopk: true }),
+            rmsNorm(ctx, fused.x, ctx.upload(norm, 'norm'), xn, T, H, 1e-6),
+            ...moeDecode(ctx, plain, T, s, poisonedScratch(ctx, T, s), { team, sharedSlot }),
           ]);
-          expect(Array.from(new Uint32Array(await ctx.read(fused.idx, k * 4)))).toEqual(Array.from(new Uint32Array(await ctx.read(plain.idx, k * 4))));
-          expectClose('w', await ctx.readF32(fused.w, k), await ctx.readF32(plain.w, k), { rel: 1e-6 });
-          expectClose('out', await ctx.readF32(fused.out, H), await ctx.readF32(plain.out, H), { rel: 2e-5 });
+          expect(Array.from(new Uint32Array(await ctx.read(fused.idx, T * k * 4)))).toEqual(Array.from(new Uint32Array(await ctx.read(plain.idx, T * k * 4))));
+          expectClose('w', await ctx.readF32(fused.w, T * k), await ctx.readF32(plain.w, T * k), { rel: 1e-6 });
+          expectClose('out', await ctx.readF32(fused.out, T * H), await ctx.readF32(plain.out, T * H), { rel: 2e-5 });
         }));
     }
   }
