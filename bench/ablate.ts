@@ -7,7 +7,7 @@
 import { GpuContext, type Op } from '../src/gpu/context.ts';
 import { matmul, type MatmulTuning, type GemvPrologue } from '../src/kernels/matmul.ts';
 import { router, moeDecode, createMoeScratch, fusedRouteShape, type MoeShape } from '../src/kernels/moe.ts';
-import { attentionDecode } from '../src/kernels/attention.ts';
+import { attentionDecode, decodeSplitLen } from '../src/kernels/attention.ts';
 import { gdnStep } from '../src/kernels/gdn.ts';
 import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
 import './probe.ts';
@@ -57,12 +57,15 @@ const ABLATION_SHAPES = {
     gemvs: [['q4', 12352, 2048, [{}], [{}]], ['q4', 2048, 4096, [{}, { rows: 2 }], [{}, { rows: 2 }]],
       ['f32', 513, 2048, [{}], [{}, { teams: 2 }, { teams: 4 }]], ['f16', 513, 2048, [{}], [{}, { teams: 2 }]]],
     moe: { E: 512, k: 10, H: 2048, I: 512 }, gateUps: [{ wg: 384, groups: 3 }], downs: [{ wg: 512, groups: 2 }, { wg: 256, groups: 2 }, { wg: 1024, groups: 4 }, { wg: 512, groups: 4 }], attn: { Hq: 16, Hkv: 2, D: 256, R: 64 }, keys: [4096, 32768], gdn: [16, 32, 128, 128], gateD: 128,
+    // attention decode + combine, f16 K/V, by split length (0: decodeSplitLen's)
+    splitKeys: [4096, 32768, 262144], splitLens: [0, 32, 64, 128, 256, 512, 1024, 2048],
   },
   tiny: {
     reps: 1, inner: 2, // a guard against rot on SwiftShader: every variant runs, none is timed well
     readsMiB: [1 / 16], copyBytes: 1 << 16,
     gemvs: [['q4', 96, 64, [{}, { rows: 2 }], [{}]], ['q4', 64, 128, [{}], [{}]], ['f32', 17, 64, [{}], [{}, { teams: 2 }]]],
     moe: { E: 16, k: 4, H: 64, I: 32 }, gateUps: [{ wg: 128, groups: 2 }], downs: [{ wg: 128, groups: 2 }], attn: { Hq: 4, Hkv: 2, D: 32, R: 16 }, keys: [40], gdn: [2, 4, 16, 16], gateD: 16,
+    splitKeys: [40], splitLens: [0, 4],
   },
 } as const;
 
@@ -141,6 +144,21 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
     const ops = caches.map((c) => attentionDecode(ctx, qkv, qn, qn, inv, c.k, c.v, out, keys - 1, d));
     await add(`attn_decode at ${keys} keys, ${halfKv ? 'f16' : 'f32'} K/V`, ops.map((o) => o[0]), kv);
     if (!halfKv) await add(`attn_combine at ${keys} keys`, ops.map((o) => o[1]));
+    for (const c of caches) { c.k.destroy(); c.v.destroy(); }
+  }
+
+  // Attention decode + combine of one layer by split length (long contexts: issue #18), f16 K/V.
+  for (const keys of S.splitKeys) {
+    const d = { ...dims, maxT: keys, halfKv: true }, kv = 2 * d.Hkv * keys * d.D * 2;
+    const caches = Array.from({ length: copies(kv) }, () => ({ k: filled(kv / 2, 0x3bff3bff), v: filled(kv / 2, 0x3bff3bff) }));
+    const qkv = filled((d.Hq * 2 * d.D + 2 * d.Hkv * d.D) * 4, 0x3f7fffff), qn = filled(d.D * 4, 0x3c7fffff), inv = filled(d.R * 2, 0x3c7fffff);
+    const out = ctx.buffer(d.Hq * d.D * 4, 'attn out');
+    for (const len of S.splitLens) {
+      if (len > keys) continue;
+      const ops = caches.map((c) => attentionDecode(ctx, qkv, qn, qn, inv, c.k, c.v, out, keys - 1, d, undefined, len || undefined));
+      const name = `attn_decode + combine at ${keys} keys, f16, ${len ? `${len} keys a split` : `decodeSplitLen's ${decodeSplitLen(keys, d)}`}`;
+      rows.push({ name, us: 2 * await passUs(ctx, ops.flat(), S.reps, S.inner), bytes: kv }); // passUs: a dispatch; the pair is two
+    }
     for (const c of caches) { c.k.destroy(); c.v.destroy(); }
   }
 

@@ -88,7 +88,7 @@ export function splitLen(Tk: number, groups: number): number {
 
 /** The split length attentionDecode uses over Tk keys: a reusable decode list stays valid while it is unchanged. */
 export function decodeSplitLen(Tk: number, dims: Pick<AttnDims, 'Hkv'>): number {
-  const splits = Math.min(MAX_SPLITS, Math.max(1, Math.ceil(DECODE_GROUPS / dims.Hkv)));
+  const splits = Math.max(Math.ceil(DECODE_GROUPS / dims.Hkv), Math.ceil(Tk / DECODE_MAX_SPLIT));
   return Math.max(DECODE_MIN_SPLIT, Math.ceil(Math.ceil(Tk / splits) / 4) * 4);
 }
 
@@ -151,10 +151,14 @@ function combine(ctx: GpuContext, params: GPUBuffer, partO: GPUBuffer, partMl: G
   return ctx.op(`attn_combine(T=${T})`, 'attention.wgsl', 'attn_combine', c, [params, partO, partMl, gate.binding, out], grid(T * Hq * Math.ceil(D / CW)));
 }
 
-// One token's decode (attn_decode): workgroups of (kv head, split); about DECODE_GROUPS of them, splits of at least
-// DECODE_MIN_SPLIT keys (a multiple of 4: a warp loads 4 keys at a time).
+// One token's decode (attn_decode): workgroups of (kv head, split); at least DECODE_GROUPS of them, splits of at
+// least DECODE_MIN_SPLIT keys (a multiple of 4: a warp loads 4 keys at a time) and at most DECODE_MAX_SPLIT: a warp
+// walks its split's keys one dependent step after another, so a long context takes more workgroups, not longer
+// splits (at 262K keys: 2,048 workgroups of 256 keys instead of 256 of 2,048). The split length then stays 256 from
+// 32K keys on, and the replayed op list is not rebuilt as the context grows.
 const DECODE_GROUPS = 256;
 const DECODE_MIN_SPLIT = 32;
+const DECODE_MAX_SPLIT = 256;
 
 /** Lanes a query head in attn_decode: the most (a power of two, at most 32) that leaves each a multiple of 4 dims. */
 const decodeTeam = (D: number) => {
@@ -176,11 +180,12 @@ export const attentionDecodeFits = (d: Pick<AttnDims, 'Hq' | 'Hkv' | 'D'>) => (d
  */
 export function attentionDecode(
   ctx: GpuContext, qkv: Binding, qNorm: Binding, kNorm: Binding, invFreq: Binding, kCache: Binding, vCache: Binding,
-  out: Binding, pos0: number, dims: AttnDims, updates?: PositionUpdate[],
+  out: Binding, pos0: number, dims: AttnDims, updates?: PositionUpdate[], splitLen?: number,
 ): Op[] {
   check(1, pos0, dims);
   const { Hq, Hkv, D, R, maxT, eps, ropeScale = 1 } = dims, TEAM = decodeTeam(D), G = Hq / Hkv;
-  const len = decodeSplitLen(pos0 + 1, dims), nSplit = Math.ceil((pos0 + 1) / len);
+  if (splitLen !== undefined && (splitLen % 4 || splitLen < 4)) throw new RangeError(`attentionDecode: split length ${splitLen} is not a multiple of 4`);
+  const len = splitLen ?? decodeSplitLen(pos0 + 1, dims), nSplit = Math.ceil((pos0 + 1) / len);
   const capacity = updates ? Math.ceil(maxT / len) : nSplit;
   const params = ctx.uniform(new Uint32Array([1, pos0, len, nSplit]));
   const partO = ctx.scratchBuffer('attn.part_o', capacity * Hq * D * 4);
@@ -192,7 +197,7 @@ export function attentionDecode(
   op.bytes = kvBytes(pos0 + 1);
   updates?.push((p) => {
     check(1, p, dims);
-    if (decodeSplitLen(p + 1, dims) !== len) throw new Error('attentionDecode: the split length changed; rebuild the op list');
+    if ((splitLen ?? decodeSplitLen(p + 1, dims)) !== len) throw new Error('attentionDecode: the split length changed; rebuild the op list');
     const n = Math.ceil((p + 1) / len);
     ctx.device.queue.writeBuffer(params, 0, new Uint32Array([1, p, len, n]));
     op.workgroups = grid(Hkv * n);

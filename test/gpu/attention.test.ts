@@ -252,6 +252,17 @@ describe('attention decode (attn_decode + combine)', () => {
         }));
     }
   }
+  it('many short splits (4 keys: 33 splits at 130 keys) merge exactly', () =>
+    withGpuErrors(async (device) => {
+      const ctx = new GpuContext(device), d: AttnDims = { Hq: 4, Hkv: 2, D: 32, R: 16, maxT: 140, eps: 1e-6 }, pos0 = 130;
+      const l = setup(ctx, d, 9, pos0), g = l.gpu, out = poisoned(device, d.Hq * d.D * 4);
+      const qkv = randn(d.Hq * 2 * d.D + 2 * d.Hkv * d.D, 77, 2);
+      ctx.run(attentionDecode(ctx, ctx.upload(qkv, 'qkv'), g.qNorm, g.kNorm, g.invFreq, g.kCache, g.vCache, out, pos0, d, undefined, 4));
+      const r = refPrep(qkv, l.qNorm, l.kNorm, l.invFreq, 1, pos0, d);
+      refCacheWrite(l.kc, r.k, 1, pos0, d);
+      refCacheWrite(l.vc, r.v, 1, pos0, d);
+      expectClose('out', await ctx.readF32(out, d.Hq * d.D), refAttention(r.q, r.gate, l.kc, l.vc, 1, pos0, d), { rel: 2e-5 });
+    }));
   it('replays at later positions through its updates, across split counts', () =>
     withGpuErrors(async (device) => {
       const ctx = new GpuContext(device), d: AttnDims = { Hq: 4, Hkv: 2, D: 32, R: 16, maxT: 120, eps: 1e-6 };
