@@ -68,3 +68,14 @@ export class DeviceLimitError extends Qwen3NextError {
  * format version, for a longer context than this engine has, or the bytes are not a session.
  */
 export class SessionError extends Qwen3NextError {}
+
+/**
+ * A routed expert the model needs is neither in browser storage yet nor fetchable (the network is gone, or the
+ * server stopped): a model opened before its download completed (EngineOptions.backgroundExperts). Nothing stored
+ * is lost and the conversation's messages stand: send the request again once the network is back.
+ */
+export class ExpertUnavailableError extends Qwen3NextError {
+  constructor(message: string, readonly layer: number, readonly expert: number, readonly storedExperts: number, readonly totalExperts: number, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

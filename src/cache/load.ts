@@ -14,20 +14,28 @@ export interface LoadOptions extends Omit<ModelOptions, 'expertSlots' | 'steps'>
    * top_k + 2 slots whatever the budget.
    */
   expertCacheBytes?: number;
+  /**
+   * Stream the routed experts even when the budget holds them all: a store that does not have them all yet (an
+   * IdbModelStore still filling) can give each only when a token needs it.
+   */
+  streamExperts?: boolean;
 }
 
-/** Expert slots per layer for a byte budget: all E when it fits, else at least top_k + 2. */
-export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number): number {
-  const c = src.config, E = c.numExperts;
-  if (expertCacheBytes === undefined) return E;
+/**
+ * Expert slots per layer for a byte budget: all E when it fits, else at least top_k + 2. Streamed whatever the
+ * budget: at most E - 1 (fewer slots than experts is what makes gpu-weights.ts leave them to the expert cache).
+ */
+export function expertSlotsFor(src: WeightSource, expertCacheBytes?: number, streamed = false): number {
+  const c = src.config, E = c.numExperts, most = streamed ? E - 1 : E;
+  if (expertCacheBytes === undefined) return most;
   const recordBytes = expertLayout(c, src.quant.experts).words * 4;
   const fit = Math.floor(expertCacheBytes / (c.numLayers * recordBytes));
-  return Math.min(E, Math.max(fit, c.numExpertsPerTok + 2));
+  return Math.min(most, Math.max(fit, c.numExpertsPerTok + 2));
 }
 
 /** Weights onto the GPU (Qwen3NextGpuModel.load), streaming the routed experts when the budget is short. */
 export function loadModel(ctx: GpuContext, src: WeightSource, opts: LoadOptions = {}): Promise<Qwen3NextGpuModel> {
-  const expertSlots = expertSlotsFor(src, opts.expertCacheBytes);
+  const expertSlots = expertSlotsFor(src, opts.expertCacheBytes, opts.streamExperts);
   const steps = expertSlots < src.config.numExperts ? streaming(src, opts) : undefined;
   return Qwen3NextGpuModel.load(ctx, src, { ...opts, expertSlots, steps });
 }

@@ -25,6 +25,7 @@ async function openUrl(url: string, opts: EngineOptions): Promise<ModelStore> {
   try {
     return await downloadModel(abs, {
       onWarning: opts.onWarning,
+      experts: opts.backgroundExperts ? 'background' : 'first',
       accept: (m) => checkKernelShapes(parseConfig(m.config)), // a shape the GPU cannot run is refused before the download
       onProgress: (p) => opts.onProgress?.({
         phase: 'download', loaded: p.bytesDone, total: p.bytesTotal,
@@ -42,9 +43,12 @@ async function openUrl(url: string, opts: EngineOptions): Promise<ModelStore> {
   }
 }
 
-/** The IndexedDB copy of a `cache: true` model, without touching the network unless a record is damaged. */
+/**
+ * The IndexedDB copy of a `cache: true` model, without touching the network unless a record is damaged (or, with
+ * backgroundExperts, an expert not stored yet is needed).
+ */
 function openStored(abs: string, opts: EngineOptions): Promise<IdbModelStore> {
-  return IdbModelStore.open(abs, { source: abs.endsWith('/') ? abs : `${abs}/`, onWarning: opts.onWarning });
+  return IdbModelStore.open(abs, { source: abs.endsWith('/') ? abs : `${abs}/`, onWarning: opts.onWarning, partial: opts.backgroundExperts });
 }
 
 /** A device from navigator.gpu (page or worker), with the adapter's buffer-size limits (a real model's lm_head is > 256 MB) and subgroups. */
@@ -78,6 +82,26 @@ export async function readTokenizer(store: ModelStore): Promise<Qwen3Tokenizer> 
   });
 }
 
+/**
+ * The background fill of a partially stored model, reported as phase 'fill' (after 'ready'); a failure (the network
+ * gone) is a warning: what arrived stays stored, experts still missing are fetched when needed, the next load resumes.
+ * Returns what stops it.
+ */
+function startFill(store: IdbModelStore, opts: EngineOptions): () => void {
+  const stop = new AbortController(), warn = opts.onWarning ?? console.warn;
+  store.fill({
+    signal: stop.signal,
+    onProgress: (p) => opts.onProgress?.({
+      phase: 'fill', loaded: p.bytesDone, total: p.bytesTotal,
+      text: `Storing experts in the background: ${p.expertsDone} of ${p.expertsTotal} (${mib(p.bytesDone)} of ${mib(p.bytesTotal)} MiB)` +
+        (Number.isFinite(p.etaSeconds) && p.expertsDone < p.expertsTotal ? `, ${mib(p.bytesPerSecond)} MiB/s, ${Math.ceil(p.etaSeconds)} s left` : ''),
+    }),
+  }).catch((e: unknown) => {
+    if (!stop.signal.aborted) warn(`The background download of the model's experts stopped (${(e as Error).message}); experts still missing are fetched when a reply needs them, and the next load resumes it.`);
+  });
+  return () => stop.abort();
+}
+
 /** storeSource with a progress report after every record read, until `done` (experts streamed later are not loading). */
 function withProgress(src: WeightSource, total: number, onProgress: EngineOptions['onProgress']): WeightSource & { done(): void } {
   let loaded = 0, active = true;
@@ -101,6 +125,8 @@ export interface Loaded {
   ownsDevice: boolean;
   /** The store, while experts stream from it (closed by unload); undefined once every weight is on the GPU. */
   store?: ModelStore;
+  /** Stops the background fill of a partially stored model (backgroundExperts), before the store closes. */
+  stopFill?: () => void;
 }
 
 export async function loadEngineParts(opts: EngineOptions): Promise<Loaded> {
@@ -136,7 +162,8 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const total = [...m.dense.filter((d) => mainDense.has(d.name)), ...m.experts.slice(0, config.numLayers + (mtp ? 1 : 0)).flat()].reduce((s, r) => s + r.bytes, 0);
     const ctx = new GpuContext(device);
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
-    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, mtp });
+    const partial = store instanceof IdbModelStore && !store.complete; // experts still being stored: stream them
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, mtp, streamExperts: partial });
     src.done();
     const speculative = opts.speculative && new Qwen3NextSpeculativeDecoder(model, opts.speculative);
     streaming = expertStats(model) !== undefined;
@@ -146,7 +173,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const rope = JSON.stringify(model.config.ropeScaling), modelId = await modelIdentity(m);
     return {
       ctx, model, speculative, tokenizer, name, modelId: rope === JSON.stringify(config.ropeScaling) ? modelId : `${modelId} rope ${rope}`,
-      ownsDevice: !opts.device, store: opened && streaming ? store : undefined,
+      ownsDevice: !opts.device, store: opened && streaming ? store : undefined, stopFill: partial ? startFill(store as IdbModelStore, opts) : undefined,
     };
   } finally {
     if (opened && !streaming) await store.close(); // every weight is on the GPU now

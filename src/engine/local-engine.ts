@@ -86,6 +86,7 @@ export class LocalEngine implements Engine {
   /** After a lost device: the model again on a new one (load.ts reloadEngineParts), the conversation empty. */
   private async recover(): Promise<void> {
     const lost = this.parts;
+    lost.stopFill?.(); // the reload starts its own
     this.use(await reloadEngineParts(this.opts, lost));
     lost.model.cache.destroy();
   }
@@ -281,6 +282,7 @@ export class LocalEngine implements Engine {
     this.unloaded = true;
     this.conversation.reset();
     this.model.cache.destroy();
+    this.parts.stopFill?.();
     await this.parts.store?.close();
     if (this.parts.ownsDevice) this.ctx.device.destroy();
   }

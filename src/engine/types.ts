@@ -98,8 +98,12 @@ export interface ChatCompletionChunk {
 }
 
 export interface LoadProgress {
-  /** 'download': into IndexedDB (with `cache`); 'fetch': reading weights to the GPU; 'ready': the engine can serve requests. */
-  phase: 'download' | 'fetch' | 'ready';
+  /**
+   * 'download': into IndexedDB (with `cache`); 'fetch': reading weights to the GPU; 'ready': the engine can serve
+   * requests; 'fill' (with `backgroundExperts`, after 'ready'): routed experts stored in the background, loaded/total
+   * in bytes of experts, until they are all stored.
+   */
+  phase: 'download' | 'fetch' | 'ready' | 'fill';
   loaded: number;
   total: number;
   text: string;
@@ -195,6 +199,14 @@ export interface EngineOptions {
    * there and work offline. Default false: weights are read over HTTP each time.
    */
   cache?: boolean;
+  /**
+   * With `cache`: be ready once the tokenizer and the dense weights are stored (~5% of the 80B model), and store the
+   * routed experts in the background (progress phase 'fill'). An expert not stored yet when a token needs it is
+   * fetched then; offline, such a request fails with ExpertUnavailableError (send it again once back online). Until
+   * every expert is stored, experts stream through the expert cache (usage.expert_cache); the next load after the
+   * fill runs as configured. Default false: the whole model is stored before the engine is ready.
+   */
+  backgroundExperts?: boolean;
   /**
    * Check every weight record's SHA-256 while loading (slower). Tokenizer files are always checked, and so is every
    * record read from IndexedDB (`cache`): a damaged one is fetched again (onWarning).

@@ -18,8 +18,16 @@
 // the first finished). Each record is fetched and written once, and no write of one tab lands between another's
 // check and write. Without Web Locks (old browsers) both download, which still ends complete and verified: a
 // record's bytes and its 'ok:' key go in one transaction, and two tabs write the same verified bytes.
+//
+// Chatting before the download completes (`experts: 'background'`): the download stores the tokenizer files and
+// the dense tensors (~5% of the 80B model) and opens the store `partial`. A routed expert not stored yet is fetched
+// when the model first needs it (one Range request, hash-checked, stored), and IdbModelStore.fill() stores the rest
+// in the background. Every expert fetch, on demand or by the fill, runs under a Web Lock of its own record
+// (`q3n-record:<name>:<record>`) and first looks for the record's 'ok:' key, so two tabs never fetch one record
+// twice; one tab fills at a time (`q3n-fill:<name>`). A fetch that fails for want of the network is an
+// ExpertUnavailableError; what is stored stays, and the next fill resumes from it.
 import { clear, delMany, get, getMany, keys, promisifyRequest, setMany, set, type UseStore } from 'idb-keyval';
-import { ModelLoadError, QuotaExceededError } from '../errors.ts';
+import { ExpertUnavailableError, ModelLoadError, QuotaExceededError } from '../errors.ts';
 import { expertRecordName, MANIFEST, parseManifest, sha256Hex, type Manifest, type RecordEntry } from './manifest.ts';
 import { PackedStore } from './store.ts';
 
@@ -43,6 +51,28 @@ export interface DownloadOptions {
   onWarning?: (message: string) => void;
   /** Called with the parsed manifest before anything is stored: throw to refuse the model (the engine checks its shapes). */
   accept?: (m: Manifest) => void;
+  /**
+   * 'first' (default): every record before the store opens. 'background': the tokenizer files and dense tensors,
+   * then the store opens `partial` (routed experts fetched when first read; IdbModelStore.fill stores the rest).
+   */
+  experts?: 'first' | 'background';
+}
+
+/** The background fill's progress: the routed experts stored, and this session's rate. */
+export interface FillProgress {
+  bytesDone: number; // bytes of experts stored, earlier sessions' included
+  bytesTotal: number;
+  expertsDone: number;
+  expertsTotal: number;
+  bytesPerSecond: number;
+  etaSeconds: number; // Infinity before the first record of this session arrives
+}
+
+export interface FillOptions {
+  onProgress?: (p: FillProgress) => void;
+  signal?: AbortSignal;
+  /** Parallel record fetches (default 4). */
+  concurrency?: number;
 }
 
 export interface OpenOptions {
@@ -50,6 +80,8 @@ export interface OpenOptions {
   source?: string;
   /** Told about each record fetched again (default: console.warn). */
   onWarning?: (message: string) => void;
+  /** Open with routed experts still missing (needs `source`): they are fetched when first read, and fill() stores the rest. */
+  partial?: boolean;
 }
 
 /** A manifest record with the key it is stored under. */
@@ -109,11 +141,20 @@ async function storedBlob(db: UseStore, name: string, bytes: number): Promise<Bl
 
 /** Every record of a manifest: tokenizer files, dense tensors, experts layer by layer. */
 function items(m: Manifest): Item[] {
+  return [...denseItems(m), ...expertItems(m)];
+}
+
+/** The records a model cannot start without: tokenizer files and dense tensors. */
+function denseItems(m: Manifest): Item[] {
   return [
     ...m.files.map((f) => ({ name: f.name, file: f.name, offset: 0, bytes: f.bytes, sha256: f.sha256 })),
     ...m.dense.map((d) => ({ name: d.name, file: d.file, offset: d.offset, bytes: d.bytes, sha256: d.sha256 })),
-    ...m.experts.flatMap((layer, l) => layer.map((r, e) => ({ ...r, name: expertRecordName(l, e) }))),
   ];
+}
+
+/** The routed experts' records, layer by layer. */
+function expertItems(m: Manifest): Item[] {
+  return m.experts.flatMap((layer, l) => layer.map((r, e) => ({ ...r, name: expertRecordName(l, e) })));
 }
 
 /** Names of the records stored and verified so far. */
@@ -138,10 +179,10 @@ export function quotaError(needed: number, available: number): QuotaExceededErro
   );
 }
 
-/** `body` while holding this model's download lock (Web Locks; without them, at once). */
-async function withDownloadLock<T>(name: string, signal: AbortSignal | undefined, body: () => Promise<T>): Promise<T> {
+/** `body` while holding the Web Lock `lock` (without Web Locks, at once). */
+async function withLock<T>(lock: string, signal: AbortSignal | undefined, body: () => Promise<T>): Promise<T> {
   const locks = (globalThis.navigator as Navigator | undefined)?.locks;
-  return locks ? await locks.request(`q3n-download:${name}`, signal ? { signal } : {}, body) : body();
+  return locks ? await locks.request(lock, signal ? { signal } : {}, body) : body();
 }
 
 /**
@@ -158,19 +199,23 @@ export async function downloadModel(url: string, opts: DownloadOptions = {}): Pr
   const text = await res.text();
   const m = parseManifest(text);
   opts.accept?.(m);
-  await withDownloadLock(name, opts.signal, () => withDb(name, (db) => download(base, db, text, m, opts)));
-  return IdbModelStore.open(name, { source: base, onWarning: opts.onWarning });
+  const partial = opts.experts === 'background';
+  await withLock(`q3n-download:${name}`, opts.signal, () => withDb(name, (db) => download(base, db, text, m, opts, partial ? denseItems(m) : items(m))));
+  return IdbModelStore.open(name, { source: base, onWarning: opts.onWarning, partial });
 }
 
-/** The records of `m` not yet stored, fetched and written by a few parallel workers. */
-async function download(base: string, db: UseStore, text: string, m: Manifest, opts: DownloadOptions): Promise<void> {
+/**
+ * The records of `wanted` not yet stored, fetched and written by a few parallel workers (the quota is checked for
+ * every record of `m` still missing: a partial download's experts follow).
+ */
+async function download(base: string, db: UseStore, text: string, m: Manifest, opts: DownloadOptions, wanted: Item[]): Promise<void> {
   const old = await get<string>('manifest', db);
   if (old !== undefined && old !== text) await clear(db); // the model at this URL changed: the stored records are another's
   const stored = old === text ? await storedRecords(db) : new Set<string>();
-  const all = items(m);
+  const all = wanted;
   const todo = all.filter((r) => !stored.has(r.name));
   const bytesTotal = all.reduce((n, r) => n + r.bytes, 0);
-  const needed = todo.reduce((n, r) => n + r.bytes, 0);
+  const needed = items(m).filter((r) => !stored.has(r.name)).reduce((n, r) => n + r.bytes, 0);
 
   if (needed > 0 && navigator.storage?.estimate) {
     const { quota = Infinity, usage = 0 } = await navigator.storage.estimate();
@@ -209,10 +254,20 @@ async function download(base: string, db: UseStore, text: string, m: Manifest, o
   if (failure !== undefined) throw failure;
 }
 
-/** One record by HTTP Range, checked against its SHA-256 (one retry: a damaged transfer is not a damaged model). */
-async function fetchRecord(base: string, r: Item, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+/**
+ * One record by HTTP Range, checked against its SHA-256 (one retry: a damaged transfer is not a damaged model).
+ * `unreachable`: the error for a record the server did not give (network failure or HTTP status), instead of the
+ * fetch's TypeError or a ModelLoadError.
+ */
+async function fetchRecord(base: string, r: Item, signal?: AbortSignal, unreachable?: (why: string, cause?: unknown) => Error): Promise<Uint8Array<ArrayBuffer>> {
   for (let attempt = 0; ; attempt++) {
-    const res = await fetch(base + r.file, { headers: { Range: `bytes=${r.offset}-${r.offset + r.bytes - 1}` }, signal, cache: 'no-store' });
+    let res: Response;
+    try {
+      res = await fetch(base + r.file, { headers: { Range: `bytes=${r.offset}-${r.offset + r.bytes - 1}` }, signal, cache: 'no-store' });
+    } catch (e) {
+      throw unreachable && e instanceof TypeError ? unreachable(e.message, e) : e;
+    }
+    if (!res.ok && unreachable) throw unreachable(`HTTP ${res.status}`);
     if (!res.ok) throw new ModelLoadError(`${base}${r.file}: HTTP ${res.status} for ${r.name}. Check the model URL and try again.`, r.file, r.name);
     let bytes = new Uint8Array(await res.arrayBuffer());
     if (res.status === 200 && bytes.length !== r.bytes) bytes = bytes.slice(r.offset, r.offset + r.bytes); // server ignored Range
@@ -230,27 +285,124 @@ async function fetchRecord(base: string, r: Item, signal?: AbortSignal): Promise
 export class IdbModelStore extends PackedStore {
   private readonly byRange = new Map<string, Item>(); // `${file}@${offset}` -> the record
   protected override verifyReads = true;
+  /** Partial: the expert records not stored yet (as far as this tab knows: another may have stored some). */
+  private readonly missing: Set<string>;
+  private readonly fetching = new Map<string, Promise<Uint8Array<ArrayBuffer>>>(); // on-demand and fill fetches, by record
 
-  private constructor(private readonly db: ModelDb, m: Manifest, private readonly opts: OpenOptions) {
+  private constructor(private readonly db: ModelDb, m: Manifest, private readonly name: string, private readonly opts: OpenOptions, missing: Set<string>) {
     super(m);
     for (const r of items(m)) this.byRange.set(`${r.file}@${r.offset}`, r);
+    this.missing = missing;
   }
 
-  /** Open a completely downloaded model; ModelLoadError says how many records are missing otherwise. */
+  /**
+   * Open a completely downloaded model (or with `partial`, one whose dense part is); ModelLoadError says how many
+   * records are missing otherwise.
+   */
   static async open(name: string, opts: OpenOptions = {}): Promise<IdbModelStore> {
     const db = dbFor(name);
     try {
       const text = await get<string>('manifest', db);
       if (text === undefined) throw new ModelLoadError(`no model "${name}" in this browser's storage: download it first.`);
       const m = parseManifest(text);
-      const stored = await storedRecords(db), all = items(m);
-      const missing = all.filter((r) => !stored.has(r.name)).length;
-      if (missing > 0) throw new ModelLoadError(`the stored model "${name}" is incomplete: ${missing} of ${all.length} records missing. Resume the download.`);
-      return new IdbModelStore(db, m, opts);
+      if (opts.partial && !opts.source) throw new Error('IdbModelStore.open: a partial store needs the `source` to fetch its missing experts from');
+      const stored = await storedRecords(db), needed = opts.partial ? denseItems(m) : items(m);
+      const missing = needed.filter((r) => !stored.has(r.name)).length;
+      if (missing > 0) throw new ModelLoadError(`the stored model "${name}" is incomplete: ${missing} of ${needed.length} records missing. Resume the download.`);
+      const experts = opts.partial ? expertItems(m).filter((r) => !stored.has(r.name)).map((r) => r.name) : [];
+      return new IdbModelStore(db, m, name, opts, new Set(experts));
     } catch (e) {
       await db.close();
       throw e;
     }
+  }
+
+  /** Routed experts stored so far, of all. */
+  get expertsStored(): { stored: number; total: number } {
+    const total = this.m.experts.reduce((n, l) => n + l.length, 0);
+    return { stored: total - this.missing.size, total };
+  }
+
+  /** Every record stored (a partial store becomes complete once fill() or the on-demand fetches got every expert). */
+  get complete(): boolean {
+    return this.missing.size === 0;
+  }
+
+  /** An expert record, from storage or (partial, not stored yet) fetched, stored and returned; one fetch per record. */
+  private async expertBytes(r: Item): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    if (!this.missing.has(r.name)) return undefined; // stored: read it as any record
+    let p = this.fetching.get(r.name);
+    if (!p) {
+      p = this.fetchMissing(r).finally(() => this.fetching.delete(r.name));
+      this.fetching.set(r.name, p);
+    }
+    return p;
+  }
+
+  /** Under the record's Web Lock: stored meanwhile (another tab)? read it; else fetch it from the source and store it. */
+  private fetchMissing(r: Item, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>> {
+    return withLock(`q3n-record:${this.name}:${r.name}`, signal, async () => {
+      if ((await get(`ok:${r.name}`, this.db)) !== undefined) {
+        const blob = await storedBlob(this.db, r.name, r.bytes);
+        if (blob) {
+          this.missing.delete(r.name);
+          return new Uint8Array(await blob.arrayBuffer());
+        }
+      }
+      const bytes = await fetchRecord(this.opts.source!, r, signal, (why, cause) => this.unavailable(r, why, cause));
+      await setMany(recordEntries(r.name, r.sha256, bytes), this.db);
+      this.missing.delete(r.name);
+      return bytes;
+    });
+  }
+
+  private unavailable(r: Item, why: string, cause?: unknown): ExpertUnavailableError {
+    const [, l, e] = /^L(\d+)\.E(\d+)$/.exec(r.name) ?? [];
+    const { stored, total } = this.expertsStored;
+    return new ExpertUnavailableError(
+      `expert ${r.name} of ${this.name} is not stored in this browser yet and could not be fetched (${why}): ${stored} of ${total} experts ` +
+        `(${((100 * stored) / total).toFixed(1)}%) are stored. Reconnect and send the message again; the conversation and everything stored are kept.`,
+      Number(l), Number(e), stored, total, { cause });
+  }
+
+  /**
+   * Fetch and store every expert still missing, a few at a time, in an order that covers every layer evenly (the
+   * first experts of each layer, then the next). Experts the model asks for meanwhile are fetched at once, beside
+   * the fill. One tab fills at a time (a Web Lock); a tab that gets the lock later finds the first one's records.
+   * Rejects on the first failure (the network gone: ExpertUnavailableError); what arrived stays stored.
+   */
+  async fill(opts: FillOptions = {}): Promise<void> {
+    await withLock(`q3n-fill:${this.name}`, opts.signal, async () => {
+      const stored = await storedRecords(this.db);
+      for (const n of [...this.missing]) if (stored.has(n)) this.missing.delete(n);
+      const all = expertItems(this.m), E = this.m.experts[0]?.length ?? 0, L = this.m.experts.length;
+      const todo = all.map((_, i) => all[(i % L) * E + Math.floor(i / L)]).filter((r) => this.missing.has(r.name));
+      const bytesTotal = all.reduce((n, r) => n + r.bytes, 0);
+      let fetched = 0, failure: unknown, next = 0;
+      const t0 = performance.now();
+      const report = () => {
+        const s = (performance.now() - t0) / 1000, rate = s > 0 ? fetched / s : 0;
+        const left = this.missing.size, per = all.length ? bytesTotal / all.length : 0; // expert records share one size
+        opts.onProgress?.({ bytesDone: bytesTotal - left * per, bytesTotal, expertsDone: all.length - left, expertsTotal: all.length, bytesPerSecond: rate, etaSeconds: rate > 0 ? (left * per) / rate : Infinity });
+      };
+      report();
+      const worker = async () => {
+        while (next < todo.length && failure === undefined) {
+          const r = todo[next++];
+          if (!this.missing.has(r.name)) continue; // fetched on demand meanwhile
+          try {
+            await (this.fetching.get(r.name) ?? this.expertBytes(r));
+          } catch (e) {
+            failure ??= e;
+            return;
+          }
+          fetched += r.bytes;
+          report();
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 4, todo.length) }, worker));
+      if (failure !== undefined) throw failure;
+    });
   }
 
   /** Record names whose stored index entry is complete and verified. */
@@ -264,6 +416,8 @@ export class IdbModelStore extends PackedStore {
 
   protected async readRange(file: string, offset: number, length: number): Promise<Uint8Array<ArrayBuffer>> {
     const r = this.byRange.get(`${file}@${offset}`);
+    const fetched = r && (await this.expertBytes(r));
+    if (fetched) return fetched;
     const blob = r && (await storedBlob(this.db, r.name, r.bytes));
     if (!blob) throw new ModelLoadError(`${file}@${offset}: no stored record. Download the model again.`, file, r?.name);
     return new Uint8Array((await blob.arrayBuffer()).slice(0, length));
@@ -286,6 +440,7 @@ export class IdbModelStore extends PackedStore {
 
   /** Several experts of one layer in one IndexedDB transaction (then one arrayBuffer() each). */
   async readExperts(layer: number, experts: number[]): Promise<Uint32Array<ArrayBuffer>[]> {
+    if (experts.some((e) => this.missing.has(expertRecordName(layer, e)))) return Promise.all(experts.map((e) => this.readExpert(layer, e)));
     const size = this.m.experts[layer]?.[0]?.bytes ?? 0;
     const blobs = size <= PIECE_BYTES
       ? await getMany<Blob>(experts.map((e) => `rec:${expertRecordName(layer, e)}`), this.db)

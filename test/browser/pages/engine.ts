@@ -2,35 +2,67 @@
 // runs in a module worker (src/worker.ts, served by Vite) and loads the packed brown-tiny from the dev server's
 // /models/ over HTTP. The page hides SharedWorker, as a browser without it: createSharedEngine then takes its
 // fallback, a dedicated worker of the page (the worker side createWorkerEngine talks to as well).
-import { createSharedEngine, type SharedEngine } from '../../../src/index.ts';
+import { createSharedEngine, deleteStoredModel, type SharedEngine } from '../../../src/index.ts';
 import { ContextLengthError, Qwen3NextError } from '../../../src/errors.ts';
 
 Reflect.deleteProperty(globalThis, 'SharedWorker');
 let engine: SharedEngine | undefined;
 const progress: string[] = [];
+const fills: { loaded: number; total: number }[] = []; // phase 'fill' reports (backgroundExperts)
+const warnings: string[] = [];
 
 const engineTest = {
-  async load(model: string, cache = false) {
+  async load(model: string, cache = false, backgroundExperts = false) {
     const t0 = performance.now();
     progress.length = 0;
-    engine = await createSharedEngine(new URL('../../../src/worker.ts', import.meta.url), { model, cache, maxContext: 256, onProgress: (p) => progress.push(p.phase) });
+    fills.length = 0;
+    warnings.length = 0;
+    engine = await createSharedEngine(new URL('../../../src/worker.ts', import.meta.url), {
+      model, cache, backgroundExperts, maxContext: 256, onWarning: (w) => warnings.push(w),
+      onProgress: (p) => {
+        progress.push(p.phase);
+        if (p.phase === 'fill') fills.push({ loaded: p.loaded, total: p.total });
+      },
+    });
     return {
       seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1), downloads: progress.filter((p) => p === 'download').length,
       mode: engine.mode, fallbackReason: engine.fallbackReason, info: await engine.info(),
     };
   },
 
+  /** Delete a `cache` model's IndexedDB copy (the engine unloaded first: an open store blocks it). */
+  async forget(model: string) {
+    await engine?.unload();
+    engine = undefined;
+    await deleteStoredModel(new URL(model, location.href).href);
+  },
+
+  /** The background fill so far: its reports, the last one, and the warnings (a fill that stopped). */
+  fillState() {
+    return { reports: fills.length, last: fills.at(-1), warnings: warnings.slice() };
+  },
+
+  /** stream(), with a failure returned as its name and message. */
+  async tryStream(content: string, maxTokens: number) {
+    try {
+      return { ok: await engineTest.stream(content, maxTokens) };
+    } catch (e) {
+      return { error: { name: (e as Error).name, message: (e as Error).message, typed: e instanceof Qwen3NextError } };
+    }
+  },
+
   async stream(content: string, maxTokens: number) {
     const progress: { done: number; total: number }[] = []; // onPrefillProgress, called from the worker
     const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream: true, onPrefillProgress: (p) => progress.push(p) });
-    let text = '', count = 0, finish: string | null = null, usage: unknown;
+    let text = '', count = 0, finish: string | null = null, usage: unknown, fillAtFirstToken: { loaded: number; total: number } | undefined;
     for await (const c of chunks) {
+      if (count === 0) fillAtFirstToken = fills.at(-1);
       text += c.choices[0].delta.content ?? '';
       count++;
       finish = c.choices[0].finish_reason;
       usage = c.usage;
     }
-    return { text, count, finish, usage, progress };
+    return { text, count, finish, usage, progress, fillAtFirstToken };
   },
 
   /** Stream with a signal, aborting after the first `n` content pieces. */
