@@ -72,13 +72,14 @@ const seconds = (s: number) => (s < 90 ? `${Math.ceil(s)} s` : `${Math.ceil(s / 
 function progressReporter() {
   let download: { t0: number; bytes0: number } | undefined;
   const report = (p: LoadProgress) => {
+    if (p.phase === 'fill') return showFill(p);
     if (state.ready) return; // a late progress message (it travels on its own channel)
     $<HTMLProgressElement>('load-bar').value = p.total ? p.loaded / p.total : 0;
     let text = p.text, bytes = p.total ? `${formatBytes(p.loaded)} / ${formatBytes(p.total)}` : '';
     if (p.phase === 'download' && p.loaded < p.total) {
       download ??= { t0: performance.now(), bytes0: p.loaded };
       const s = (performance.now() - download.t0) / 1000, rate = s > 0.2 ? (p.loaded - download.bytes0) / s : 0;
-      text = 'Downloading the model into this browser (first visit only)…';
+      text = 'Downloading what the model needs to start (first visit only); its experts follow while you chat…';
       if (rate > 0) bytes += ` · ${formatBytes(rate)}/s · ${seconds((p.total - p.loaded) / rate)} left`;
     } else if (p.phase === 'download') {
       text = 'The model is stored in this browser: no download needed.';
@@ -89,6 +90,19 @@ function progressReporter() {
     $('load-bytes').textContent = bytes;
   };
   return { report, downloaded: () => download !== undefined };
+}
+
+/**
+ * The background fill (backgroundExperts), after 'ready': its own line under the load message, until every expert
+ * is stored (the Storage panel then says "complete").
+ */
+function showFill(p: LoadProgress) {
+  const done = p.loaded >= p.total;
+  $('fill-text').hidden = false;
+  $('fill-text').textContent = done
+    ? 'The whole model is stored in this browser now: next visits load it with no network.'
+    : `${p.text.replace(/^Storing experts in the background/, 'Storing the rest of the model while you chat')} (${Math.floor((100 * p.loaded) / Math.max(1, p.total))} %). Until then replies fetch the experts they need, and stay slower.`;
+  if (done) void storage.refresh();
 }
 
 /** The expert-cache budget in bytes for EXPERT_PERCENT, from the stored manifest or the served one. */
@@ -143,7 +157,7 @@ async function load() {
   const stored = (await listStoredModels()).find((m) => m.name === MODEL_KEY);
   const progress = progressReporter();
   try {
-    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report, ...(DRAFT_TOKENS ? { speculative: { draftTokens: DRAFT_TOKENS } } : {}) });
+    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, backgroundExperts: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report, ...(DRAFT_TOKENS ? { speculative: { draftTokens: DRAFT_TOKENS } } : {}) });
   } catch (e) {
     const err = e as Error;
     if (err.name === 'WebGPUNotAvailableError') return showNoWebGPU(err.message);
@@ -159,7 +173,7 @@ async function load() {
     : tabs > 1 ? ` Shared with ${tabs - 1} other tab${tabs > 2 ? 's' : ''} of this site: one copy on the GPU, a chat each.` : '';
   $('load').classList.add('done');
   $('load-text').textContent = (state.source === 'network'
-    ? 'Model downloaded and stored in this browser: ready to chat. Next visits load it from there, offline too.'
+    ? 'Ready to chat: the model is stored in this browser as far as it needs to start; next visits load it from there.'
     : tabs > 1 ? 'Model already loaded by another tab: ready to chat.' : "Model loaded from this browser's storage (no download): ready to chat.") + state.engineNote;
   $('load-bytes').textContent = '';
   $<HTMLProgressElement>('load-bar').value = 1;

@@ -52,7 +52,8 @@ export function storagePanel(inUse: string, release: () => Promise<void>, chatsD
     for (const m of models) {
       const li = document.createElement('li');
       const url = new URL(m.name);
-      const state = m.complete ? 'complete' : `partial: ${Math.floor((100 * m.bytesStored) / Math.max(1, m.bytesTotal))} % of ${formatBytes(m.bytesTotal)}`;
+      const share = `${Math.floor((100 * m.bytesStored) / Math.max(1, m.bytesTotal))} % of ${formatBytes(m.bytesTotal)}`;
+      const state = m.complete ? 'complete' : m.usable ? `usable, experts still arriving: ${share}` : `partial: ${share}`;
       li.innerHTML = '<div class="name"></div><div class="row"><span class="size"></span><button type="button">Delete</button></div><div class="state hint"></div>';
       li.querySelector('.name')!.textContent = url.pathname.split('/').filter(Boolean).pop() ?? m.name;
       (li.querySelector('.name') as HTMLElement).title = m.name;

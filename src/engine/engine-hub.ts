@@ -46,6 +46,7 @@ export class EngineHub {
   private owner?: HubClient; // whose conversation the GPU state holds
   private running?: HubClient;
   private last = -1; // index in `clients` served last
+  private fill?: LoadProgress; // the background fill's last report (backgroundExperts), for clients that join later
 
   /** Connect a client, loading the model with `opts` when none is loaded (the first client's options win). */
   async join(opts: EngineOptions, listener: HubListener): Promise<HubClient> {
@@ -56,12 +57,16 @@ export class EngineHub {
       this.loads++;
       this.engine = LocalEngine.load({
         ...opts,
-        onProgress: (p) => { for (const c of this.clients) c.listener.onProgress?.(p); },
+        onProgress: (p) => {
+          if (p.phase === 'fill') this.fill = p;
+          for (const c of this.clients) c.listener.onProgress?.(p);
+        },
         onWarning: (m) => { for (const c of this.clients) c.listener.onWarning?.(m); },
       });
       this.engine.then((e) => (this.loaded = e), () => (this.engine = undefined)); // after a failure a later client tries again
     } else if (this.loaded) {
       listener.onProgress?.({ phase: 'ready', loaded: 1, total: 1, text: 'Ready (the model was already loaded by another tab)' });
+      if (this.fill) listener.onProgress?.(this.fill);
     }
     try {
       await this.engine;
@@ -116,6 +121,7 @@ export class EngineHub {
     const engine = this.engine;
     this.engine = undefined;
     this.loaded = undefined;
+    this.fill = undefined;
     this.owner = undefined;
     this.unloading = engine.then((e) => e.unload(), () => {});
     await this.unloading;

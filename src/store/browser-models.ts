@@ -24,6 +24,11 @@ export interface StoredModelInfo {
   recordsTotal: number;
   /** Every record is stored: the model loads with no network. */
   complete: boolean;
+  /**
+   * The tokenizer files and dense tensors are stored: an engine with `backgroundExperts` starts from this copy and
+   * fetches (then stores) the experts still missing.
+   */
+  usable: boolean;
 }
 
 /** Every model stored by downloadModel in this origin, complete or partial, sorted by name. */
@@ -57,6 +62,7 @@ async function readInfo(name: string): Promise<StoredModelInfo | undefined> {
     const ok = new Set(keys.filter((k): k is string => typeof k === 'string' && k.startsWith('ok:')).map((k) => k.slice(3)));
     const records = typeof text === 'string' ? manifestRecords(text) : [];
     const stored = records.filter((r) => ok.has(r.name));
+    const dense = records.filter((r) => !r.expert && !/^L\d+\.E\d+$/.test(r.name));
     const sum = (rs: { bytes: number }[]) => rs.reduce((n, r) => n + r.bytes, 0);
     return {
       name,
@@ -66,6 +72,7 @@ async function readInfo(name: string): Promise<StoredModelInfo | undefined> {
       recordsStored: stored.length,
       recordsTotal: records.length,
       complete: records.length > 0 && stored.length === records.length,
+      usable: records.length > 0 && dense.every((r) => ok.has(r.name)),
     };
   } finally {
     db.close();
