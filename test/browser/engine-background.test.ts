@@ -5,9 +5,11 @@
 //    corrupt once is refused by its hash and fetched again.
 //  - The server gone mid-fill: a reply that needs a missing expert fails with ExpertUnavailableError (how much is
 //    stored, what to do); the next visit resumes the fill without fetching any stored record again and replies.
+//  - Two tabs of one profile (each with its own engine: the page hides SharedWorker) load the model at once: every
+//    record is fetched once in all, both fills end complete.
 import type { Route } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { browserSkipReason, usePage } from '../helpers/browser.ts';
+import { browserSkipReason, startBrowser, usePage } from '../helpers/browser.ts';
 
 const skip = browserSkipReason();
 const PROMPT = 'The jury said it did find that many of the voters were not qualified.';
@@ -86,6 +88,34 @@ describe.skipIf(skip)('Engine ready before its experts are stored (chromium)', (
       expect(again.filter((r) => stored.has(r)), 'records stored on the first visit, fetched again').toEqual([]);
     } finally {
       await context.unroute(`**${MODEL}**`);
+    }
+  });
+
+  it('two tabs at once: no record fetched twice, both fills complete', async () => {
+    const session = await startBrowser();
+    try {
+      const a = await session.open('/test/browser/pages/engine.html', 'engineTest'), b = await session.open('/test/browser/pages/engine.html', 'engineTest', a);
+      const seen = new Map<string, number>();
+      await a.page.context().route(`**${MODEL}**`, async (route) => {
+        if (route.request().headers()['range']) seen.set(rangeOf(route), (seen.get(rangeOf(route)) ?? 0) + 1);
+        if (isExpert(route.request().url())) await new Promise((r) => setTimeout(r, 10));
+        return route.continue();
+      });
+      await Promise.all([a, b].map((tp) => tp.page.evaluate((m) => window.engineTest.load(m, true, true), MODEL)));
+      for (const tp of [a, b]) {
+        await expect.poll(async () => {
+          const f = await tp.page.evaluate(() => window.engineTest.fillState());
+          return f.last !== undefined && f.last.loaded === f.last.total;
+        }, { timeout: 120_000, interval: 500 }).toBe(true);
+      }
+      expect([...seen].filter(([, n]) => n > 1), 'records fetched twice').toEqual([]);
+      expect(seen.size).toBe(576 + 100 + 3);
+      for (const tp of [a, b]) {
+        await tp.page.evaluate(() => window.engineTest.unload());
+        tp.check();
+      }
+    } finally {
+      await session.close();
     }
   });
 });

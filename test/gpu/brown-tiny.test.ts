@@ -42,21 +42,30 @@ describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
   let f32Nll = NaN;
   const f32Margins: number[][] = []; // per prompt, per reply step: HF id's logit minus the best other logit, f32 GPU
 
-  /** Teacher-forced on HF's reply: at each step, (argmax, margin of HF's token over the best other token). */
-  async function forced(model: Qwen3NextGpuModel, input: ArrayLike<number>, reply: number[]) {
+  /**
+   * Teacher-forced on HF's reply: at each step, (argmax, margin of HF's token over the best other token). `decode`:
+   * the reply's tokens run as decode steps (the engine's path); otherwise in one prefill with every row's logits
+   * (SwiftShader's time: prompt 0 decodes, the others take the prefill).
+   */
+  async function forced(model: Qwen3NextGpuModel, input: ArrayLike<number>, reply: number[], decode: boolean) {
     model.reset();
-    let logits = await model.forward(input);
-    const steps: { argmax: number; margin: number }[] = [];
-    for (const id of reply) {
+    const V = model.config.vocabSize, rows: Float32Array[] = [];
+    if (decode) {
+      rows.push(await model.forward(input));
+      for (const id of reply.slice(0, -1)) rows.push(await model.forward([id]));
+    } else {
+      const all = await model.forward([...Array.from(input), ...reply.slice(0, -1)], { logits: 'all' });
+      for (let r = 0; r < reply.length; r++) rows.push(all.subarray((input.length - 1 + r) * V, (input.length + r) * V));
+    }
+    return reply.map((id, r) => {
+      const logits = rows[r];
       let argmax = 0, other = -Infinity;
       for (let i = 0; i < logits.length; i++) {
         if (logits[i] > logits[argmax]) argmax = i;
         if (i !== id) other = Math.max(other, logits[i]);
       }
-      steps.push({ argmax, margin: logits[id] - other });
-      logits = await model.forward([id]);
-    }
-    return steps;
+      return { argmax, margin: logits[id] - other };
+    });
   }
 
   it('f32 weights: prompt logits within 1e-3 of HF; greedy replies equal HF; the f32 held-out NLL', { timeout: 600_000 }, () =>
@@ -68,7 +77,7 @@ describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
         const logits = await model.forward(g.get(`prompt${p}.input_ids`)!.data, { logits: 'all' });
         expectClose(`prompt${p} logits`, logits, g.get(`prompt${p}.logits`)!.data, { maxAbs: 1e-3 });
         const reply = Array.from(g.get(`prompt${p}.greedy_ids`)!.data);
-        const steps = await forced(model, g.get(`prompt${p}.input_ids`)!.data, reply);
+        const steps = await forced(model, g.get(`prompt${p}.input_ids`)!.data, reply, p === 0);
         expect(steps.map((s) => s.argmax), `prompt${p} f32 greedy`).toEqual(reply);
         f32Margins.push(steps.map((s) => s.margin));
       }
@@ -83,7 +92,7 @@ describe.runIf(brownTinyAvailable())('brown-tiny on the GPU', () => {
       const g = await golden();
       for (let p = 0; p < prompts().length; p++) {
         const input = g.get(`prompt${p}.input_ids`)!.data, reply = Array.from(g.get(`prompt${p}.greedy_ids`)!.data);
-        const steps = await forced(model, input, reply);
+        const steps = await forced(model, input, reply, p === 0);
         steps.forEach((s, i) => {
           if (f32Margins[p][i] >= MARGIN) expect(s.argmax, `prompt${p} step ${i} (f32 margin ${f32Margins[p][i].toFixed(2)})`).toBe(reply[i]);
         });

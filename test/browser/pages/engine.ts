@@ -54,15 +54,19 @@ const engineTest = {
   async stream(content: string, maxTokens: number) {
     const progress: { done: number; total: number }[] = []; // onPrefillProgress, called from the worker
     const chunks = await engine!.chat.completions.create({ messages: [{ role: 'user', content }], max_tokens: maxTokens, stream: true, onPrefillProgress: (p) => progress.push(p) });
-    let text = '', count = 0, finish: string | null = null, usage: unknown, fillAtFirstToken: { loaded: number; total: number } | undefined;
+    let text = '', count = 0, finish: string | null = null, usage: unknown, fillAtFirstToken: { loaded: number; total: number } | undefined, firstTokenMs = 0;
+    const t0 = performance.now();
     for await (const c of chunks) {
-      if (count === 0) fillAtFirstToken = fills.at(-1);
+      if (count === 0) {
+        fillAtFirstToken = fills.at(-1);
+        firstTokenMs = performance.now() - t0;
+      }
       text += c.choices[0].delta.content ?? '';
       count++;
       finish = c.choices[0].finish_reason;
       usage = c.usage;
     }
-    return { text, count, finish, usage, progress, fillAtFirstToken };
+    return { text, count, finish, usage, progress, fillAtFirstToken, firstTokenMs };
   },
 
   /** Stream with a signal, aborting after the first `n` content pieces. */
