@@ -288,6 +288,8 @@ export class IdbModelStore extends PackedStore {
   /** Partial: the expert records not stored yet (as far as this tab knows: another may have stored some). */
   private readonly missing: Set<string>;
   private readonly fetching = new Map<string, Promise<Uint8Array<ArrayBuffer>>>(); // on-demand and fill fetches, by record
+  private demand = 0; // on-demand fetches in flight: the fill starts no record meanwhile (the line is theirs)
+  private demandDone: (() => void)[] = [];
 
   private constructor(private readonly db: ModelDb, m: Manifest, private readonly name: string, private readonly opts: OpenOptions, missing: Set<string>) {
     super(m);
@@ -328,15 +330,29 @@ export class IdbModelStore extends PackedStore {
     return this.missing.size === 0;
   }
 
-  /** An expert record, from storage or (partial, not stored yet) fetched, stored and returned; one fetch per record. */
-  private async expertBytes(r: Item): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  /**
+   * An expert record, from storage or (partial, not stored yet) fetched, stored and returned; one fetch per record.
+   * `onDemand` (a token waits for it, not the fill): counted, so the fill holds back until none is in flight.
+   */
+  private async expertBytes(r: Item, onDemand = true): Promise<Uint8Array<ArrayBuffer> | undefined> {
     if (!this.missing.has(r.name)) return undefined; // stored: read it as any record
     let p = this.fetching.get(r.name);
     if (!p) {
       p = this.fetchMissing(r).finally(() => this.fetching.delete(r.name));
       this.fetching.set(r.name, p);
     }
-    return p;
+    if (!onDemand) return p;
+    this.demand++;
+    try {
+      return await p;
+    } finally {
+      if (--this.demand === 0) for (const done of this.demandDone.splice(0)) done();
+    }
+  }
+
+  /** Resolves when no on-demand fetch is in flight. */
+  private noDemand(): Promise<void> {
+    return this.demand === 0 ? Promise.resolve() : new Promise((resolve) => this.demandDone.push(resolve));
   }
 
   /** Under the record's Web Lock: stored meanwhile (another tab)? read it; else fetch it from the source and store it. */
@@ -367,8 +383,8 @@ export class IdbModelStore extends PackedStore {
 
   /**
    * Fetch and store every expert still missing, a few at a time, in an order that covers every layer evenly (the
-   * first experts of each layer, then the next). Experts the model asks for meanwhile are fetched at once, beside
-   * the fill. One tab fills at a time (a Web Lock); a tab that gets the lock later finds the first one's records.
+   * first experts of each layer, then the next). Experts the model asks for meanwhile are fetched at once, and the
+   * fill starts no record while any of them is in flight (a reply waiting for its experts gets the line). One tab fills at a time (a Web Lock); a tab that gets the lock later finds the first one's records.
    * Rejects on the first failure (the network gone: ExpertUnavailableError); what arrived stays stored.
    */
   async fill(opts: FillOptions = {}): Promise<void> {
@@ -388,10 +404,11 @@ export class IdbModelStore extends PackedStore {
       report();
       const worker = async () => {
         while (next < todo.length && failure === undefined) {
+          await this.noDemand(); // a reply waiting for experts gets the line first
           const r = todo[next++];
-          if (!this.missing.has(r.name)) continue; // fetched on demand meanwhile
+          if (!r || !this.missing.has(r.name)) continue; // fetched on demand meanwhile
           try {
-            await (this.fetching.get(r.name) ?? this.expertBytes(r));
+            await this.expertBytes(r, false);
           } catch (e) {
             failure ??= e;
             return;
