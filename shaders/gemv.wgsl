@@ -4,8 +4,9 @@
 // (reduce.wgsl: subgroup shuffles where the device has them) adds the lanes. WG / TEAM teams a workgroup.
 //
 // The input rows can be built in workgroup memory first, so the norm before a projection is no dispatch of its own
-// (entry points gemv_rmsnorm*, gemv_gated): a workgroup stages the rows of its TB tokens (a decode token, or the
-// few rows of a speculative verify step) and then takes tiles in turn.
+// (entry points gemv_rmsnorm*, gemv_gated): a workgroup stages the rows of its TB tokens (the decode token; up to 4,
+// though every workgroup then norms them all: measured slower than a separate norm for 2-4 rows, BENCHMARKS.md) and
+// then takes tiles in turn.
 //   rmsnorm  x = Qwen3NextRMSNorm(h + deltas)·(1 + norm_w). h is the residual stream as last written, the deltas
 //            the mixer / MoE outputs not yet added to it: decode defers each residual add to the next reader, and
 //            with WRITE_H the first workgroup of each token group stores h + deltas to h_out (not h's buffer).
@@ -112,7 +113,7 @@ fn tile_dots(tile: u32, t0: u32, lid: u32, staged: bool) -> array<f32, 16> {
       if (u >= UNITS) { break; }
       for (var t = 0u; t < TB; t++) {
         var xc: array<vec4f, 8>;
-        let sx = load_x(select(min(t0 + t, p.T - 1u), min(t, p.T - 1u - t0), staged), u, staged, &xc);
+        let sx = load_x(select(min(t0 + t, p.T - 1u), t, staged), u, staged, &xc);   // staged rows past T repeat the last
         for (var r = 0u; r < ROWS; r++) { acc[t * ROWS + r] += unit_dot(wd[j * ROWS + r], sm[j * ROWS + r], &xc, sx); }
       }
     }

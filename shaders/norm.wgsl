@@ -4,7 +4,7 @@
 #include "reduce.wgsl"
 
 override D: u32;            // row width
-override WG: u32 = 64u;     // threads per row (power of two)
+override WG: u32 = 64u;     // threads per row (power of two; norm.ts: more for wide rows)
 override TEAM: u32 = 32u;   // reduce.wgsl
 override EPS: f32 = 1e-6;
 

@@ -7,22 +7,20 @@
 // reads the layer's routing back and makes its experts resident) share every other op.
 //
 // Two encodings of a layer. Many tokens (prefill, streaming, taps): each residual add and the norm after it are one
-// dispatch (addRmsNorm), every intermediate lands in scratch. A decode token, or the few tokens of a speculative
-// verify step, is dispatch-bound, so it fuses (the "token" encoding, up to GEMV_MAX_TOKENS rows; a streaming step
-// only runs the router's top-k as its own op, to read it back): every norm runs in the prologue of the GEMV that
-// reads it (gemv.wgsl), each residual add is deferred to the next reader (StepOps.resid: the router GEMV of each
-// layer writes the stream, ping-pong), the GDN prep runs in its recurrent step, the gated norm in out_proj's
-// prologue, the router's top-k and the post-attention norm in the MoE gate/up GEMV's prologue, the MoE down GEMVs
-// do the combine, and a shared expert with an expert's shape runs as one more expert pair (gpu-weights.ts
-// sharedExpertFits). One token also runs the GDN conv in in_proj's epilogue and attention prepares its own queries
-// and key (attentionDecode): 6 dispatches a GDN layer, 7 an attention layer at the 80B shape; a verify step of 2-4
-// tokens takes 7 and 9 (the conv and the attention prep as their own dispatches).
+// dispatch (addRmsNorm), every intermediate lands in scratch. One token (decode) is dispatch-bound, so it fuses
+// (the "token" methods; a streaming step only runs the router's top-k as its own op, to read it back): every norm runs in the prologue of the GEMV that reads it (gemv.wgsl), each residual
+// add is deferred to the next reader (StepOps.resid: the router GEMV of each layer writes the stream, ping-pong), the
+// GDN conv runs in in_proj's epilogue, the GDN prep in its recurrent step, the gated norm in out_proj's prologue,
+// the router's top-k and the post-attention norm in the MoE gate/up GEMV's prologue, the MoE down GEMVs do the
+// combine, and a shared expert with an expert's shape runs as one more expert pair (gpu-weights.ts
+// sharedExpertFits), and attention prepares its own queries and key (attentionDecode): 6 dispatches a GDN layer,
+// 7 an attention layer at the 80B shape.
 // Named taps copy any intermediate tensor out for tests (`L3.mixer_out`, `L0.gdn.core_out`, ...).
 import type { Qwen3NextConfig } from '../config.ts';
 import { bufferId, type GpuContext, type Step, type Binding } from '../gpu/context.ts';
 import type { GpuWeight } from '../gpu/packed-weight.ts';
 import { addRmsNorm, rmsNorm, rmsNormGated } from '../kernels/norm.ts';
-import { matmul, GEMV_MAX_TOKENS, type GemvPrologue } from '../kernels/matmul.ts';
+import { matmul, type GemvPrologue } from '../kernels/matmul.ts';
 import { embed } from '../kernels/embed.ts';
 import { causalConv1d } from '../kernels/conv.ts';
 import { gdnPrep, gdnChunked, gdnRecurrent, gdnStep } from '../kernels/gdn.ts';
@@ -69,11 +67,11 @@ export interface StepOps {
   ops: Step[];
   want: Set<string>; // taps asked for
   updates?: PositionUpdate[]; // set when the list is built to be replayed at later positions (decode)
-  /** At most GEMV_MAX_TOKENS tokens without taps (several: all rows' logits): the fused encoding (the "token" methods). */
+  /** One token without taps: the fused encoding (the "token" methods). */
   token: boolean;
   /** A streaming step: the router's top-k runs as its own op (read back before the experts are made resident). */
   streaming: boolean;
-  /** Token encoding: the residual stream (T, H) as last written, and the layer outputs not yet added to it. */
+  /** Token encoding: the residual stream as last written, and the layer outputs not yet added to it. */
   resid: { h: GPUBuffer; deltas: GPUBuffer[] };
 }
 
@@ -131,7 +129,7 @@ export class ForwardBuilder {
   replayOps(T: number, opts: StepOptions): Step[] {
     if (opts.taps?.length) throw new Error('replayOps: taps need a fresh build()');
     const pos0 = this.cache.position, st0 = this.begin(T, opts);
-    const len = st0.token && T === 1 ? decodeSplitLen(pos0 + 1, this.attnDims()) : replaySplitLen(T, pos0, this.attnDims());
+    const len = st0.token ? decodeSplitLen(pos0 + 1, this.attnDims()) : replaySplitLen(T, pos0, this.attnDims());
     const key = `${opts.logits}|${opts.gdn}|${opts.moe}|${opts.stepStates ? this.cache.stepStateCount : 0}|${opts.logitsInto ? bufferId(opts.logitsInto) : ''}|${len}`;
     let list = this.replayLists.get(T);
     if (list?.key !== key) {
@@ -152,8 +150,7 @@ export class ForwardBuilder {
   begin(T: number, opts: StepOptions, mode: { streaming?: boolean } = {}): StepOps {
     if (T > this.scratch.maxT) throw new Error(`step of ${T} tokens exceeds the scratch size ${this.scratch.maxT}`);
     const want = new Set(opts.taps ?? []), streaming = !!mode.streaming;
-    const token = want.size === 0 && opts.gdn !== 'chunked' && opts.moe !== 'grouped'
-      && (T === 1 || (T <= GEMV_MAX_TOKENS && opts.logits === 'all' && !streaming));
+    const token = T === 1 && want.size === 0 && opts.gdn !== 'chunked' && opts.moe !== 'grouped' && !opts.stepStates;
     return { T, opts, pos0: this.cache.position, ops: [], want, token, streaming, resid: { h: this.scratch.h, deltas: [] } };
   }
 
@@ -223,7 +220,7 @@ export class ForwardBuilder {
   }
 
   /**
-   * Layer l's routed experts + combine into scratch.mix (the token encoding: into scratch.moeOut, routing each token),
+   * Layer l's routed experts + combine into scratch.mix (the token encoding: into scratch.moeOut, routing itself),
    * for all tokens or for rows [range.start, range.end) (a streaming sub-batch: rows copied to row 0 of
    * streamScratch, the MoE run there, its output copied back).
    */
@@ -234,7 +231,7 @@ export class ForwardBuilder {
     if (st.token) {
       const b: MoeBuffers = { ...weights, x: st.resid.h, logits: s.routerLogits, idx: s.topIdx, w: s.topW, shared: s.shared, out: s.moeOut };
       const route = { norm: layerVector(layer, 'post_norm'), eps: c.rmsNormEps, normTopk: c.normTopkProb, routed: st.streaming };
-      st.ops.push(...moeDecode(ctx, b, st.T, moeShape(c, e.format), s.moe, { sharedSlot, route }));
+      st.ops.push(...moeDecode(ctx, b, 1, moeShape(c, e.format), s.moe, { sharedSlot, route }));
       st.resid.deltas.push(s.moeOut);
       return;
     }
@@ -274,8 +271,7 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s } = this, H = this.c.hiddenSize, T = st.T, ops = st.ops;
     if (st.token) {
       const prologue: GemvPrologue = { kind: 'rmsnorm', weight: w.norm.buffer, eps: this.c.rmsNormEps, deltas: st.resid.deltas };
-      const all = () => st.opts.logitsInto ?? s.allLogits(ctx, this.c.vocabSize);
-      ops.push(matmul(ctx, st.resid.h, w.lmHead, st.opts.logits === 'all' ? all() : s.logits, T, { prologue }));
+      ops.push(matmul(ctx, st.resid.h, w.lmHead, st.opts.logits === 'all' ? s.allLogits(ctx, this.c.vocabSize) : s.logits, 1, { prologue }));
       return;
     }
     let rows: Binding = s.xn, n = T;
@@ -339,37 +335,31 @@ export class ForwardBuilder {
    * the layer's MoE (ping-pong: scratch.resid[l % 2], never the buffer it reads) and norms it for the router.
    */
   private tokenLayerPre(st: StepOps, l: number): void {
-    const { ctx, scratch: s, cache } = this, c = this.c, ops = st.ops, T = st.T;
+    const { ctx, scratch: s, cache } = this, c = this.c, ops = st.ops;
     const layer = this.w.layers[l], lc = cache.layers[l], eps = c.rmsNormEps;
     const input: GemvPrologue = { kind: 'rmsnorm', weight: layerVector(layer, 'input_norm'), eps, deltas: st.resid.deltas };
     if (layer.type === 'linear_attention') {
       const gdn = lc as LinearLayerCache, P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
-      const states = st.opts.stepStates && T > 1 ? cache.stepStates(T - 1)[l] : undefined;
-      if (T === 1) {
-        const conv = { channels: c.convDim, K: c.convKernel, w: layerVector(layer, 'conv'), state: gdn.conv, y: s.conv };
-        ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'in_proj'), s.proj, 1, { prologue: input, conv }));
-      } else {
-        ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'in_proj'), s.proj, T, { prologue: input }));
-        ops.push(causalConv1d(ctx, s.proj, P, layerVector(layer, 'conv'), gdn.conv, s.conv, T, c.convDim, c.convKernel, states?.conv));
-      }
-      ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), gdn.recurrent, s.core, T, c, states?.recurrent));
-      const gated: GemvPrologue = { kind: 'gated', weight: layerVector(layer, 'gated_norm'), eps, z: s.proj, zOffset: c.convDim, zStride: P, headDim: c.linearValueHeadDim };
-      ops.push(matmul(ctx, s.core, layerWeight(layer, 'out_proj'), s.mix, T, { prologue: gated }));
-    } else if (T === 1 && attentionDecodeFits(this.attnDims())) {
+      const conv = { channels: c.convDim, K: c.convKernel, w: layerVector(layer, 'conv'), state: gdn.conv, y: s.conv };
+      ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'in_proj'), s.proj, 1, { prologue: input, conv }));
+      ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), gdn.recurrent, s.core, 1, c));
+      const gated: GemvPrologue = { kind: 'gated', weight: layerVector(layer, 'gated_norm'), eps, z: s.proj, zOffset: c.convDim, headDim: c.linearValueHeadDim };
+      ops.push(matmul(ctx, s.core, layerWeight(layer, 'out_proj'), s.mix, 1, { prologue: gated }));
+    } else if (attentionDecodeFits(this.attnDims())) {
       const kv = lc as FullLayerCache;
       ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'qkv_proj'), s.proj, 1, { prologue: input }));
       ops.push(...attentionDecode(ctx, s.proj, layerVector(layer, 'q_norm'), layerVector(layer, 'k_norm'), this.w.invFreq, kv.keys, kv.values, s.core, st.pos0, this.attnDims(), st.updates));
       ops.push(matmul(ctx, s.core, layerWeight(layer, 'o_proj'), s.mix, 1));
     } else {
-      this.attention(ops, layer, lc as FullLayerCache, T, st.pos0, st.updates, { x: st.resid.h, prologue: input });
+      this.attention(ops, layer, lc as FullLayerCache, 1, st.pos0, st.updates, { x: st.resid.h, prologue: input });
     }
     const h = s.resid[l % 2], post = layerVector(layer, 'post_norm');
-    ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'router'), s.routerLogits, T, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [...st.resid.deltas, s.mix], hOut: h } }));
+    ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'router'), s.routerLogits, 1, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [...st.resid.deltas, s.mix], hOut: h } }));
     st.resid = { h, deltas: [] };
     if (st.streaming) this.routerTopK(st); // read back before the experts run; the MoE then reads it (MoeRoute.routed)
     if (this.sharedAsPair(st, l)) return;
-    ops.push(matmul(ctx, h, layerWeight(layer, 'shared_gate_up'), s.sharedMid, T, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [] } }));
-    ops.push(matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, T, { swiglu: true }));
+    ops.push(matmul(ctx, h, layerWeight(layer, 'shared_gate_up'), s.sharedMid, 1, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [] } }));
+    ops.push(matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, 1, { swiglu: true }));
   }
 
   /** Whether layer l's shared expert runs as one more pair in the routed experts' GEMVs (a decode-path step). */

@@ -4,7 +4,6 @@ import type { Qwen3NextConfig } from '../config.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { gdnChunkedScratchBytes } from '../kernels/gdn.ts';
 import { createMoeScratch, type MoeScratch } from '../kernels/moe.ts';
-import { GEMV_MAX_TOKENS } from '../kernels/matmul.ts';
 import type { WeightFormat } from '../quant/formats.ts';
 
 export const moeShape = (c: Qwen3NextConfig, format: WeightFormat) => ({ E: c.numExperts, k: c.numExpertsPerTok, H: c.hiddenSize, I: c.moeIntermediateSize, format });
@@ -13,8 +12,8 @@ export const moeShape = (c: Qwen3NextConfig, format: WeightFormat) => ({ E: c.nu
 export class Scratch {
   readonly ids: GPUBuffer; // (T) u32
   readonly h: GPUBuffer; // (T, H) residual stream (one token: the embedding; then `resid` ping-pongs)
-  readonly resid: [GPUBuffer, GPUBuffer]; // (T <= 4, H) a token step's residual stream, written by every layer's router GEMV
-  readonly moeOut: GPUBuffer; // (T <= 4, H) a token step's MoE output, added to the residual by the next reader
+  readonly resid: [GPUBuffer, GPUBuffer]; // (1, H) one token's residual stream, written by every layer's router GEMV
+  readonly moeOut: GPUBuffer; // (1, H) one token's MoE output, added to the residual by the next reader
   readonly xn: GPUBuffer; // (T, H) normed input of a mixer / the MoE
   readonly mix: GPUBuffer; // (T, H) mixer or MoE output before the residual add
   readonly proj: GPUBuffer; // (T, max(P_gdn, Q_attn)) fused input projection
@@ -43,9 +42,8 @@ export class Scratch {
     const attnOut = c.numAttentionHeads * c.headDim;
     this.ids = f(1, 'ids');
     this.h = f(c.hiddenSize, 'h');
-    const tokenRows = Math.min(maxT, GEMV_MAX_TOKENS) * c.hiddenSize * 4; // forward.ts's token encoding
-    this.resid = [ctx.buffer(tokenRows, 'resid.0'), ctx.buffer(tokenRows, 'resid.1')];
-    this.moeOut = ctx.buffer(tokenRows, 'moe_out');
+    this.resid = [ctx.buffer(c.hiddenSize * 4, 'resid.0'), ctx.buffer(c.hiddenSize * 4, 'resid.1')];
+    this.moeOut = ctx.buffer(c.hiddenSize * 4, 'moe_out');
     this.xn = f(c.hiddenSize, 'xn');
     this.mix = f(c.hiddenSize, 'mix');
     this.proj = f(Math.max(P, Q), 'proj');

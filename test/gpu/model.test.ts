@@ -49,7 +49,7 @@ async function expectCaches(model: Qwen3NextGpuModel, t: Map<string, Tensor>, pr
 
 /**
  * tiny's prefill_T200 split at 63/64/65/129, run token by token, and in steps of 2-4 tokens with every row's logits
- * (the fused token encoding of a speculative verify step): HF's logits each time; the decode list replayed.
+ * (the size of a speculative verify step): HF's logits each time; the decode list replayed.
  */
 async function splitsAndDecode(model: Qwen3NextGpuModel, preset: Preset) {
   const c = preset.case('prefill_T200'), ids = c.input_ids!, V = model.config.vocabSize;
