@@ -120,17 +120,27 @@ fn load_pair_slots(lid: u32, t: u32) {
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[expert_idx[t * TOPK + min(lid, TOPK - 1u)]], lid < TOPK); }
 }
 
-// h (T·PAIRS, I) from x (T, H) routed by expert_idx. Workgroup = (token, tile of TILE_N units).
-@compute @workgroup_size(WG)
-fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+// The gate/up entries' workgroup: (token t, tile of TILE_N units); t >= p.T past the last token.
+fn gate_up_group(wg: vec3u) -> vec2u {
   let tiles = (I + TILE_N - 1u) / TILE_N;
   let flat = flat_group(wg);
-  let t = flat / tiles;
-  if (t >= p.T) { return; }
+  return vec2u(flat / tiles, flat % tiles);
+}
+
+// Token t's pair slots from expert_idx and its input row staged (no barrier).
+fn stage_routed_token(lid: u32, t: u32) {
   load_pair_slots(lid, t);
   stage_row(lid, 0u, t * H, H);
+}
+
+// h (T·PAIRS, I) from x (T, H) routed by expert_idx.
+@compute @workgroup_size(WG)
+fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let g = gate_up_group(wg);
+  if (g.x >= p.T) { return; }
+  stage_routed_token(lid, g.x);
   workgroupBarrier();
-  gate_up_tile(t, flat % tiles, lid);
+  gate_up_tile(g.x, g.y, lid);
 }
 
 // ---- tokens that norm their own input (moe_gate_up_gemv_normed), and route themselves too (..._fused) ------------
@@ -148,28 +158,24 @@ fn moe_gate_up_gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_fused(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tiles = (I + TILE_N - 1u) / TILE_N;
-  let flat = flat_group(wg);
-  let t = flat / tiles;
+  let g = gate_up_group(wg);
+  let t = g.x;
   if (t >= p.T) { return; }
   route_topk(lid, t * (E + 1u));
-  if (flat % tiles == 0u && lid < TOPK) { idx_out[t * TOPK + lid] = topk_idx[lid]; w_out[t * TOPK + lid] = topk_w[lid]; }
+  if (g.y == 0u && lid < TOPK) { idx_out[t * TOPK + lid] = topk_idx[lid]; w_out[t * TOPK + lid] = topk_w[lid]; }
   if (lid < PAIRS) { pair_slots[lid] = select(SHARED_SLOT, slot_of[topk_idx[min(lid, TOPK - 1u)]], lid < TOPK); }
   stage_row(lid, 0u, t * H, H);
   rmsnorm_staged(lid, H, 0u);
-  gate_up_tile(t, flat % tiles, lid);
+  gate_up_tile(t, g.y, lid);
 }
 
 @compute @workgroup_size(WG)
 fn moe_gate_up_gemv_normed(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tiles = (I + TILE_N - 1u) / TILE_N;
-  let flat = flat_group(wg);
-  let t = flat / tiles;
-  if (t >= p.T) { return; }
-  load_pair_slots(lid, t);
-  stage_row(lid, 0u, t * H, H);
+  let g = gate_up_group(wg);
+  if (g.x >= p.T) { return; }
+  stage_routed_token(lid, g.x);
   rmsnorm_staged(lid, H, 0u);
-  gate_up_tile(t, flat % tiles, lid);
+  gate_up_tile(g.x, g.y, lid);
 }
 
 // ---- moe_down_combine_gemv --------------------------------------------------------------------------------------
