@@ -39,11 +39,11 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   const sink = ctx.buffer(1 << 20, 'sink');
   const { ms: readMs, GBs: readBw } = await readCeiling(ctx, s.readMiB, reps);
   rows.push({ name: `ceiling: streaming read ${s.readMiB} MiB`, ms: readMs, work: `${s.readMiB} MiB`, achieved: `${readBw.toFixed(0)} GB/s`, ratio: '1.00 (ceiling)' });
-  const fmaGroups = 132 * 64, fmaIters = shapeName === 'real' ? 4096 : 64;
-  const fmaOp = ctx.op('fma', 'probe.wgsl', 'fma_loop', {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, fmaIters])), sink], [fmaGroups]);
-  const fmaMs = await time([fmaOp], 3);
-  const flops = fmaGroups * 256 * fmaIters * 16 / fmaMs / 1e9; // TFLOP/s
-  rows.push({ name: 'ceiling: f32 FMA', ms: fmaMs, work: `${fmaIters} x 16 FLOP/thread`, achieved: `${flops.toFixed(1)} TFLOP/s`, ratio: '1.00 (ceiling)' });
+  const fma = await computeCeiling(ctx, 'fma_loop', shapeName === 'real', reps);
+  const flops = fma.tops;
+  rows.push({ name: 'ceiling: f32 FMA', ms: fma.ms, work: `${fma.opsPerThread} FLOP/thread`, achieved: `${flops.toFixed(1)} TFLOP/s`, ratio: '1.00 (ceiling)' });
+  const dot4 = await computeCeiling(ctx, 'dot4_loop', shapeName === 'real', reps);
+  rows.push({ name: 'ceiling: dot4I8Packed', ms: dot4.ms, work: `${dot4.opsPerThread} int8 OP/thread`, achieved: `${dot4.tops.toFixed(1)} TOP/s`, ratio: `${(dot4.tops / flops).toFixed(2)} of FMA` });
   const tick = ctx.op('tick', 'probe.wgsl', 'tick', {}, [ctx.uniform(new Uint32Array([1, 0, 0, 0])), sink], [1]);
   const tickUs = (await time(Array.from({ length: 200 }, () => tick), 1)) * 1000 / 200;
   rows.push({ name: 'ceiling: dependent dispatch, one pass', ms: tickUs / 1000, work: '200 dispatches', achieved: `${tickUs.toFixed(2)} us each`, ratio: '-' });
@@ -136,6 +136,19 @@ export async function timeSteps(ctx: GpuContext, steps: Step[], reps: number, in
     ms.push((performance.now() - t0) / inner);
   }
   return median(ms);
+}
+
+/**
+ * An arithmetic ceiling of probe.wgsl: `fma_loop` (f32 FMA, 16 FLOP a round) or `dot4_loop` (dot4I8Packed, 8 chains
+ * of 4 multiply-adds: 64 OP a round), in TFLOP/s or TOP/s, over enough workgroups to fill a 132-SM card.
+ */
+export async function computeCeiling(ctx: GpuContext, entry: 'fma_loop' | 'dot4_loop', real: boolean, reps = 7): Promise<{ ms: number; tops: number; opsPerThread: number }> {
+  const groups = 132 * 64, iters = real ? 4096 : 64, perRound = entry === 'fma_loop' ? 16 : 64;
+  const sink = ctx.buffer(1 << 20, 'sink');
+  const op = ctx.op(entry, 'probe.wgsl', entry, {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, iters])), sink], [groups]);
+  const ms = await timeSteps(ctx, [op], reps, 3);
+  sink.destroy();
+  return { ms, tops: (groups * 256 * iters * perRound) / ms / 1e9, opsPerThread: iters * perRound };
 }
 
 /** The streaming-read ceiling: a grid-stride sum over `MiB` of vec4<u32>, median ms and GB/s. */

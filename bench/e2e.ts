@@ -23,7 +23,7 @@ export interface E2EOptions {
   /** K/V cache precision (the engine's default f16, or f32). */
   kvCache?: 'f16' | 'f32';
   /** Per-kernel GPU time of a decode token at each context (bench/profile.ts), with the read ceiling for floors. */
-  profile?: { readGBs: number; reps: number };
+  profile?: { readGBs: number; fmaTFs?: number; reps: number };
 }
 
 export interface E2EResult {
@@ -36,7 +36,7 @@ export interface E2EResult {
 export const GREEDY = { temperature: 0, topK: 0, topP: 1, random: 0 };
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ rows: E2EResult[]; gpuBytes: number; loadMs: number; profiles: { context: number; profile: TokenProfile }[] }> {
+export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ rows: E2EResult[]; gpuBytes: number; loadMs: number; profiles: { context: number; profile: TokenProfile }[]; prefillProfile?: TokenProfile }> {
   const c = parseConfig(syntheticConfig(o.layers, o.small));
   const t0 = performance.now(), before = ctx.allocatedBytes;
   const weights = randomGpuWeights(ctx, c, QUANT_INT4);
@@ -127,5 +127,14 @@ export async function runEndToEnd(ctx: GpuContext, o: E2EOptions): Promise<{ row
     const s = fb.scratch, ops = [...fb.replayOps(1, { logits: 'last' }), ...sample(ctx, s.logits, { buffer: s.ids, offset: 0, size: 4 }, c.vocabSize, GREEDY)];
     profiles.push({ context, profile: await profileOps(ctx, ops, o.profile!.reps, o.profile!.readGBs) });
   }
-  return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs, profiles };
+  // The prefill's last step (stepT tokens after prefillT - stepT in the cache), per kernel, floors by FLOPs too.
+  let prefillProfile: TokenProfile | undefined;
+  if (o.profile) {
+    const T = o.stepT ?? o.prefillT;
+    model.reset();
+    model.cache.position = o.prefillT - T;
+    ctx.device.queue.writeBuffer(fb.scratch.ids, 0, Uint32Array.from(ids(T, 0)));
+    prefillProfile = await profileOps(ctx, fb.build(T, { logits: 'last' }), Math.min(3, o.profile.reps), o.profile.readGBs, o.profile.fmaTFs);
+  }
+  return { rows, gpuBytes: ctx.allocatedBytes - before, loadMs, profiles, prefillProfile };
 }

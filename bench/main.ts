@@ -2,11 +2,11 @@
 //   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer] [--kv f16|f32]
 //     [--contexts 1024,4096,32768,131072,262144]   decode contexts of the e2e suite (default 1K, 4K, 32K)
 //     [--prefill 4096] [--reps 3]   the e2e suite's prefill length and repetitions
-//   suite spec: speculative decoding (bench/spec.ts) at 4K context
+//   suite spec: speculative decoding (bench/spec.ts) at 4K context [--spec-k 1,2,3 | none]   draft counts to run rounds of
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
-import { runBench, markdown, readCeiling } from './bench.ts';
+import { runBench, markdown, readCeiling, computeCeiling } from './bench.ts';
 import { profileMarkdown } from './profile.ts';
 import { runEndToEnd } from './e2e.ts';
 import { runAblation } from './ablate.ts';
@@ -31,20 +31,24 @@ const kvCache = process.argv.includes('--kv') ? (arg('kv', 'f16') as 'f16' | 'f3
 if (suites.has('e2e') || (suites.has('profile') && !suites.has('spec'))) {
   const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
   if (read) console.log(`\nread ceiling (same process): ${read.GBs.toFixed(0)} GB/s`);
-  const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
-  const { rows, gpuBytes, loadMs, profiles } = await runEndToEnd(ctx, real
+  const fma = read && await computeCeiling(ctx, 'fma_loop', real);
+  if (fma) console.log(`f32 FMA ceiling (same process): ${fma.tops.toFixed(1)} TFLOP/s`);
+  const profile = read && { readGBs: read.GBs, fmaTFs: fma!.tops, reps: real ? 9 : 2 };
+  const { rows, gpuBytes, loadMs, profiles, prefillProfile } = await runEndToEnd(ctx, real
     ? { layers: 48, prefillT: Number(arg('prefill', '4096')), stepT: 2048, contexts: arg('contexts', '1024,4096,32768').split(',').map(Number), decodeTokens: 32, reps: Number(arg('reps', '3')), profile, kvCache }
     : { layers: 4, small: true, prefillT: 65, contexts: [70, 130], decodeTokens: 3, reps: 1, profile, kvCache });
   console.log(`\nend to end, resident, ${kvCache ?? 'f16'} K/V cache: model ${(gpuBytes / GiB).toFixed(2)} GiB on the GPU (weights filled in ${(loadMs / 1000).toFixed(1)} s)`);
   console.log('| what | median ms | tokens/s |\n|---|---|---|');
   for (const r of rows) console.log(`| ${r.name} (${r.detail}) | ${r.median.toFixed(2)} | ${r.perSecond.toFixed(1)} |`);
   for (const { context, profile: p } of profiles) console.log(`\ndecode token at ${context} context, per kernel (timestamp queries):\n${profileMarkdown(p)}`);
+  if (prefillProfile) console.log(`\nprefill step of ${real ? 2048 : 65} tokens ending at ${real ? arg('prefill', '4096') : 65}, per kernel (timestamp queries):\n${profileMarkdown(prefillProfile)}`);
 }
 
 if (suites.has('spec')) {
+  const k = arg('spec-k', '1,2,3'), specKs = k === 'none' ? [] : k.split(',').map(Number);
   const read = suites.has('profile') ? await readCeiling(ctx, real ? 1024 : 4) : undefined;
   const profile = read && { readGBs: read.GBs, reps: real ? 9 : 2 };
-  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3, profile } : { layers: 2, small: true, context: 40, tokens: 4, reps: 1, profile })}`);
+  console.log(`\n${await runSpeculativeBench(ctx, real ? { layers: 48, context: 4096, tokens: 48, reps: 3, profile, ks: specKs } : { layers: 2, small: true, context: 40, tokens: 4, reps: 1, profile })}`);
 }
 
 if (suites.has('ablate')) {

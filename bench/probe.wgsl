@@ -40,6 +40,18 @@ fn fma_loop(@builtin(global_invocation_id) g: vec3u) {
   if (a.x + b.y == f32(p.seed)) { words[g.x % p.n] = 1u; }
 }
 
+// Packed int8 dot-product ceiling: `iters` rounds of 8 independent dot4I8Packed chains per thread, each feeding
+// its own result back as the next packed operand (so nothing is loop-invariant): 4 multiply-adds (8 OP) each.
+@compute @workgroup_size(256)
+fn dot4_loop(@builtin(global_invocation_id) g: vec3u) {
+  var x = array<u32, 8>(g.x, g.x ^ 1u, g.x ^ 2u, g.x ^ 3u, g.x ^ 4u, g.x ^ 5u, g.x ^ 6u, g.x ^ 7u);
+  let m = 0x01FF03FDu ^ p.seed;
+  for (var i = 0u; i < p.iters; i++) {
+    for (var j = 0u; j < 8u; j++) { x[j] = bitcast<u32>(dot4I8Packed(x[j], m) + 0x01010101); }
+  }
+  if (x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6] + x[7] == p.seed) { words[g.x % p.n] = 1u; }
+}
+
 // Dispatch cost: one tiny workgroup that depends on the previous dispatch's write.
 @compute @workgroup_size(64)
 fn tick(@builtin(local_invocation_id) l: vec3u) {

@@ -11,7 +11,7 @@ export interface KernelRow {
   usEach: number; // mean over the token's dispatches of each one's median
   msToken: number;
   share: number; // of the summed kernel time
-  floorUs?: number; // bytes / measured read bandwidth, where the op says how many bytes it must move
+  floorUs?: number; // the larger of bytes / read ceiling and flops / FMA ceiling, where the op says them
 }
 
 export interface TokenProfile {
@@ -25,7 +25,7 @@ const QUERY_RESOLVE = 0x200;
 const MAP_READ = 0x1;
 
 /** Median per op of `reps` runs of `ops`, each op in its own timed pass; and the median of the list in one timed pass. */
-export async function profileOps(ctx: GpuContext, steps: Step[], reps: number, readGBs?: number): Promise<TokenProfile> {
+export async function profileOps(ctx: GpuContext, steps: Step[], reps: number, readGBs?: number, fmaTFs?: number): Promise<TokenProfile> {
   const device = ctx.device;
   if (!device.features.has('timestamp-query')) throw new Error('profile: the device has no timestamp-query');
   const ops = steps.filter((s): s is Op => 'pipeline' in s);
@@ -65,16 +65,17 @@ export async function profileOps(ctx: GpuContext, steps: Step[], reps: number, r
   read.destroy();
 
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const byLabel = new Map<string, { us: number[]; bytes?: number }>();
+  const byLabel = new Map<string, { us: number[]; bytes?: number; flops?: number }>();
   ops.forEach((op, i) => {
-    const g = byLabel.get(op.label) ?? { us: [], bytes: op.bytes };
+    const g = byLabel.get(op.label) ?? { us: [], bytes: op.bytes, flops: op.flops };
     g.us.push(med(each[i]));
     byLabel.set(op.label, g);
   });
   const kernelMs = [...byLabel.values()].reduce((s, g) => s + g.us.reduce((a, b) => a + b, 0), 0) / 1e3;
   const rows = [...byLabel].map(([label, g]): KernelRow => {
     const total = g.us.reduce((a, b) => a + b, 0);
-    const floorUs = g.bytes !== undefined && readGBs ? g.bytes / readGBs / 1e3 : undefined;
+    const floors = [g.bytes !== undefined && readGBs ? g.bytes / readGBs / 1e3 : 0, g.flops !== undefined && fmaTFs ? g.flops / fmaTFs / 1e6 : 0];
+    const floorUs = Math.max(...floors) || undefined;
     return { label, dispatches: g.us.length, usEach: total / g.us.length, msToken: total / 1e3, share: total / 1e3 / kernelMs, floorUs };
   }).sort((a, b) => b.msToken - a.msToken);
   return { rows, kernelMs, onePassMs: med(whole), dispatches: ops.length };
@@ -84,7 +85,7 @@ export function profileMarkdown(p: TokenProfile): string {
   const lines = [
     `${p.dispatches} dispatches; kernels alone (each in its own pass) ${p.kernelMs.toFixed(2)} ms; the whole list in one pass ${p.onePassMs.toFixed(2)} ms`,
     '',
-    '| kernel (label) | dispatches a token | us each | ms a token | share | floor us (bytes/read) | fraction of floor |',
+    '| kernel (label) | dispatches | us each | ms in all | share | floor us (bytes/read, flops/FMA) | fraction of floor |',
     '|---|---|---|---|---|---|---|',
   ];
   for (const r of p.rows) {

@@ -22,6 +22,8 @@ export interface SpecBenchOptions {
   context: number;
   tokens: number;
   reps: number;
+  /** Draft counts to run rounds of (default 1, 2, 3; none: plain decoding and the profile only). */
+  ks?: number[];
   /** Per-kernel GPU time of the token and verify op lists (bench/profile.ts), with the read ceiling for floors. */
   profile?: { readGBs: number; reps: number };
 }
@@ -71,7 +73,7 @@ export async function runSpeculativeBench(ctx: GpuContext, o: SpecBenchOptions):
   const oracle = (P: number, k: number) => Array.from({ length: k }, (_, j) => reference[P + 1 + j - first] ?? 0);
   const random = (P: number, k: number) => Array.from({ length: k }, (_, j) => (reference[P + 1 + j - first] + 1 + j) % V);
   const modes = [['oracle', oracle, 4], ['oracle, one submit a round', oracle, 1], ['random ids', random, 4], ['MTP layer (random weights)', undefined, 4]] as const;
-  for (const k of [1, 2, 3]) {
+  for (const k of o.ks ?? [1, 2, 3]) {
     for (const [mode, drafts, submits] of modes) {
       const opts: SpeculativeOptions = { draftTokens: k, minAcceptance: 0, drafts, submits };
       const perToken: number[] = [], perRound: number[] = [];

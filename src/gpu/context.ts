@@ -12,6 +12,8 @@ export interface Op {
   workgroups: [number, number?, number?];
   /** The fewest bytes the dispatch must read and write (weights, state, KV), where known: the profiler's floor. */
   bytes?: number;
+  /** The arithmetic the dispatch must do (2 per multiply-add), where known: the prefill profile's floor. */
+  flops?: number;
 }
 
 /** A buffer-to-buffer copy between dispatches (it ends the compute pass, so keep them rare: taps, last-row picks). */

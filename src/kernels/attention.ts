@@ -120,8 +120,10 @@ export function attention(
   const tiles = Math.ceil((T * G) / tile.BQ) * Hkv;
   if (!split) {
     const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
-    return [ctx.op(`attn_prefill(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prefill', constants,
-      [params, q, kCache, vCache, gate, out], grid(tiles), dims.halfKv)];
+    // q·k and p·v for each query over the keys it sees (pos0 + t + 1)
+    const flops = 4 * Hq * D * T * (pos0 + (T + 1) / 2);
+    return [{ flops, ...ctx.op(`attn_prefill(T=${T}@${pos0})`, 'attention.wgsl', 'attn_prefill', constants,
+      [params, q, kCache, vCache, gate, out], grid(tiles), dims.halfKv) }];
   }
   const len = opts.splitLen ?? splitLen(Tk, tiles);
   const nSplit = Math.ceil(Tk / len);

@@ -100,7 +100,7 @@ export function matmul(
     const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
     if (tilesN > MAX_GROUPS || tilesT > MAX_GROUPS) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
     const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
-    return ctx.op(`gemm_${label}`, 'matmul.wgsl', 'gemm', base, [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y], [tilesN, tilesT]);
+    return { flops: 2 * T * N * K, ...ctx.op(`gemm_${label}`, 'matmul.wgsl', 'gemm', base, [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y], [tilesN, tilesT]) };
   }
 
   // GEMV: a team of TEAM lanes a row (fewer on short rows), ROWS rows a team while that leaves enough workgroups.

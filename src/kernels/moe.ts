@@ -187,8 +187,8 @@ export function moePrefill(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShap
     ctx.op(`moe.count(${T})`, ROUTE, 'moe_count', c, [P, b.idx, scratch.blocks, scratch.rank], grid(ceilDiv(T, BLOCK))),
     ctx.op(`moe.scan(${T})`, ROUTE, 'moe_scan', { E: s.E, TM }, [P, scratch.tiles, scratch.blocks, scratch.base], [1]),
     ctx.op(`moe.scatter(${T})`, ROUTE, 'moe_scatter', c, [P, b.idx, scratch.base, scratch.rank, scratch.sorted], grid(ceilDiv(T * s.k, WG))),
-    ctx.op(`moe.gate_up_gemm(${T})`, SHADER, 'moe_gate_up_gemm', { ...gateUpConstants(s), TM }, [P, b.x, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted], grid(tiles * ceilDiv(s.I, TN / 2))),
-    ctx.op(`moe.down_gemm(${T})`, SHADER, 'moe_down_gemm', { ...downConstants(s), TM }, [P, scratch.h, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted], grid(tiles * ceilDiv(s.H, TN))),
+    { flops: 2 * T * s.k * 2 * s.I * s.H, ...ctx.op(`moe.gate_up_gemm(${T})`, SHADER, 'moe_gate_up_gemm', { ...gateUpConstants(s), TM }, [P, b.x, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted], grid(tiles * ceilDiv(s.I, TN / 2))) },
+    { flops: 2 * T * s.k * s.H * s.I, ...ctx.op(`moe.down_gemm(${T})`, SHADER, 'moe_down_gemm', { ...downConstants(s), TM }, [P, scratch.h, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted], grid(tiles * ceilDiv(s.H, TN))) },
     combine(ctx, b, scratch.y, T, s),
   ];
 }
