@@ -93,13 +93,13 @@ export async function runAblation(ctx: GpuContext, readGBs: number, shapes: keyo
   for (const [format, N, K, tunes, prologueTunes] of S.gemvs as unknown as [WeightFormat, number, number, MatmulTuning[], MatmulTuning[]][]) {
     const bytes = packedWords(format, N, K) * 4, ws = Array.from({ length: copies(bytes) }, () => weight(format, N, K));
     const x = filled(K * 4), y = ctx.buffer(N * 4, 'y');
-    for (const t of tunes) await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)}`, ws.map((w) => matmul(ctx, x, w, y, 1, { tuning: t })), bytes);
+    for (const t of tunes) await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)}`, ws.flatMap((w) => matmul(ctx, x, w, y, 1, { tuning: t })), bytes);
     // the same with its decode prologue: what building the input row costs
     const norm = filled(K * 4, 0x3c7fffff), d0 = filled(K * 4), d1 = filled(K * 4), hOut = ctx.buffer(K * 4, 'h out');
     const prologue: GemvPrologue = format === 'q4' && N < K ? { kind: 'gated', weight: norm, eps: 1e-6, z: d0, zOffset: 0, headDim: S.gateD }
       : { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: N < 1024 ? [d0, d1] : [d0], hOut: N < 1024 ? hOut : undefined };
     for (const t of prologueTunes) {
-      await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)} + its decode prologue (${prologue.kind})`, ws.map((w) => matmul(ctx, x, w, y, 1, { prologue, tuning: t })), bytes);
+      await add(`gemv ${format} ${N}x${K} ${JSON.stringify(t)} + its decode prologue (${prologue.kind})`, ws.flatMap((w) => matmul(ctx, x, w, y, 1, { prologue, tuning: t })), bytes);
     }
     for (const b of [...ws.map((w) => w.buffer), x, y, norm, d0, d1, hOut]) b.destroy();
   }

@@ -27,7 +27,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7): Promise<Row[]> {
   const s: Shape = SHAPES[shapeName];
   const device = await requestNodeDevice();
-  const ctx = new GpuContext(device);
+  const ctx = new GpuContext(device), f32Ctx = new GpuContext(device, { int8Matmul: false });
   const rows: Row[] = [];
   const gpuErrors: string[] = []; // a kernel that fails validation does nothing, fast: never report its timing
   device.addEventListener('uncapturederror', (e) => gpuErrors.push((e as GPUUncapturedErrorEvent).error.message));
@@ -60,8 +60,15 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
   for (const [label, N, K] of [['GDN in_proj', P, s.H], ['GDN out_proj', s.H, s.Hv * s.dv], ['attn qkv_proj', s.Hq * 2 * s.D + 2 * s.Hkv * s.D, s.H], ['lm_head', s.V, s.H]] as const) {
     const rows = label === 'lm_head' ? 1 : s.T; // (T, V) f32 logits would pass the 2 GiB binding limit
     const w = weight('q4', N, K), x = filled(s.T * K * 4), y = ctx.buffer(rows * N * 4, 'y');
-    bw(`GEMV q4 ${label} ${N}x${K}, T=1`, await time([matmul(ctx, x, w, y, 1)]), packedWords('q4', N, K) * 4);
-    if (label !== 'lm_head') fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}`, await time([matmul(ctx, x, w, y, s.T)], 2), 2 * s.T * N * K);
+    bw(`GEMV q4 ${label} ${N}x${K}, T=1`, await time([...matmul(ctx, x, w, y, 1)]), packedWords('q4', N, K) * 4);
+    if (label !== 'lm_head') {
+      fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}, f32 activations`, await time(matmul(f32Ctx, x, w, y, s.T), 2), 2 * s.T * N * K);
+      const [quantize, gemm] = matmul(ctx, x, w, y, s.T);
+      if (gemm) { // where WGSL has packed_4x8_integer_dot_product
+        fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}, int8 activations (quantize + GEMM)`, await time([quantize, gemm], 2), 2 * s.T * N * K);
+        fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}, int8 activations (the GEMM alone)`, await time([gemm], 2), 2 * s.T * N * K);
+      }
+    }
     for (const b of [w.buffer, x, y]) b.destroy();
   }
 
@@ -70,7 +77,7 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
     const convDim = 2 * s.Hk * s.dk + s.Hv * s.dv, w = weight('q4', P, s.H), x = filled(s.H * 4), y = ctx.buffer(P * 4, 'y');
     const conv = { channels: convDim, K: 4, w: filled(convDim * 4 * 4, 0x3e7fffff), state: filled(convDim * 3 * 4), y: ctx.buffer(convDim * 4, 'conv y') };
     const prologue = { kind: 'rmsnorm' as const, weight: filled(s.H * 4, 0x3c7fffff), eps: 1e-6, deltas: [filled(s.H * 4)] };
-    bw(`GEMV q4 GDN in_proj ${P}x${s.H} + rmsnorm prologue + conv epilogue, T=1`, await time([matmul(ctx, x, w, y, 1, { prologue, conv })]), packedWords('q4', P, s.H) * 4);
+    bw(`GEMV q4 GDN in_proj ${P}x${s.H} + rmsnorm prologue + conv epilogue, T=1`, await time([...matmul(ctx, x, w, y, 1, { prologue, conv })]), packedWords('q4', P, s.H) * 4);
     for (const b of [w.buffer, x, y, conv.w, conv.state, conv.y, prologue.weight, prologue.deltas[0]]) b.destroy();
   }
 

@@ -2,6 +2,7 @@
 //   node dist/bench/bench.mjs [--shapes real|tiny] [--suite kernels,e2e,profile,ablate,stream] [--dir /tmp] [--upload writeBuffer] [--kv f16|f32]
 //     [--contexts 1024,4096,32768,131072,262144]   decode contexts of the e2e suite (default 1K, 4K, 32K)
 //     [--prefill 4096] [--reps 3]   the e2e suite's prefill length and repetitions
+//     [--int8 off]   prefill GEMMs on f32 activations (default: int8 where WGSL has packed dot products)
 //   suite spec: speculative decoding (bench/spec.ts) at 4K context [--spec-k 1,2,3 | none]   draft counts to run rounds of
 import { tmpdir } from 'node:os';
 import { GpuContext } from '../src/gpu/context.ts';
@@ -22,7 +23,9 @@ console.log(`${new Date().toISOString()} shapes=${shapes} suites=${[...suites]}`
 
 if (suites.has('kernels')) console.log(markdown(await runBench(shapes)));
 
-const ctx = new GpuContext(await requestNodeDevice());
+// --int8 off: prefill GEMMs on f32 activations (the path before the int8 GEMM), for before/after in one bundle
+const ctx = new GpuContext(await requestNodeDevice(), { int8Matmul: arg('int8', 'on') !== 'off' });
+console.log(`prefill GEMMs of q4 weights on ${ctx.int8Matmul ? 'int8' : 'f32'} activations`);
 const errors: string[] = [];
 ctx.device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
 const GiB = 2 ** 30;

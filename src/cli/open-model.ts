@@ -15,7 +15,7 @@ import { UsageError, type Args } from './args.ts';
 import type { YarnOption } from '../config.ts';
 
 /** The options openModel reads, for each command's args.allow(). */
-export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'max-context', 'yarn', 'kv-cache'];
+export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'max-context', 'yarn', 'kv-cache', 'activations'];
 
 export const MODEL_USAGE = `options of logits, generate and perplexity:
   --weights f32|int4        quantize a HF checkpoint while loading (packed models are already quantized)
@@ -23,7 +23,9 @@ export const MODEL_USAGE = `options of logits, generate and perplexity:
   --max-context N           tokens of context to allocate (default: min(model's, 4096))
   --yarn on|off|FACTOR      YaRN rope scaling whatever config.json says: on = factor 4 over max_position_embeddings
                             (the model card's recipe for texts past the native context); default: the config's
-  --kv-cache f16|f32        K/V cache precision (default f16: half the memory; f32: exact)`;
+  --kv-cache f16|f32        K/V cache precision (default f16: half the memory; f32: exact)
+  --activations int8|f32    prefill GEMMs of int4 weights on int8 activations (default, where WGSL has packed dot
+                            products) or on f32 ones (exact to the weights)`;
 
 /** --yarn: on, off, or a factor. */
 function yarnOption(args: Args): YarnOption | undefined {
@@ -45,7 +47,9 @@ export async function openModel(args: Args, extra: { mtp?: boolean } = {}) {
   const kvCache = args.str('kv-cache', 'f16');
   if (kvCache !== 'f16' && kvCache !== 'f32') throw new UsageError(`--kv-cache must be f16 or f32, got "${kvCache}"`);
   const common = { maxContext, yarn: yarnOption(args), kvCache: kvCache as 'f16' | 'f32', mtp: extra.mtp };
-  const ctx = new GpuContext(await requestNodeDevice());
+  const activations = args.str('activations', 'int8');
+  if (activations !== 'int8' && activations !== 'f32') throw new UsageError(`--activations must be int8 or f32, got "${activations}"`);
+  const ctx = new GpuContext(await requestNodeDevice(), { int8Matmul: activations === 'int8' });
   // A Hugging Face checkpoint has config.json; a packed model keeps its config inside manifest.json.
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {
     if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);

@@ -37,6 +37,20 @@ export const STORAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
 export interface GpuContextOptions {
   /** Use subgroup operations where the device has them (default true). */
   subgroups?: boolean;
+  /**
+   * Prefill GEMMs of q4 weights on int8 activations with dot4I8Packed, where WGSL has it (default true; false keeps
+   * the f32 GEMM, the reference the int8 path is measured against).
+   */
+  int8Matmul?: boolean;
+  /** The WGSL language features of the implementation (default navigator.gpu's, or what setWgslLanguageFeatures gave). */
+  wgslFeatures?: ReadonlySet<string>;
+}
+
+let defaultWgslFeatures: ReadonlySet<string> | undefined;
+
+/** The WGSL language features contexts assume where there is no navigator.gpu (Node: node-device.ts sets Dawn's). */
+export function setWgslLanguageFeatures(features: ReadonlySet<string>): void {
+  defaultWgslFeatures = features;
 }
 
 export class GpuContext {
@@ -52,11 +66,15 @@ export class GpuContext {
    * whose reduction teams are at most this wide compiles with reduce.subgroups.wgsl (pipeline()'s `team`).
    */
   readonly subgroupMinSize: number;
+  /** Prefill GEMMs of q4 weights run on int8 activations (matmul_int8.wgsl); see GpuContextOptions.int8Matmul. */
+  readonly int8Matmul: boolean;
 
   constructor(readonly device: GPUDevice, opts: GpuContextOptions = {}) {
     const info = (device as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
     const usable = (opts.subgroups ?? true) && device.features.has('subgroups');
     this.subgroupMinSize = usable ? (info?.subgroupMinSize ?? 0) : 0;
+    const wgsl = opts.wgslFeatures ?? (globalThis.navigator as Navigator | undefined)?.gpu?.wgslLanguageFeatures ?? defaultWgslFeatures;
+    this.int8Matmul = (opts.int8Matmul ?? true) && !!wgsl?.has('packed_4x8_integer_dot_product');
   }
 
   /** Whether reductions over teams `team` lanes wide run on subgroups (see subgroupMinSize). */

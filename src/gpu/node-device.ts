@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { WebGPUNotAvailableError } from '../errors.ts';
+import { setWgslLanguageFeatures } from './context.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -31,6 +32,7 @@ export async function nodeGPU(): Promise<GPU> {
   }
   Object.assign(globalThis, mod.globals);
   gpu = mod.create(options);
+  setWgslLanguageFeatures(gpu.wgslLanguageFeatures);
   return gpu;
 }
 

@@ -1,6 +1,7 @@
-// y = x·Wᵀ for packed weights: a GEMV for decode-sized T (shaders/gemv.wgsl), a tiled GEMM for prefill
-// (shaders/matmul.wgsl). A GEMV can build its input rows itself (a GemvPrologue), so the RMSNorm before a projection
-// costs no dispatch of its own.
+// y = x·Wᵀ for packed weights: a GEMV for decode-sized T (shaders/gemv.wgsl), a tiled GEMM for prefill: on int8
+// activations and packed dot products for q4 weights where WGSL has them (shaders/matmul_int8.wgsl, the rows
+// quantized by a dispatch before it), else in f32 (shaders/matmul.wgsl). A GEMV can build its input rows itself (a
+// GemvPrologue), so the RMSNorm before a projection costs no dispatch of its own.
 import { type GpuContext, type Op, type Binding } from '../gpu/context.ts';
 import { type GpuWeight, weightBinding, weightBytes } from '../gpu/packed-weight.ts';
 import { FORMAT_ID, type WeightFormat } from '../quant/formats.ts';
@@ -44,6 +45,8 @@ export interface ConvEpilogue {
 /** Weights per 16-byte unit: the GEMV lanes stride over units of a row. */
 const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8: 16 };
 const GEMM_TILE = 64;
+/** Output tile of gemm_int8 (its BM x BN). */
+const INT8_TILE = { T: 128, N: 64 };
 const WG = 256;
 /**
  * Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). A GEMV
@@ -70,8 +73,22 @@ function vec4Binding(b: Binding, bytes: number, what: string): Binding {
 }
 
 /**
- * y (T, N) = x (T, K) · Wᵀ. x, y are f32 row-major; W is any packed format. x's binding must have room for T·K floats
- * rounded up to 16 bytes (ctx.buffer/ctx.upload always do).
+ * The op that quantizes `rows` rows of x (rows, K) f32 (`swiglu`: (rows, 2K) read as silu(gate)·up) for the int8
+ * GEMMs (matmul_int8.wgsl's quantize_rows): int8 per group of 32 into `xq` (rows, ceil(K/32)·32 bytes) and (scale,
+ * Σx) per group into `xs`. Both are context scratch: the GEMM must run before the next quantizeRows.
+ */
+export function quantizeRows(ctx: GpuContext, x: Binding, rows: number, K: number, swiglu = false): { op: Op; xq: GPUBuffer; xs: GPUBuffer } {
+  const G = Math.ceil(K / 32);
+  const xq = ctx.scratchBuffer('gemm.x_int8', rows * G * 32), xs = ctx.scratchBuffer('gemm.x_scales', rows * G * 8);
+  const params = ctx.uniform(new Uint32Array([rows, 0, 0, 0]));
+  const op = ctx.op(`quantize_rows(${rows}x${K}${swiglu ? ' swiglu' : ''})`, 'matmul_int8.wgsl', 'quantize_rows', { K, SWIGLU: swiglu ? 1 : 0 }, [params, x, xq, xs], grid(Math.ceil((rows * G) / WG)));
+  return { op, xq, xs };
+}
+
+/**
+ * y (T, N) = x (T, K) · Wᵀ: one dispatch, or two for the int8 GEMM (the rows' quantization, then the GEMM). x, y are
+ * f32 row-major; W is any packed format. x's binding must have room for T·K floats rounded up to 16 bytes
+ * (ctx.buffer/ctx.upload always do).
  * `swiglu`: x is (T, 2K) = [gate | up] and the input is silu(gate) · up (the shared expert's down_proj).
  * `prologue` (T <= 4) / `conv` (T = 1): see GemvPrologue and ConvEpilogue.
  */
@@ -82,7 +99,7 @@ export function matmul(
   y: Binding,
   T: number,
   opts: { tuning?: MatmulTuning; swiglu?: boolean; prologue?: GemvPrologue; conv?: ConvEpilogue } = {},
-): Op {
+): Op[] {
   const { N, K, format } = w;
   if (T < 1 || N < 1 || K < 1) throw new RangeError(`matmul: empty shape T=${T} N=${N} K=${K}`);
   const tune = opts.tuning ?? {};
@@ -97,10 +114,17 @@ export function matmul(
   const bytes = weightBytes(format, N, K) + xBytes + 4 * T * N;
 
   if (T > (tune.gemvMaxT ?? GEMV_MAX_TOKENS) && !fused) {
+    const params = ctx.uniform(new Uint32Array([T, 0, 0, 0])), flops = 2 * T * N * K;
+    if (ctx.int8Matmul && format === 'q4') {
+      const tilesN = Math.ceil(N / INT8_TILE.N), tilesT = Math.ceil(T / INT8_TILE.T);
+      if (tilesN > MAX_GROUPS || tilesT > MAX_GROUPS) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
+      const q = quantizeRows(ctx, x, T, K, opts.swiglu);
+      return [q.op, { flops, ...ctx.op(`gemm_int8_${label}`, 'matmul_int8.wgsl', 'gemm_int8', { K, SWIGLU: base.SWIGLU, FORMAT: base.FORMAT, N },
+        [params, undefined, undefined, q.xs, q.xq, weightBinding(w), y], [tilesN, tilesT]) }];
+    }
     const tilesN = Math.ceil(N / GEMM_TILE), tilesT = Math.ceil(T / GEMM_TILE);
     if (tilesN > MAX_GROUPS || tilesT > MAX_GROUPS) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
-    const params = ctx.uniform(new Uint32Array([T, 0, 0, 0]));
-    return { flops: 2 * T * N * K, ...ctx.op(`gemm_${label}`, 'matmul.wgsl', 'gemm', base, [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y], [tilesN, tilesT]) };
+    return [{ flops, ...ctx.op(`gemm_${label}`, 'matmul.wgsl', 'gemm', base, [params, vec4Binding(x, xBytes, 'x'), weightBinding(w), y], [tilesN, tilesT]) }];
   }
 
   // GEMV: a team of TEAM lanes a row (fewer on short rows), ROWS rows a team while that leaves enough workgroups.
@@ -123,12 +147,12 @@ export function matmul(
   const p = opts.prologue;
   const groups = Math.min(tiles, tune.groups ?? PROLOGUE_GROUPS), fusedGemv = { ...gemv, GROUPS: groups };
   const tokenGroups = Math.ceil(T / TB);
-  if (!p) return { bytes, ...ctx.op(`gemv_${label}`, 'gemv.wgsl', 'gemv', gemv, core, grid(tiles * tokenGroups)) };
+  if (!p) return [{ bytes, ...ctx.op(`gemv_${label}`, 'gemv.wgsl', 'gemv', gemv, core, grid(tiles * tokenGroups)) }];
   if (p.kind === 'gated') {
     if (K % p.headDim) throw new RangeError(`matmul: K=${K} is not whole heads of ${p.headDim}`);
     if (T > 1 && p.zStride === undefined) throw new RangeError('matmul: a gated prologue of several tokens needs zStride');
     const c = { ...fusedGemv, EPS: p.eps, GATE_D: p.headDim, Z_OFFSET: p.zOffset, Z_STRIDE: p.zStride ?? 0 };
-    return { bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(groups * tokenGroups)) };
+    return [{ bytes, ...ctx.op(`gemv_${label} gated_rmsnorm`, 'gemv.wgsl', 'gemv_gated', c, [...core, p.weight, p.z], grid(groups * tokenGroups)) }];
   }
   if (p.deltas.length > 2) throw new RangeError('matmul: at most two pending residual deltas');
   const h = core[1];
@@ -138,10 +162,10 @@ export function matmul(
     const c = opts.conv;
     checkConvWidth(c.K);
     if (p.deltas.length > 1 || p.hOut) throw new RangeError('matmul: the conv GEMV takes at most one delta and writes no h');
-    return { bytes, ...ctx.op(`gemv_${label} rmsnorm+conv(${c.channels})`, 'gemv.wgsl', 'gemv_rmsnorm_conv', { ...norm, CONV_CH: c.channels, CONV_K: c.K },
-      [...core, p.weight, deltas[0], undefined, undefined, c.w, c.state, c.y], grid(groups)) };
+    return [{ bytes, ...ctx.op(`gemv_${label} rmsnorm+conv(${c.channels})`, 'gemv.wgsl', 'gemv_rmsnorm_conv', { ...norm, CONV_CH: c.channels, CONV_K: c.K },
+      [...core, p.weight, deltas[0], undefined, undefined, c.w, c.state, c.y], grid(groups)) }];
   }
   const hOut = p.hOut ?? ctx.scratchBuffer('gemv.no_h_out', 16);
-  return { bytes, ...ctx.op(`gemv_${label} rmsnorm${p.hOut ? '+h' : ''}`, 'gemv.wgsl', 'gemv_rmsnorm', { ...norm, WRITE_H: p.hOut ? 1 : 0 },
-    [...core, p.weight, deltas[0], deltas[1], hOut], grid(groups * tokenGroups)) };
+  return [{ bytes, ...ctx.op(`gemv_${label} rmsnorm${p.hOut ? '+h' : ''}`, 'gemv.wgsl', 'gemv_rmsnorm', { ...norm, WRITE_H: p.hOut ? 1 : 0 },
+    [...core, p.weight, deltas[0], deltas[1], hOut], grid(groups * tokenGroups)) }];
 }

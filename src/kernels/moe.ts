@@ -4,10 +4,12 @@
 // dispatch size follows from T on the CPU.
 import { type GpuContext, type Op, type Binding, ceilDiv } from '../gpu/context.ts';
 import { grid } from './grid.ts';
+import { quantizeRows } from './matmul.ts';
 import { FORMAT_ID, packedWords, type WeightFormat } from '../quant/formats.ts';
 
 const SHADER = 'moe.wgsl';
 const ROUTE = 'moe_route.wgsl';
+const INT8 = 'moe_int8.wgsl'; // its tiles hold TM = 32 list entries too (16 thread rows of 2)
 const WG = 256; // threads of the expert kernels (the decode gate/up: GateUpTuning)
 
 /**
@@ -183,12 +185,28 @@ export function moeDecode(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape
 export function moePrefill(ctx: GpuContext, b: MoeBuffers, T: number, s: MoeShape, scratch: MoeScratch): Op[] {
   checkT(T, scratch);
   const tiles = maxTiles(T, s.k, s.E), P = params(ctx, T, tiles), c = { E: s.E, TOPK: s.k };
+  const gateUpFlops = 2 * T * s.k * 2 * s.I * s.H, downFlops = 2 * T * s.k * s.H * s.I;
+  const gateUpGrid = grid(tiles * ceilDiv(s.I, TN / 2)), downGrid = grid(tiles * ceilDiv(s.H, TN));
+  let gemms: Op[];
+  if (ctx.int8Matmul && s.format === 'q4') { // the same tiles on int8 activations (moe_int8.wgsl)
+    const x = quantizeRows(ctx, b.x, T, s.H);
+    const gateUp = { flops: gateUpFlops, ...ctx.op(`moe.gate_up_gemm_int8(${T})`, INT8, 'moe_gate_up_gemm_int8', { FORMAT: FORMAT_ID.q4, TOPK: s.k, H: s.H, I: s.I, GU_WORDS: gateUpConstants(s).GU_WORDS },
+      [P, x.xq, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted, x.xs], gateUpGrid) };
+    const h = quantizeRows(ctx, scratch.h, T * s.k, s.I);
+    const down = { flops: downFlops, ...ctx.op(`moe.down_gemm_int8(${T})`, INT8, 'moe_down_gemm_int8', { FORMAT: FORMAT_ID.q4, H: s.H, I: s.I, DN_WORDS: downConstants(s).DN_WORDS },
+      [P, h.xq, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted, h.xs], downGrid) };
+    gemms = [x.op, gateUp, h.op, down];
+  } else {
+    gemms = [
+      { flops: gateUpFlops, ...ctx.op(`moe.gate_up_gemm(${T})`, SHADER, 'moe_gate_up_gemm', { ...gateUpConstants(s), TM }, [P, b.x, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted], gateUpGrid) },
+      { flops: downFlops, ...ctx.op(`moe.down_gemm(${T})`, SHADER, 'moe_down_gemm', { ...downConstants(s), TM }, [P, scratch.h, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted], downGrid) },
+    ];
+  }
   return [
     ctx.op(`moe.count(${T})`, ROUTE, 'moe_count', c, [P, b.idx, scratch.blocks, scratch.rank], grid(ceilDiv(T, BLOCK))),
     ctx.op(`moe.scan(${T})`, ROUTE, 'moe_scan', { E: s.E, TM }, [P, scratch.tiles, scratch.blocks, scratch.base], [1]),
     ctx.op(`moe.scatter(${T})`, ROUTE, 'moe_scatter', c, [P, b.idx, scratch.base, scratch.rank, scratch.sorted], grid(ceilDiv(T * s.k, WG))),
-    { flops: 2 * T * s.k * 2 * s.I * s.H, ...ctx.op(`moe.gate_up_gemm(${T})`, SHADER, 'moe_gate_up_gemm', { ...gateUpConstants(s), TM }, [P, b.x, b.gateUp, b.slotOf, scratch.tiles, scratch.h, scratch.sorted], grid(tiles * ceilDiv(s.I, TN / 2))) },
-    { flops: 2 * T * s.k * s.H * s.I, ...ctx.op(`moe.down_gemm(${T})`, SHADER, 'moe_down_gemm', { ...downConstants(s), TM }, [P, scratch.h, b.down, b.slotOf, scratch.tiles, scratch.y, scratch.sorted], grid(tiles * ceilDiv(s.H, TN))) },
+    ...gemms,
     combine(ctx, b, scratch.y, T, s),
   ];
 }

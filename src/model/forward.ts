@@ -187,14 +187,14 @@ export class ForwardBuilder {
     tap(`L${l}.mixer_out`, s.mix, T * H);
     ops.push(addRmsNorm(ctx, s.mix, s.h, layerVector(layer, 'post_norm'), s.xn, T, H, c.rmsNormEps));
     tap(`L${l}.moe_in`, s.xn, T * H);
-    ops.push(matmul(ctx, s.xn, layerWeight(layer, 'router'), s.routerLogits, T));
+    ops.push(...matmul(ctx, s.xn, layerWeight(layer, 'router'), s.routerLogits, T));
     this.routerTopK(st);
     tap(`L${l}.router_logits`, s.routerLogits, T * (c.numExperts + 1));
     tap(`L${l}.router_idx`, s.topIdx, T * c.numExpertsPerTok);
     tap(`L${l}.router_w`, s.topW, T * c.numExpertsPerTok);
     if (this.sharedAsPair(st, l)) return; // routedExperts runs it with the routed ones
-    ops.push(matmul(ctx, s.xn, layerWeight(layer, 'shared_gate_up'), s.sharedMid, T));
-    ops.push(matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, T, { swiglu: true }));
+    ops.push(...matmul(ctx, s.xn, layerWeight(layer, 'shared_gate_up'), s.sharedMid, T));
+    ops.push(...matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, T, { swiglu: true }));
   }
 
   /**
@@ -214,8 +214,8 @@ export class ForwardBuilder {
     const { ctx, scratch: s } = this, c = this.c, p = this.streamScratch, w = layerWeight(this.w.layers[l], 'router');
     if (st.token) { // the MoE input is not in scratch: norm the stream again in the GEMV's prologue
       const prologue: GemvPrologue = { kind: 'rmsnorm', weight: layerVector(this.w.layers[l - 1], 'post_norm'), eps: c.rmsNormEps, deltas: [] };
-      st.ops.push(matmul(ctx, st.resid.h, w, p.predLogits, 1, { prologue }));
-    } else st.ops.push(matmul(ctx, s.xn, w, p.predLogits, st.T));
+      st.ops.push(...matmul(ctx, st.resid.h, w, p.predLogits, 1, { prologue }));
+    } else st.ops.push(...matmul(ctx, s.xn, w, p.predLogits, st.T));
     st.ops.push(router(ctx, p.predLogits, p.predIdx, p.predW, st.T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }));
   }
 
@@ -271,7 +271,7 @@ export class ForwardBuilder {
     const { ctx, w, scratch: s } = this, H = this.c.hiddenSize, T = st.T, ops = st.ops;
     if (st.token) {
       const prologue: GemvPrologue = { kind: 'rmsnorm', weight: w.norm.buffer, eps: this.c.rmsNormEps, deltas: st.resid.deltas };
-      ops.push(matmul(ctx, st.resid.h, w.lmHead, st.opts.logits === 'all' ? s.allLogits(ctx, this.c.vocabSize) : s.logits, 1, { prologue }));
+      ops.push(...matmul(ctx, st.resid.h, w.lmHead, st.opts.logits === 'all' ? s.allLogits(ctx, this.c.vocabSize) : s.logits, 1, { prologue }));
       return;
     }
     let rows: Binding = s.xn, n = T;
@@ -286,7 +286,7 @@ export class ForwardBuilder {
     const hn = 'usage' in rows ? rows : rows.buffer;
     this.tap(st, 'final_hidden', hn, n * H);
     const all = () => st.opts.logitsInto ?? s.allLogits(ctx, this.c.vocabSize);
-    ops.push(matmul(ctx, rows, w.lmHead, st.opts.logits === 'all' ? all() : s.logits, n));
+    ops.push(...matmul(ctx, rows, w.lmHead, st.opts.logits === 'all' ? all() : s.logits, n));
   }
 
   attnDims(): AttnDims {
@@ -302,7 +302,7 @@ export class ForwardBuilder {
     const tapGates = opts.taps?.some((n) => n === `L${l}.gdn.g` || n === `L${l}.gdn.beta`);
     const states = opts.stepStates && T > 1 ? this.cache.stepStates(T - 1)[l] : undefined;
     if (states && (!recurrent || tapGates)) throw new Error('stepStates: a verify step runs the GDN recurrent, without gate taps');
-    ops.push(matmul(ctx, s.xn, layerWeight(layer, 'in_proj'), s.proj, T));
+    ops.push(...matmul(ctx, s.xn, layerWeight(layer, 'in_proj'), s.proj, T));
     ops.push(causalConv1d(ctx, s.proj, P, layerVector(layer, 'conv'), lc.conv, s.conv, T, c.convDim, c.convKernel, states?.conv));
     if (recurrent && !tapGates) {
       ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), lc.recurrent, s.core, T, c, states?.recurrent)); // prep fused in
@@ -316,17 +316,17 @@ export class ForwardBuilder {
     }
     tap(`L${l}.gdn.core_out`, s.core, T * c.valueDim);
     ops.push(rmsNormGated(ctx, s.core, s.proj, P, layerVector(layer, 'gated_norm'), s.normed, T * c.linearNumValueHeads, c.linearValueHeadDim, c.rmsNormEps, c.linearNumValueHeads, c.convDim));
-    ops.push(matmul(ctx, s.normed, layerWeight(layer, 'out_proj'), s.mix, T));
+    ops.push(...matmul(ctx, s.normed, layerWeight(layer, 'out_proj'), s.mix, T));
   }
 
   /** REFERENCE.md §3: fused q/gate|k|v projection -> norms + RoPE + cache write -> causal attention ⊙ gate -> o_proj. */
   /** Gated attention of scratch.xn into scratch.mix, its keys into `lc` (a model layer's, or the MTP layer's: src/model/mtp.ts). */
   attention(ops: Step[], layer: GpuLayer, lc: FullLayerCache, T: number, pos0: number, updates?: PositionUpdate[], input?: { x: GPUBuffer; prologue: GemvPrologue }) {
     const { ctx, w, scratch: s } = this, dims = this.attnDims();
-    ops.push(matmul(ctx, input?.x ?? s.xn, layerWeight(layer, 'qkv_proj'), s.proj, T, { prologue: input?.prologue }));
+    ops.push(...matmul(ctx, input?.x ?? s.xn, layerWeight(layer, 'qkv_proj'), s.proj, T, { prologue: input?.prologue }));
     ops.push(attnPrep(ctx, s.proj, layerVector(layer, 'q_norm'), layerVector(layer, 'k_norm'), w.invFreq, s.q, s.gate, lc.keys, lc.values, T, pos0, dims, updates));
     ops.push(...attention(ctx, s.q, lc.keys, lc.values, s.gate, s.core, T, pos0, dims, {}, updates));
-    ops.push(matmul(ctx, s.core, layerWeight(layer, 'o_proj'), s.mix, T));
+    ops.push(...matmul(ctx, s.core, layerWeight(layer, 'o_proj'), s.mix, T));
   }
 
   /**
@@ -341,25 +341,25 @@ export class ForwardBuilder {
     if (layer.type === 'linear_attention') {
       const gdn = lc as LinearLayerCache, P = 2 * c.keyDim + 2 * c.valueDim + 2 * c.linearNumValueHeads;
       const conv = { channels: c.convDim, K: c.convKernel, w: layerVector(layer, 'conv'), state: gdn.conv, y: s.conv };
-      ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'in_proj'), s.proj, 1, { prologue: input, conv }));
+      ops.push(...matmul(ctx, st.resid.h, layerWeight(layer, 'in_proj'), s.proj, 1, { prologue: input, conv }));
       ops.push(gdnStep(ctx, s.conv, s.proj, P, layerVector(layer, 'A_log'), layerVector(layer, 'dt_bias'), gdn.recurrent, s.core, 1, c));
       const gated: GemvPrologue = { kind: 'gated', weight: layerVector(layer, 'gated_norm'), eps, z: s.proj, zOffset: c.convDim, headDim: c.linearValueHeadDim };
-      ops.push(matmul(ctx, s.core, layerWeight(layer, 'out_proj'), s.mix, 1, { prologue: gated }));
+      ops.push(...matmul(ctx, s.core, layerWeight(layer, 'out_proj'), s.mix, 1, { prologue: gated }));
     } else if (attentionDecodeFits(this.attnDims())) {
       const kv = lc as FullLayerCache;
-      ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'qkv_proj'), s.proj, 1, { prologue: input }));
+      ops.push(...matmul(ctx, st.resid.h, layerWeight(layer, 'qkv_proj'), s.proj, 1, { prologue: input }));
       ops.push(...attentionDecode(ctx, s.proj, layerVector(layer, 'q_norm'), layerVector(layer, 'k_norm'), this.w.invFreq, kv.keys, kv.values, s.core, st.pos0, this.attnDims(), st.updates));
-      ops.push(matmul(ctx, s.core, layerWeight(layer, 'o_proj'), s.mix, 1));
+      ops.push(...matmul(ctx, s.core, layerWeight(layer, 'o_proj'), s.mix, 1));
     } else {
       this.attention(ops, layer, lc as FullLayerCache, 1, st.pos0, st.updates, { x: st.resid.h, prologue: input });
     }
     const h = s.resid[l % 2], post = layerVector(layer, 'post_norm');
-    ops.push(matmul(ctx, st.resid.h, layerWeight(layer, 'router'), s.routerLogits, 1, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [...st.resid.deltas, s.mix], hOut: h } }));
+    ops.push(...matmul(ctx, st.resid.h, layerWeight(layer, 'router'), s.routerLogits, 1, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [...st.resid.deltas, s.mix], hOut: h } }));
     st.resid = { h, deltas: [] };
     if (st.streaming) this.routerTopK(st); // read back before the experts run; the MoE then reads it (MoeRoute.routed)
     if (this.sharedAsPair(st, l)) return;
-    ops.push(matmul(ctx, h, layerWeight(layer, 'shared_gate_up'), s.sharedMid, 1, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [] } }));
-    ops.push(matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, 1, { swiglu: true }));
+    ops.push(...matmul(ctx, h, layerWeight(layer, 'shared_gate_up'), s.sharedMid, 1, { prologue: { kind: 'rmsnorm', weight: post, eps, deltas: [] } }));
+    ops.push(...matmul(ctx, s.sharedMid, layerWeight(layer, 'shared_down'), s.shared, 1, { swiglu: true }));
   }
 
   /** Whether layer l's shared expert runs as one more pair in the routed experts' GEMVs (a decode-path step). */

@@ -72,21 +72,21 @@ export class Qwen3NextGpuMultiTokenPredictor {
       ops.push({ label: 'mtp [e | g]', copy: { src: s.xn, srcOffset: t * H * 4, dst: this.cat, dstOffset: t * 2 * H * 4, size: H * 4 } });
       ops.push({ label: 'mtp [e | g]', copy: { src: s.mix, srcOffset: t * H * 4, dst: this.cat, dstOffset: (t * 2 + 1) * H * 4, size: H * 4 } });
     }
-    ops.push(matmul(ctx, this.cat, w.fc, s.h, T), rmsNorm(ctx, s.h, get('input_norm').buffer, s.xn, T, H, eps));
+    ops.push(...matmul(ctx, this.cat, w.fc, s.h, T), rmsNorm(ctx, s.h, get('input_norm').buffer, s.xn, T, H, eps));
     fb.attention(ops, layer, this.cache, T, pos0, updates);
     ops.push(
       addRmsNorm(ctx, s.mix, s.h, get('post_norm').buffer, s.xn, T, H, eps),
-      matmul(ctx, s.xn, get('router'), s.routerLogits, T),
+      ...matmul(ctx, s.xn, get('router'), s.routerLogits, T),
       router(ctx, s.routerLogits, s.topIdx, s.topW, T, { E: c.numExperts, k: c.numExpertsPerTok, normTopk: c.normTopkProb }),
-      matmul(ctx, s.xn, get('shared_gate_up'), s.sharedMid, T),
-      matmul(ctx, s.sharedMid, get('shared_down'), s.shared, T, { swiglu: true }),
+      ...matmul(ctx, s.xn, get('shared_gate_up'), s.sharedMid, T),
+      ...matmul(ctx, s.sharedMid, get('shared_down'), s.shared, T, { swiglu: true }),
       ...moeExperts(ctx, { slotOf: e.slotOf, gateUp: e.gateUp, down: e.down, x: s.xn, logits: s.routerLogits, idx: s.topIdx, w: s.topW, shared: s.shared, out: s.mix }, T, moeShape(c, e.format), s.moe),
     );
     if (!out.lastLogits && !out.lastHidden) return ops;
     ops.push(addRmsNorm(ctx, s.mix, s.h, w.norm, s.xn, T, H, eps));
     const last = { src: s.xn, srcOffset: (T - 1) * H * 4, dstOffset: 0, size: H * 4 };
     if (out.lastHidden) ops.push({ label: 'mtp last hidden', copy: { ...last, dst: out.lastHidden } });
-    if (out.lastLogits) ops.push(matmul(ctx, { buffer: s.xn, offset: (T - 1) * H * 4, size: H * 4 }, fb.w.lmHead, out.lastLogits, 1));
+    if (out.lastLogits) ops.push(...matmul(ctx, { buffer: s.xn, offset: (T - 1) * H * 4, size: H * 4 }, fb.w.lmHead, out.lastLogits, 1));
     return ops;
   }
 
@@ -101,7 +101,7 @@ export class Qwen3NextGpuMultiTokenPredictor {
     q.writeBuffer(s.ids, 0, Uint32Array.from(nextIds));
     q.writeBuffer(this.hidden, 0, hidden as Float32Array<ArrayBuffer>);
     const ops = [...this.encode(T, pos0, this.hidden)];
-    ops.push(addRmsNorm(ctx, s.mix, s.h, this.w.norm, s.xn, T, H, c.rmsNormEps), matmul(ctx, s.xn, fb.w.lmHead, s.allLogits(ctx, V), T));
+    ops.push(addRmsNorm(ctx, s.mix, s.h, this.w.norm, s.xn, T, H, c.rmsNormEps), ...matmul(ctx, s.xn, fb.w.lmHead, s.allLogits(ctx, V), T));
     ctx.run(ops);
     return ctx.readF32(s.allLogits(ctx, V), T * V);
   }

@@ -3,6 +3,7 @@
 // Accumulation is in f64 (JS numbers) and rounded to f32 on store; results sit well inside fp32 tolerances.
 
 import type { YarnRope } from '../config.ts';
+import { f16BitsToF32 } from '../quant/formats.ts';
 
 export const silu = (x: number) => x / (1 + Math.exp(-x));
 export const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
@@ -17,6 +18,52 @@ export function linear(x: Float32Array, w: Float32Array, T: number, K: number, N
       let s = 0;
       for (let k = 0; k < K; k++) s += x[t * K + k] * w[n * K + k];
       y[t * N + n] = s;
+    }
+  }
+  return y;
+}
+
+/** WGSL's round(): to the nearest integer, ties to even. */
+const roundEven = (v: number) => (Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v));
+
+/**
+ * x[T, K] quantized as matmul_int8.wgsl's quantize_rows does (f32 steps emulated with Math.fround): per group of 32,
+ * int8 values round(x · 127 / max|x|), the scale max|x| / 127 and the group's exact sum.
+ */
+export function quantizeRowsInt8(x: Float32Array, T: number, K: number): { q: Int8Array; scale: Float32Array; sum: Float32Array } {
+  const G = Math.ceil(K / 32), q = new Int8Array(T * G * 32), scale = new Float32Array(T * G), sum = new Float32Array(T * G);
+  for (let t = 0; t < T; t++) {
+    for (let g = 0; g < G; g++) {
+      let amax = 0, s = 0;
+      for (let k = g * 32; k < Math.min(K, g * 32 + 32); k++) {
+        amax = Math.max(amax, Math.abs(x[t * K + k]));
+        s = Math.fround(s + x[t * K + k]);
+      }
+      const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+      for (let k = g * 32; k < Math.min(K, g * 32 + 32); k++) q[(t * G + g) * 32 + k - g * 32] = roundEven(Math.fround(x[t * K + k] * inv));
+      scale[t * G + g] = Math.fround(amax / 127);
+      sum[t * G + g] = s;
+    }
+  }
+  return { q, scale, sum };
+}
+
+/**
+ * What gemm_int8 computes: y[T, N] = x[T, K] · Wᵀ with x quantized by quantizeRowsInt8 and W packed q4 (quant.wgsl's
+ * layout; unsigned nibbles q, per group (scale s, min m) as two f16): Σ_g s·a·Σ_k q·xq + m·Σx.
+ */
+export function linearInt8Q4(x: Float32Array, w: Uint32Array, T: number, K: number, N: number): Float32Array {
+  const G = Math.ceil(K / 32), xq = quantizeRowsInt8(x, T, K), y = new Float32Array(T * N);
+  for (let n = 0; n < N; n++) {
+    for (let t = 0; t < T; t++) {
+      let acc = 0;
+      for (let g = 0; g < G; g++) {
+        const sm = w[N * G * 4 + n * G + g], s = f16BitsToF32(sm & 0xffff), m = f16BitsToF32(sm >>> 16);
+        let d = 0;
+        for (let k = 0; k < 32; k++) d += ((w[(n * G + g) * 4 + (k >> 3)] >>> (4 * (k & 7))) & 15) * xq.q[(t * G + g) * 32 + k];
+        acc += d * (xq.scale[t * G + g] * s) + m * xq.sum[t * G + g];
+      }
+      y[t * N + n] = acc;
     }
   }
   return y;

@@ -43,7 +43,7 @@ describe('gemv rmsnorm prologue', () => {
             for (const [n, T] of [[0, 1], [1, 3], [2, 3]]) {
               const deltas = [bufs.d0, bufs.d1].slice(0, n), sum = add(h, ...[d0, d1].slice(0, n)).subarray(0, T * K);
               const y = poisoned(device, 3 * N * 4), hOut = poisoned(device, 3 * K * 4);
-              ctx.run([matmul(ctx, bufs.h, w, y, T, { tuning, prologue: { kind: 'rmsnorm', weight: bufs.norm, eps: 1e-6, deltas, hOut } })]);
+              ctx.run([...matmul(ctx, bufs.h, w, y, T, { tuning, prologue: { kind: 'rmsnorm', weight: bufs.norm, eps: 1e-6, deltas, hOut } })]);
               expectRows(`${n} deltas, ${T} tokens`, await ctx.readF32(y, 3 * N), ref.linear(ref.rmsNorm(sum, norm, K, 1e-6), wd, T, K, N), { rel: 2e-5 });
               const hGot = await ctx.readF32(hOut, 3 * K);
               expect(Array.from(hGot.subarray(0, T * K)), 'h_out = h + deltas').toEqual(Array.from(sum));
@@ -67,7 +67,7 @@ describe('gemv gated RMSNorm prologue (GDN out_proj)', () => {
           const bufs = { core: ctx.upload(core, 'core'), z: ctx.upload(z, 'z'), norm: ctx.upload(norm, 'norm') };
           for (const T of [1, 3]) {
             const y = poisoned(device, 3 * N * 4);
-            ctx.run([matmul(ctx, bufs.core, w, y, T, { tuning, prologue: { kind: 'gated', weight: bufs.norm, eps: 1e-6, z: bufs.z, zOffset, zStride, headDim: D } })]);
+            ctx.run([...matmul(ctx, bufs.core, w, y, T, { tuning, prologue: { kind: 'gated', weight: bufs.norm, eps: 1e-6, z: bufs.z, zOffset, zStride, headDim: D } })]);
             const zs = new Float32Array(T * K);
             for (let t = 0; t < T; t++) zs.set(z.subarray(t * zStride + zOffset, t * zStride + zOffset + K), t * K);
             const x = ref.rmsNormGated(core.subarray(0, T * K), zs, norm, D, 1e-6);
@@ -94,7 +94,7 @@ describe('gemv rmsnorm prologue + conv epilogue (GDN in_proj)', () => {
           for (let t = 0; t < 3; t++) {
             const h = randn(K, 10 + t), d = randn(K, 20 + t);
             const conv = { channels: C, K: width, w: bufs.taps, state: gpu.state, y: gpu.y };
-            ctx.run([matmul(ctx, ctx.upload(h, 'h'), w, gpu.proj, 1, { tuning, prologue: { kind: 'rmsnorm', weight: bufs.norm, eps: 1e-6, deltas: [ctx.upload(d, 'd')] }, conv })]);
+            ctx.run([...matmul(ctx, ctx.upload(h, 'h'), w, gpu.proj, 1, { tuning, prologue: { kind: 'rmsnorm', weight: bufs.norm, eps: 1e-6, deltas: [ctx.upload(d, 'd')] }, conv })]);
             const proj = ref.linear(ref.rmsNorm(add(h, d), norm, K, 1e-6), wd, 1, K, N);
             const want = ref.causalConv1dSilu(proj.subarray(0, C), taps, state, 1, C, width);
             state = want.state;
@@ -114,8 +114,8 @@ describe('gemv rmsnorm prologue + conv epilogue (GDN in_proj)', () => {
       const fused = { state: ctx.upload(state0, 's'), proj: poisoned(device, N * 4), y: poisoned(device, C * 4) };
       const plain = { state: ctx.upload(state0, 's'), proj: poisoned(device, N * 4), y: poisoned(device, C * 4) };
       ctx.run([
-        matmul(ctx, h, w, fused.proj, 1, { prologue: { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: [] }, conv: { channels: C, K: width, w: taps, state: fused.state, y: fused.y } }),
-        matmul(ctx, h, w, plain.proj, 1, { prologue: { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: [] } }),
+        ...matmul(ctx, h, w, fused.proj, 1, { prologue: { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: [] }, conv: { channels: C, K: width, w: taps, state: fused.state, y: fused.y } }),
+        ...matmul(ctx, h, w, plain.proj, 1, { prologue: { kind: 'rmsnorm', weight: norm, eps: 1e-6, deltas: [] } }),
         causalConv1d(ctx, plain.proj, N, taps, plain.state, plain.y, 1, C, width),
       ]);
       expect(Array.from(await ctx.readF32(fused.proj, N))).toEqual(Array.from(await ctx.readF32(plain.proj, N)));

@@ -82,9 +82,28 @@ async function runGpu(ctx: GpuContext, T: number, s: MoeShape, normTopk: boolean
   };
 }
 
-// One context for the file: SwiftShader compiles a pipeline in seconds, and the cases below share shapes.
+// One context for the file: SwiftShader compiles a pipeline in seconds, and the cases below share shapes. Its prefill
+// GEMMs are the f32 ones (exact to the dequantized weights); the int8 ones have their own cases below.
 let sharedCtx: GpuContext | undefined;
-const context = (device: GPUDevice) => (sharedCtx ??= new GpuContext(device));
+const context = (device: GPUDevice) => (sharedCtx ??= new GpuContext(device, { int8Matmul: false }));
+
+/** refMoe's routed sum as the int8 GEMMs compute it: x and each h quantized per group of 32 (ref.linearInt8Q4). */
+function refMoeInt8(x: Float32Array, idx: Uint32Array, w: Float32Array, logits: Float32Array, shared: Float32Array, packed: { gateUp: Uint32Array; down: Uint32Array; slotOf: Uint32Array }, T: number, s: MoeShape) {
+  const { E, k, H, I } = s, guWords = packedWords('q4', 2 * I, H), dnWords = packedWords('q4', H, I), out = new Float32Array(T * H);
+  for (let t = 0; t < T; t++) {
+    const acc = new Float64Array(H), xt = x.subarray(t * H, (t + 1) * H);
+    for (let j = 0; j < k; j++) {
+      const slot = packed.slotOf[idx[t * k + j]];
+      const gu = ref.linearInt8Q4(xt, packed.gateUp.subarray(slot * guWords, (slot + 1) * guWords), 1, H, 2 * I);
+      const h = Float32Array.from({ length: I }, (_, u) => ref.silu(gu[u]) * gu[I + u]);
+      const y = ref.linearInt8Q4(h, packed.down.subarray(slot * dnWords, (slot + 1) * dnWords), 1, I, H);
+      for (let n = 0; n < H; n++) acc[n] += w[t * k + j] * y[n];
+    }
+    const g = ref.sigmoid(logits[t * (E + 1) + E]);
+    for (let n = 0; n < H; n++) out[t * H + n] = acc[n] + g * shared[t * H + n];
+  }
+  return out;
+}
 
 const randomMlp = (H: number, I: number, seed: number): Mlp => ({
   gate: randn(I * H, seed, 0.2), up: randn(I * H, seed + 1, 0.2), down: randn(H * I, seed + 2, 0.2),
@@ -180,6 +199,27 @@ describe('MoE experts (decode GEMVs and prefill GEMMs) against the CPU reference
         if (decodeOnly) return;
         expectClose('prefill', got.prefill, want.out, { rel: 1e-5 });
         expectClose('prefill vs decode', got.prefill, got.decode, { rel: 1e-6 });
+      }));
+  }
+
+  // The prefill GEMMs on int8 activations (moe_int8.wgsl): against the emulation of their arithmetic, and against the
+  // exact block within the error int8 activations cost. The skewed case spans several tiles of one expert; H = 80
+  // and I = 40 leave partial groups and column tiles; 7 slots of poison sit between the used ones.
+  for (const [T, skew] of [[7, false], [65, true]] as const) {
+    it(`int8 prefill GEMMs: E=64 k=10 T=${T} H=80 I=40 q4${skew ? ' skewed' : ''}`, () =>
+      withGpuErrors(async (device) => {
+        const ctx = new GpuContext(device), E = 64, k = 10, H = 80, I = 40, s: MoeShape = { E, k, H, I, format: 'q4' };
+        if (!ctx.int8Matmul) throw new Error('this WebGPU has no packed_4x8_integer_dot_product: the int8 path is untested');
+        const seed = 77 + T;
+        const x = randn(T * H, seed), shared = randn(T * H, seed + 1), logits = randn(T * (E + 1), seed + 2);
+        if (skew) for (let t = 0; t < T; t++) { logits[t * (E + 1) + 3] += 4; logits[t * (E + 1) + 11] += 4; }
+        const packed = packExperts(Array.from({ length: E }, (_, e) => randomMlp(H, I, seed + 10 + 3 * e)), H, I, 'q4', 71, seed);
+        const want = refMoe(x, logits, shared, packed.seen, T, s, true);
+        const got = await runGpu(ctx, T, s, true, { x, logits, shared, ...packed });
+        expectClose('decode (f32 GEMVs)', got.decode, want.out, { rel: 1e-5 });
+        expectClose('int8 prefill vs its emulation', got.prefill, refMoeInt8(x, got.idx, got.w, logits, shared, packed, T, s), { rel: 1e-3 });
+        const d = expectClose('int8 prefill vs exact', got.prefill, want.out, { rel: 3e-2 });
+        expect(d.cos).toBeGreaterThan(0.9995);
       }));
   }
 });
