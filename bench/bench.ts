@@ -7,11 +7,13 @@ import { GpuContext, type Op, type Step, type Binding } from '../src/gpu/context
 import { requestNodeDevice } from '../src/gpu/node-device.ts';
 import { grid } from '../src/kernels/grid.ts';
 import './probe.ts';
-import { matmul } from '../src/kernels/matmul.ts';
+import { matmul, quantizeRows } from '../src/kernels/matmul.ts';
+import { registerShader, shaderSource } from '../src/gpu/shaders.ts';
+import { weightBinding } from '../src/gpu/packed-weight.ts';
 import { gdnChunked, gdnRecurrent, gdnStep } from '../src/kernels/gdn.ts';
 import { attention, type AttnDims } from '../src/kernels/attention.ts';
 import { router, moeDecode, createMoeScratch } from '../src/kernels/moe.ts';
-import { packedWords, type WeightFormat } from '../src/quant/formats.ts';
+import { FORMAT_ID, packedWords, type WeightFormat } from '../src/quant/formats.ts';
 import type { GpuWeight } from '../src/gpu/packed-weight.ts';
 
 export interface Row { name: string; ms: number; work: string; achieved: string; ratio: string }
@@ -67,6 +69,14 @@ export async function runBench(shapeName: keyof typeof SHAPES = 'real', reps = 7
       if (gemm) { // where WGSL has packed_4x8_integer_dot_product
         fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}, int8 activations (quantize + GEMM)`, await time([quantize, gemm], 2), 2 * s.T * N * K);
         fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}, int8 activations (the GEMM alone)`, await time([gemm], 2), 2 * s.T * N * K);
+        // shorter tiles (the experts' GEMMs take TM = 2): the same kernel with 16·TM tokens a workgroup
+        const q = quantizeRows(ctx, x, s.T, K), params = ctx.uniform(new Uint32Array([s.T, 0, 0, 0]));
+        for (const tm of [2, 4]) {
+          const name = `matmul_int8.tm${tm}.wgsl`;
+          registerShader(name, shaderSource('matmul_int8.wgsl').replace(/^const TM = 8u;/m, `const TM = ${tm}u;`));
+          const op = ctx.op(`gemm_int8 TM=${tm}`, name, 'gemm_int8', { K, SWIGLU: 0, FORMAT: FORMAT_ID.q4, N }, [params, undefined, undefined, q.xs, q.xq, weightBinding(w), y], [Math.ceil(N / 64), Math.ceil(s.T / (16 * tm))]);
+          fl(`GEMM q4 ${label} ${N}x${K}, T=${s.T}, int8, the GEMM alone with ${16 * tm}-token tiles`, await time([op], 2), 2 * s.T * N * K);
+        }
       }
     }
     for (const b of [w.buffer, x, y]) b.destroy();
