@@ -160,7 +160,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     if (mtp && !m.mtp) throw new ConfigError('speculative decoding needs the model\'s multi-token-prediction layer, and this packed model has none (no mtp.* tensors): convert it from a checkpoint that has them, or leave `speculative` off.', 'manifest.json');
     const mainDense = new Set(densePlan(config, m.quant, mtp).map((t) => t.name));
     const total = [...m.dense.filter((d) => mainDense.has(d.name)), ...m.experts.slice(0, config.numLayers + (mtp ? 1 : 0)).flat()].reduce((s, r) => s + r.bytes, 0);
-    const ctx = new GpuContext(device);
+    const ctx = new GpuContext(device, { int8Matmul: (opts.prefillActivations ?? 'int8') === 'int8' });
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
     const partial = store instanceof IdbModelStore && !store.complete; // experts still being stored: stream them
     const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, mtp, streamExperts: partial });

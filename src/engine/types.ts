@@ -162,6 +162,12 @@ export interface EngineOptions {
    */
   kvCache?: 'f16' | 'f32';
   /**
+   * Prompt (prefill) matrix products of int4 weights: 'int8' (default where the browser's WGSL has packed 4x8 integer
+   * dot products) quantizes the activations to int8 per group of 32 and multiplies on integer dot products, several
+   * times the f32 rate; 'f32' multiplies exactly (slower prompts). Decoding is f32 either way.
+   */
+  prefillActivations?: 'int8' | 'f32';
+  /**
    * Speculative decoding with the model's own multi-token-prediction layer (mtp.*; Qwen3-Next ships one): it drafts
    * `draftTokens` (1-3) tokens, one step of the model verifies them, and the reply is token for token the one plain
    * decoding gives (greedy or sampled, same seed). Faster when the drafts are often right (code, math, repetitive
