@@ -157,7 +157,22 @@ export class GpuContext {
   }
 
   /** A uniform buffer of u32/i32/f32 words (pass a Uint32Array view of the packed struct). */
+  private readonly uniforms = new Map<string, GPUBuffer>();
+
+  /**
+   * A uniform buffer holding `words`, never written again: one buffer per distinct content and label, shared by
+   * every op that asks (a prefill step builds ~1,200 ops, most with the same few parameter words). An op whose
+   * parameters are rewritten later (a replayed list moved to a new position) takes mutableUniform().
+   */
   uniform(words: Uint32Array | Int32Array | Float32Array, label = 'params'): GPUBuffer {
+    const key = `${label}|${words.constructor.name}|${words.join(',')}`;
+    let buf = this.uniforms.get(key);
+    if (!buf) this.uniforms.set(key, (buf = this.mutableUniform(words, label)));
+    return buf;
+  }
+
+  /** A uniform buffer of its own, which its owner may rewrite (queue.writeBuffer) between submits. */
+  mutableUniform(words: Uint32Array | Int32Array | Float32Array, label = 'params'): GPUBuffer {
     return this.upload(words, label, Usage.UNIFORM | Usage.COPY_DST);
   }
 

@@ -67,7 +67,7 @@ export function attnPrep(
 ): Op {
   check(T, pos0, dims);
   const { Hq, Hkv, D, R, maxT, eps, ropeScale = 1 } = dims;
-  const params = ctx.uniform(new Uint32Array([T, pos0, 0, 0]));
+  const words = new Uint32Array([T, pos0, 0, 0]), params = updates ? ctx.mutableUniform(words) : ctx.uniform(words);
   updates?.push((p) => { check(T, p, dims); ctx.device.queue.writeBuffer(params, 0, new Uint32Array([T, p, 0, 0])); });
   const constants = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, ROPE_SCALE: ropeScale, WG: 64, TEAM: 32 };
   return ctx.op(`attn_prep(T=${T})`, 'attention.wgsl', 'attn_prep', constants,
@@ -129,7 +129,7 @@ export function attention(
   const nSplit = Math.ceil(Tk / len);
   // A replayable op sizes its partials for the whole cache: later positions only add splits.
   const capacity = updates ? Math.ceil(maxT / len) : nSplit;
-  const params = ctx.uniform(new Uint32Array([T, pos0, len, nSplit]));
+  const params = ctx.mutableUniform(new Uint32Array([T, pos0, len, nSplit])); // updates rewrite it
   const partO = ctx.scratchBuffer('attn.part_o', capacity * T * Hq * D * 4);
   const partMl = ctx.scratchBuffer('attn.part_ml', capacity * T * Hq * 8);
   const splitOp = ctx.op(`attn_split(T=${T}, ${len} keys/split)`, 'attention.wgsl', 'attn_split', constants,
@@ -189,7 +189,7 @@ export function attentionDecode(
   if (splitLen !== undefined && (splitLen % 4 || splitLen < 4)) throw new RangeError(`attentionDecode: split length ${splitLen} is not a multiple of 4`);
   const len = splitLen ?? decodeSplitLen(pos0 + 1, dims), nSplit = Math.ceil((pos0 + 1) / len);
   const capacity = updates ? Math.ceil(maxT / len) : nSplit;
-  const params = ctx.uniform(new Uint32Array([1, pos0, len, nSplit]));
+  const params = ctx.mutableUniform(new Uint32Array([1, pos0, len, nSplit])); // updates rewrite it
   const partO = ctx.scratchBuffer('attn.part_o', capacity * Hq * D * 4);
   const partMl = ctx.scratchBuffer('attn.part_ml', capacity * Hq * 8);
   const c = { D, HQ: Hq, HKV: Hkv, MAX_T: maxT, R, EPS: eps, ROPE_SCALE: ropeScale, TEAM, WG: G * TEAM };

@@ -16,6 +16,7 @@ export interface MatmulTuning {
   rows?: number; // GEMV rows a team (1, 2 or 4)
   groups?: number; // workgroups of a GEMV with a prologue (default min(tiles, 512)): each takes tiles in turn
   tokens?: number; // GEMV tokens a workgroup (default 4; with a prologue, at most the rows workgroup memory holds)
+  int8Above?: number; // GEMMs of more tokens than this take int8 activations, where the context has them (default 256)
 }
 
 /**
@@ -47,6 +48,13 @@ const UNIT_WEIGHTS: Record<WeightFormat, number> = { f32: 4, f16: 8, q4: 32, q8:
 const GEMM_TILE = 64;
 /** Output tile of gemm_int8 (its BM x BN). */
 const INT8_TILE = { T: 128, N: 64 };
+/**
+ * Steps of at most this many tokens keep f32 activations: a chat turn's prompt is exact (int8 rounding flips
+ * brown-tiny's near-ties, e.g. its greedy reply to "Tell me a story."), while the prompts a user waits for, from a
+ * few hundred tokens up, take the int8 GEMMs (2.2-2.6x the f32 ones on an H100). The MoE's grouped GEMMs start
+ * above the same size (moe.ts DECODE_MAX_T).
+ */
+export const INT8_ABOVE_T = 256;
 const WG = 256;
 /**
  * Below this many workgroups a GEMV gives each team fewer rows (more workgroups in flight on a large GPU). A GEMV
@@ -115,7 +123,7 @@ export function matmul(
 
   if (T > (tune.gemvMaxT ?? GEMV_MAX_TOKENS) && !fused) {
     const params = ctx.uniform(new Uint32Array([T, 0, 0, 0])), flops = 2 * T * N * K;
-    if (ctx.int8Matmul && format === 'q4') {
+    if (ctx.int8Matmul && format === 'q4' && T > (tune.int8Above ?? INT8_ABOVE_T)) {
       const tilesN = Math.ceil(N / INT8_TILE.N), tilesT = Math.ceil(T / INT8_TILE.T);
       if (tilesN > MAX_GROUPS || tilesT > MAX_GROUPS) throw new RangeError(`matmul: ${N}x${T} is past the GEMM grid`);
       const q = quantizeRows(ctx, x, T, K, opts.swiglu);

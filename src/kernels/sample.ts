@@ -89,7 +89,7 @@ export class Sampler {
     const ids = nPrev > 0 ? params.previous!.ids : undefined, key = JSON.stringify(kinds);
     let b = this.built.get(key);
     if (!b || b.ids !== ids) { // first of its kind, or the penalty's id list moved to a bigger buffer
-      const u = ctx.uniform(new Uint32Array(8), 'sample.params');
+      const u = ctx.mutableUniform(new Uint32Array(8), 'sample.params'); // written before each use
       b = { ...this.build(u, kinds, ids), params: u, ids };
       this.built.set(key, b);
     }

@@ -109,7 +109,8 @@ describe('matmul', () => {
 
   // The int8 GEMM (q4 weights, T > 4): against the CPU emulation of exactly its arithmetic (quantizeRowsInt8: rounding
   // and scales as the shader's f32 steps), and against the exact product within the error int8 activations cost.
-  // Odd N, K and T cross the 128-token x 64-row tiles, the 2-group k-tiles and the padding of a last group.
+  // Odd N, K and T cross the 128-token x 64-row tiles, the 2-group k-tiles and the padding of a last group (the model
+  // takes this path above 256 tokens; int8Above: 4 brings it down to these sizes).
   for (const [N, K, Ts] of [[48, 64, [5, 65, 200]], [33, 77, [9, 129]], [130, 256, [131]], [64, 96, [128]]] as const) {
     it(`int8 GEMM q4 N=${N} K=${K} T=${Ts.join(',')}`, () =>
       withGpuErrors(async (device) => {
@@ -118,7 +119,7 @@ describe('matmul', () => {
         const wf = randn(N * K, N + K, 0.5), packed = packWeight(wf, N, K, 'q4'), w = uploadWeight(ctx, wf, N, K, 'q4', 'w');
         for (const T of Ts) {
           const x = randn(T * K, T + 3);
-          const got = await run(ctx, x, w, T);
+          const got = await run(ctx, x, w, T, { int8Above: 4 });
           expectClose(`int8 T=${T} vs its emulation`, got, ref.linearInt8Q4(x, packed, T, K, N), { rel: 2e-5 });
           const d = expectClose(`int8 T=${T} vs exact`, got, ref.linear(x, seen(wf, N, K, 'q4'), T, K, N), { rel: 2e-2 });
           expect(d.cos).toBeGreaterThan(0.9999);
@@ -136,11 +137,20 @@ describe('matmul', () => {
         return Math.fround((g / (1 + Math.exp(-g))) * gu[t * 2 * K + K + k]);
       });
       const y = poisoned(device, (T + 1) * N * 4); // a row past T must keep its poison
-      const ops = matmul(ctx, ctx.upload(gu, 'gate|up'), w, y, T, { swiglu: true });
+      const ops = matmul(ctx, ctx.upload(gu, 'gate|up'), w, y, T, { swiglu: true, tuning: { int8Above: 4 } });
       expect(ops.map((o) => o.label)).toEqual([`quantize_rows(${T}x${K} swiglu)`, `gemm_int8_q4(${T}x${K} swiglu -> ${N})`]);
       ctx.run(ops);
       const all = await ctx.readF32(y, (T + 1) * N);
       expectClose('int8 swiglu', all.subarray(0, T * N), ref.linearInt8Q4(act, packed, T, K, N), { rel: 1e-4 });
       expect(Number.isNaN(all[T * N])).toBe(true);
+    }));
+
+  it('steps of up to 256 tokens keep f32 activations; longer ones take int8, unless the context turns it off', () =>
+    withGpuErrors(async (device) => {
+      const N = 40, K = 64, wf = randn(N * K, 3, 0.5);
+      for (const [ctx, T, first] of [[new GpuContext(device), 256, 'gemm_q4'], [new GpuContext(device), 257, 'quantize_rows'], [f32Context(device), 257, 'gemm_q4']] as const) {
+        const w = uploadWeight(ctx, wf, N, K, 'q4', 'w'), x = ctx.buffer(T * K * 4, 'x'), y = ctx.buffer(T * N * 4, 'y');
+        expect(matmul(ctx, x, w, y, T)[0].label.startsWith(first), `T=${T}`).toBe(true);
+      }
     }));
 });
