@@ -43,11 +43,14 @@ describe('benchmark suites (tiny shapes)', () => {
     withGpuErrors(async (device) => {
       const ctx = new GpuContext(device);
       const e2e = await runEndToEnd(ctx, { layers: 4, small: true, prefillT: 65, contexts: [70], decodeTokens: 2, reps: 1, profile: { readGBs: 1, reps: 1 } });
-      expect(e2e.rows.map((r) => r.name)).toEqual(['prefill 65 tokens', 'decode at 70 context', 'decode at 70 context, one step ahead (engine)', 'decode at 70: CPU encode + submit only',
+      expect(e2e.rows.map((r) => r.name)).toEqual(['prefill 65 tokens', "prefill: CPU build of a step's op list", 'prefill: one step of 65 at position 0', 'decode at 70 context', 'decode at 70 context, one step ahead (engine)', 'decode at 70: CPU encode + submit only',
         'decode at 70: back to back, no readback', 'decode at 70: CPU encode, GPU idle', 'decode at 70: CPU submit, GPU idle']);
       // the per-kernel profile covers every dispatch of the token (the decode list and the sampler)
       const [{ profile }] = e2e.profiles;
       expect(profile.rows.reduce((n, r) => n + r.dispatches, 0)).toBe(profile.dispatches);
+      // and the prefill step's, every GEMM with its FLOPs
+      const pre = e2e.prefillProfile!;
+      expect(pre.rows.reduce((n, r) => n + r.dispatches, 0)).toBe(pre.dispatches);
       expect(profile.dispatches).toBe(1 + 3 * 6 + 7 + 1 + 2); // embed, 3 GDN layers, 1 attention layer, lm_head, argmax
       for (const r of profile.rows) expect(r.usEach).toBeGreaterThan(0);
       for (const r of e2e.rows) expect(r.perSecond).toBeGreaterThan(0);
