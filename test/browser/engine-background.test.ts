@@ -1,7 +1,7 @@
 // Chatting before the download completes (issue #17): createSharedEngine with `cache` and `backgroundExperts` on
 // brown-tiny-q4 (576 expert records of 15 KB, 5 MB dense) from the dev server, each profile a fresh IndexedDB.
-//  - Ready once the dense part is stored; the reply streams while the background fill is under way (expert
-//    responses slowed) and equals the fully stored model's reply; no record is fetched twice; an expert served
+//  - Ready once the dense part is stored; the reply streams while the background fill is under way (its last record
+//    held until the reply ends) and equals the fully stored model's reply; no record is fetched twice; an expert served
 //    corrupt once is refused by its hash and fetched again.
 //  - The server gone mid-fill: a reply that needs a missing expert fails with ExpertUnavailableError (how much is
 //    stored, what to do); the next visit resumes the fill without fetching any stored record again and replies.
@@ -16,6 +16,8 @@ const PROMPT = 'The jury said it did find that many of the voters were not quali
 const REPLY = "These weren't it??"; // the fully stored model's reply (engine-cache.test.ts)
 const MODEL = '/models/brown-tiny-q4/';
 const isExpert = (url: string) => new URL(url).pathname.startsWith(`${MODEL}experts-`);
+// The fill's order ends with the MTP layer's last expert, which a reply without speculative decoding never needs.
+const LAST_FILLED = `${MODEL}experts-L008.bin bytes=967680-983039`;
 const rangeOf = (route: Route) => `${new URL(route.request().url()).pathname} ${route.request().headers()['range']}`;
 
 describe.skipIf(skip)('Engine ready before its experts are stored (chromium)', () => {
@@ -23,7 +25,8 @@ describe.skipIf(skip)('Engine ready before its experts are stored (chromium)', (
 
   it('replies while the fill runs, as the fully stored model; no record twice; a corrupt expert fetched again', async () => {
     const context = pg.tp.page.context(), seen = new Map<string, number>();
-    let corrupted = '';
+    let corrupted = '', release = () => {};
+    const replied = new Promise<void>((r) => (release = r));
     await context.route(`**${MODEL}**`, async (route) => {
       const range = route.request().headers()['range'];
       if (range) seen.set(rangeOf(route), (seen.get(rangeOf(route)) ?? 0) + 1);
@@ -34,24 +37,27 @@ describe.skipIf(skip)('Engine ready before its experts are stored (chromium)', (
         body[7] ^= 0xff;
         return route.fulfill({ response: res, body });
       }
-      await new Promise((r) => setTimeout(r, 100)); // a slow line: the fill takes ~15 s
+      if (rangeOf(route) === LAST_FILLED) await replied; // the fill's last record waits for the reply: no race
+      await new Promise((r) => setTimeout(r, 30)); // a slow line: the reply's experts are fetched on demand
       return route.continue();
     });
     try {
       const load = await pg.tp.page.evaluate((m) => window.engineTest.load(m, true, true), MODEL);
       expect(load.last, 'ready before any expert is stored: no fill report yet, or only its first').toMatch(/ready|fill/);
-      const reply = await pg.tp.page.evaluate((p) => window.engineTest.stream(p, 16), PROMPT);
+      const reply = await pg.tp.page.evaluate((p) => window.engineTest.stream(p, 16), PROMPT).finally(release);
       expect(reply.text).toBe(REPLY);
       expect(reply.fillAtFirstToken!.loaded, 'the fill was still under way when the reply began').toBeLessThan(reply.fillAtFirstToken!.total);
       const during = await pg.tp.page.evaluate(() => window.engineTest.fillState());
       expect(reply.usage).toHaveProperty('expert_cache'); // streamed through the expert cache meanwhile
       await expect.poll(async () => (await pg.tp.page.evaluate(() => window.engineTest.fillState())).last?.loaded, { timeout: 60_000, interval: 500 }).toBe(during.last!.total);
+      expect(seen.get(LAST_FILLED), 'the held record (the reply waited on nothing it needs)').toBe(1);
       expect(seen.get(corrupted), 'the corrupt expert: refused, fetched once more').toBe(2);
       const twice = [...seen].filter(([r, n]) => n > 1 && r !== corrupted);
       expect(twice, 'no other record fetched twice').toEqual([]);
       expect(seen.size).toBe(576 + 100 + 3);
       expect((await pg.tp.page.evaluate(() => window.engineTest.fillState())).warnings).toEqual([]);
     } finally {
+      release();
       await context.unroute(`**${MODEL}**`);
     }
   });
