@@ -157,10 +157,10 @@ export async function timeSteps(ctx: GpuContext, steps: Step[], reps: number, in
 
 /**
  * An arithmetic ceiling of probe.wgsl: `fma_loop` (f32 FMA, 16 FLOP a round) or `dot4_loop` (dot4I8Packed, 8 chains
- * of 4 multiply-adds: 64 OP a round), in TFLOP/s or TOP/s, over enough workgroups to fill a 132-SM card.
+ * of 4 multiply-adds: 64 OP a round), in TFLOP/s or TOP/s, over enough workgroups to fill a 132-SM card (real).
  */
 export async function computeCeiling(ctx: GpuContext, entry: 'fma_loop' | 'dot4_loop', real: boolean, reps = 7): Promise<{ ms: number; tops: number; opsPerThread: number }> {
-  const groups = 132 * 64, iters = real ? 4096 : 64, perRound = entry === 'fma_loop' ? 16 : 64;
+  const groups = real ? 132 * 64 : 64, iters = real ? 4096 : 64, perRound = entry === 'fma_loop' ? 16 : 64; // tiny: a rot guard (SwiftShader's dot4 is slow)
   const sink = ctx.buffer(1 << 20, 'sink');
   const op = ctx.op(entry, 'probe.wgsl', entry, {}, [ctx.uniform(new Uint32Array([1 << 18, 0, 7, iters])), sink], [groups]);
   const ms = await timeSteps(ctx, [op], reps, 3);

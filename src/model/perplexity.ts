@@ -1,8 +1,13 @@
 // Perplexity over non-overlapping windows (each from a fresh state), as brown-tiny's train.py measures it:
 // window w feeds ids[w·W .. w·W+W) and scores the next token at every position.
-import type { Qwen3NextGpuModel } from './model.ts';
+/** What meanNll needs of a model: the GPU one (Qwen3NextGpuModel), or the CPU reference behind an adapter. */
+export interface LogitsModel {
+  readonly config: { vocabSize: number };
+  reset(): void;
+  forward(ids: number[], opts: { logits: 'all' }): Promise<Float32Array>;
+}
 
-export async function meanNll(model: Qwen3NextGpuModel, ids: ArrayLike<number>, window: number, windows: number): Promise<number> {
+export async function meanNll(model: LogitsModel, ids: ArrayLike<number>, window: number, windows: number): Promise<number> {
   if (ids.length < windows * window + 1) throw new RangeError(`${windows} windows of ${window} need ${windows * window + 1} ids, got ${ids.length}`);
   const V = model.config.vocabSize;
   let nll = 0;

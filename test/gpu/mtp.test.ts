@@ -51,10 +51,10 @@ describe('MTP layer on the GPU', () => {
         expect(reply).toEqual(ids.slice(input.length));
         accepted += spec.stats.accepted;
         drafted += spec.stats.drafted;
-        // row by row once: a row a submit is slow on SwiftShader
-        const rows = new Float32Array(T * V);
-        for (let t = 0; t < T; t++) rows.set(await mtp.forward([ids[t + 1]], hidden.subarray(t * H, (t + 1) * H), t), t * V);
-        expectClose(`${p} row by row`, rows, logits, { maxAbs: 1e-4 });
+        // row by row, the first 8 rows: a row a submit is slow on SwiftShader
+        const R = Math.min(T, 8), rows = new Float32Array(R * V);
+        for (let t = 0; t < R; t++) rows.set(await mtp.forward([ids[t + 1]], hidden.subarray(t * H, (t + 1) * H), t), t * V);
+        expectClose(`${p} row by row`, rows, logits.subarray(0, R * V), { maxAbs: 1e-4 });
       }
       expect([hits, drafts]).toEqual([Math.round(stated.rate * stated.drafts), stated.drafts]);
       console.log(`[mtp gpu] brown-tiny teacher-forced 1-draft acceptance ${hits}/${drafts} (golden-mtp.json: ${stated.rate}); speculating on prompt 0: ${accepted}/${drafted} drafts accepted`);
