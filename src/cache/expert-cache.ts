@@ -31,6 +31,7 @@ export interface ExpertLayerStats {
   actual: number; // distinct experts this layer's router chose in the step
   scored: number; // of those, the ones in a layer that had a prediction
   predictedCorrect: number; // |actual ∩ predicted|
+  replaced: number; // picks cache-aware routing replaced by experts already in slots (0 when it is off)
 }
 
 export interface ExpertCacheStats {
@@ -44,7 +45,7 @@ export interface ExpertCacheStats {
   expertUse: { hits: number[]; misses: number[] }[];
 }
 
-const zero = (): ExpertLayerStats => ({ hits: 0, misses: 0, ramHits: 0, prefetchHits: 0, storeReads: 0, bytesRead: 0, bytesUploaded: 0, evictions: 0, stallMs: 0, readbackMs: 0, subBatches: 0, predicted: 0, actual: 0, scored: 0, predictedCorrect: 0 });
+const zero = (): ExpertLayerStats => ({ hits: 0, misses: 0, ramHits: 0, prefetchHits: 0, storeReads: 0, bytesRead: 0, bytesUploaded: 0, evictions: 0, stallMs: 0, readbackMs: 0, subBatches: 0, predicted: 0, actual: 0, scored: 0, predictedCorrect: 0, replaced: 0 });
 
 /** A source that can read several experts of one layer at once (IdbModelStore.readExperts: one transaction). */
 export interface BatchedExpertSource extends WeightSource {
@@ -97,6 +98,10 @@ export class ExpertCache {
 
   addReadback(layer: number, ms: number): void {
     this.last[layer].readbackMs += ms;
+  }
+
+  addReplaced(layer: number, picks: number): void {
+    this.last[layer].replaced += picks;
   }
 
   /** The step's distinct routed experts of `layer`: scores the prediction made for it. */

@@ -87,6 +87,46 @@ export function planSubBatches(idx: Uint32Array, T: number, k: number, slots: nu
   return runs;
 }
 
+/** One streaming layer's routing as the GPU made it, read back: (T, k) ids and weights, and the (T, E+1) logits. */
+export interface LayerRouting {
+  idx: Uint32Array<ArrayBuffer>;
+  w: Float32Array<ArrayBuffer>;
+  logits: Float32Array<ArrayBuffer>; // router | shared gate, per token
+}
+
+/**
+ * Cache-aware routing (opt-in, approximate; issue #16): each token keeps its router's `exact` best experts as they
+ * are; each other pick whose expert is not `available` (not in a GPU slot) is replaced by the best-scoring
+ * available expert the token has not chosen, so a token uploads at most `exact` experts. A replaced row's weights
+ * are the router's softmax probabilities of the final choice, renormalised when the model does (norm_topk_prob);
+ * rows without a replacement stay as the GPU made them, bit for bit. Where no available expert is left the pick
+ * stays. Rewrites `r.idx` / `r.w` in place; returns how many picks it replaced.
+ */
+export function cacheAwareRoute(r: LayerRouting, T: number, E: number, k: number, normTopk: boolean, exact: number, available: (e: number) => boolean): number {
+  let replaced = 0;
+  for (let t = 0; t < T; t++) {
+    const row = r.idx.subarray(t * k, (t + 1) * k);
+    if (row.every((e, j) => j < exact || available(e))) continue;
+    const logits = r.logits.subarray(t * (E + 1), t * (E + 1) + E);
+    const chosen = new Set(row), candidates: number[] = [];
+    for (let e = 0; e < E; e++) if (available(e) && !chosen.has(e)) candidates.push(e);
+    candidates.sort((a, b) => logits[b] - logits[a] || a - b); // best first (softmax keeps the logits' order)
+    let next = 0;
+    for (let j = exact; j < k; j++) {
+      if (available(row[j]) || next >= candidates.length) continue;
+      row[j] = candidates[next++];
+    }
+    if (next === 0) continue;
+    replaced += next;
+    let max = -Infinity, sum = 0, picked = 0;
+    for (let e = 0; e < E; e++) max = Math.max(max, logits[e]);
+    for (let e = 0; e < E; e++) sum += Math.exp(logits[e] - max);
+    for (const e of row) picked += Math.exp(logits[e] - max) / sum;
+    row.forEach((e, j) => { r.w[t * k + j] = Math.exp(logits[e] - max) / sum / (normTopk ? picked : 1); });
+  }
+  return replaced;
+}
+
 /** Least-recently-used record buffers up to a byte budget; remembers which came from a prefetch. */
 export class RamTier {
   private readonly lru = new Map<string, Uint32Array<ArrayBuffer>>();

@@ -3,33 +3,45 @@
 // prefetch guess for the next layer, from the next layer's router on this layer's MoE input) are read back, the
 // expert cache makes those experts resident (uploading misses from the RAM tier or the store), and only then are
 // the routed experts encoded, in sub-batches of tokens whose experts fit the slots. One readback per layer.
+// With cacheAwareRouting the readback also holds the layer's weights and router logits, and a token's picks past
+// its best `exact` that are not in a GPU slot are replaced by resident ones (policy.ts cacheAwareRoute): written
+// back to the GPU before the routed experts run, so the layer uploads only the exact picks it misses.
 import type { GpuContext, Step } from '../gpu/context.ts';
 import { Usage } from '../gpu/context.ts';
 import type { ForwardBuilder, StepOptions } from '../model/forward.ts';
 import type { GpuWeights } from '../model/gpu-weights.ts';
 import type { StepRunner } from '../model/model.ts';
 import { ExpertCache, type BatchedExpertSource, type ExpertCacheOptions, type ExpertCacheStats } from './expert-cache.ts';
-import { planSubBatches } from './policy.ts';
+import { cacheAwareRoute, planSubBatches, type LayerRouting } from './policy.ts';
 
 /**
- * Replaces the router's choice of a streaming layer (T tokens x top_k ids) and the prefetch guess for the next
- * layer, so a recorded or synthetic routing trace drives the expert cache (bench/stream.ts).
+ * Replaces the router's choice of a streaming layer (T tokens x top_k ids; their weights too, when given) and the
+ * prefetch guess for the next layer, so a recorded or synthetic routing trace drives the expert cache (bench/stream.ts).
  */
-export type RoutingTrace = (layer: number, T: number) => { idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer> };
+export type RoutingTrace = (layer: number, T: number) => { idx: Uint32Array<ArrayBuffer>; w?: Float32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer> };
 
 export interface StreamingOptions extends ExpertCacheOptions {
   /** Benchmarks only: routing from a trace instead of the router. */
   routingTrace?: RoutingTrace;
+  /**
+   * Opt-in, approximate: each token's best `exact` experts as routed, its other picks from the experts already in
+   * GPU slots where the router's pick is not (policy.ts cacheAwareRoute). Fewer uploads, a different model.
+   */
+  cacheAwareRouting?: { exact: number };
 }
 
 export class StreamingStep implements StepRunner {
   readonly experts: ExpertCache;
   private readonly trace?: RoutingTrace;
-  private routing?: GPUBuffer; // (2, maxT, k) u32 MAP_READ: a layer's idx and the next layer's guess
+  private readonly exact?: number; // cache-aware routing: the picks a token keeps as routed
+  private routing?: GPUBuffer; // MAP_READ: a layer's idx (maxT, k), the next layer's guess (maxT, k); cache-aware: w (maxT, k), logits (maxT, E+1)
 
   constructor(private readonly ctx: GpuContext, src: BatchedExpertSource, weights: GpuWeights, private readonly fb: ForwardBuilder, opts: StreamingOptions = {}) {
     this.experts = new ExpertCache(ctx, src, weights.layers.map((l) => l.experts), opts);
     this.trace = opts.routingTrace;
+    this.exact = opts.cacheAwareRouting?.exact;
+    const k = weights.config.numExpertsPerTok;
+    if (this.exact !== undefined && !(Number.isInteger(this.exact) && this.exact >= 0 && this.exact <= k)) throw new RangeError(`cacheAwareRouting.exact must be an integer from 0 to top_k (${k}), not ${this.exact}`);
   }
 
   async run(T: number, opts: StepOptions, after: Step[], before: Step[] = []): Promise<void> {
@@ -41,13 +53,24 @@ export class StreamingStep implements StepRunner {
       const guess = xc.prefetch && l + 1 < L;
       if (guess) fb.predictRouter(st, l + 1);
       const t0 = performance.now();
-      let [idx, pred] = await this.readRouting(st.ops, T * k, guess);
+      const read = await this.readRouting(st.ops, T, guess);
+      let { idx } = read, pred = read.guess;
       st.ops.length = 0;
       xc.addReadback(l, performance.now() - t0);
       if (this.trace) {
         const r = this.trace(l, T);
         [idx, pred] = [r.idx, guess ? r.guess : undefined];
         this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
+        if (r.w) this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, r.w);
+      } else if (read.routing && this.exact !== undefined) {
+        const table = xc.tables[l], exactPicks = new Set<number>();
+        for (let t = 0; t < T; t++) for (let j = 0; j < this.exact; j++) exactPicks.add(idx[t * k + j]);
+        const n = cacheAwareRoute(read.routing, T, c.numExperts, k, c.normTopkProb, this.exact, (e) => table.slotOf[e] >= 0 || exactPicks.has(e));
+        if (n > 0) {
+          this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
+          this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, read.routing.w);
+          xc.addReplaced(l, n);
+        }
       }
       xc.observe(l, new Set(idx));
       if (pred) xc.predict(l + 1, new Set(pred));
@@ -67,20 +90,30 @@ export class StreamingStep implements StepRunner {
     return this.experts.stats();
   }
 
-  /** Submit `ops` plus copies of the router's idx (and the next layer's guess) and map them: one readback per layer. */
-  private async readRouting(ops: Step[], n: number, guess: boolean): Promise<[Uint32Array<ArrayBuffer>, Uint32Array<ArrayBuffer> | undefined]> {
-    const s = this.fb.scratch, bytes = n * 4;
-    const half = s.maxT * this.fb.w.config.numExpertsPerTok * 4;
-    this.routing ??= this.ctx.device.createBuffer({ size: 2 * half, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });
+  /**
+   * Submit `ops` plus copies of the router's idx (and the next layer's guess; cache-aware: its weights and logits)
+   * and map them: one readback per layer.
+   */
+  private async readRouting(ops: Step[], T: number, guess: boolean): Promise<{ idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer>; routing?: LayerRouting }> {
+    const s = this.fb.scratch, c = this.fb.w.config, k = c.numExpertsPerTok, aware = this.exact !== undefined;
+    const part = s.maxT * k * 4, bytes = T * k * 4, logitBytes = T * (c.numExperts + 1) * 4;
+    const size = aware ? 3 * part + s.maxT * (c.numExperts + 1) * 4 : 2 * part;
+    this.routing ??= this.ctx.device.createBuffer({ size, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });
     const rb = this.routing;
-    const copies: Step[] = [{ label: 'read idx', copy: { src: s.topIdx, srcOffset: 0, dst: rb, dstOffset: 0, size: bytes } }];
-    if (guess) copies.push({ label: 'read guess', copy: { src: this.fb.streamScratch.predIdx, srcOffset: 0, dst: rb, dstOffset: half, size: bytes } });
+    const copy = (label: string, src: GPUBuffer, dstOffset: number, n: number): Step => ({ label, copy: { src, srcOffset: 0, dst: rb, dstOffset, size: n } });
+    const copies = [copy('read idx', s.topIdx, 0, bytes)];
+    if (guess) copies.push(copy('read guess', this.fb.streamScratch.predIdx, part, bytes));
+    if (aware) copies.push(copy('read w', s.topW, 2 * part, bytes), copy('read logits', s.routerLogits, 3 * part, logitBytes));
     this.ctx.run([...ops, ...copies]);
-    await rb.mapAsync(1 /* GPUMapMode.READ */, 0, 2 * half);
-    const m = rb.getMappedRange(0, 2 * half);
+    await rb.mapAsync(1 /* GPUMapMode.READ */, 0, size);
+    const m = rb.getMappedRange(0, size);
     const idx = new Uint32Array(m.slice(0, bytes));
-    const pred = guess ? new Uint32Array(m.slice(half, half + bytes)) : undefined;
+    const out = {
+      idx,
+      guess: guess ? new Uint32Array(m.slice(part, part + bytes)) : undefined,
+      routing: aware ? { idx, w: new Float32Array(m.slice(2 * part, 2 * part + bytes)), logits: new Float32Array(m.slice(3 * part, 3 * part + logitBytes)) } : undefined,
+    };
     rb.unmap();
-    return [idx, pred];
+    return out;
   }
 }

@@ -15,11 +15,13 @@ import { UsageError, type Args } from './args.ts';
 import type { YarnOption } from '../config.ts';
 
 /** The options openModel reads, for each command's args.allow(). */
-export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'max-context', 'yarn', 'kv-cache', 'activations'];
+export const MODEL_OPTIONS = ['model', 'weights', 'expert-cache-bytes', 'cache-aware-routing', 'max-context', 'yarn', 'kv-cache', 'activations'];
 
 export const MODEL_USAGE = `options of logits, generate and perplexity:
   --weights f32|int4        quantize a HF checkpoint while loading (packed models are already quantized)
   --expert-cache-bytes N    GPU bytes for routed experts (packed models): experts stream from disk when they do not fit
+  --cache-aware-routing N   with streamed experts: a token keeps its N best picks, the rest come from experts already
+                            on the GPU where its router's are not (approximate: fewer uploads, another model)
   --max-context N           tokens of context to allocate (default: min(model's, 4096))
   --yarn on|off|FACTOR      YaRN rope scaling whatever config.json says: on = factor 4 over max_position_embeddings
                             (the model card's recipe for texts past the native context); default: the config's
@@ -42,6 +44,8 @@ export async function openModel(args: Args, extra: { mtp?: boolean } = {}) {
   const dir = args.str('model');
   const expertCacheBytes = args.has('expert-cache-bytes') ? Number(args.str('expert-cache-bytes')) : undefined;
   if (expertCacheBytes !== undefined && !(expertCacheBytes > 0)) throw new UsageError('--expert-cache-bytes must be a positive number of bytes');
+  const exact = args.has('cache-aware-routing') ? args.num('cache-aware-routing') : undefined;
+  if (exact !== undefined && expertCacheBytes === undefined) throw new UsageError('--cache-aware-routing needs --expert-cache-bytes (experts that stream)');
   const maxContext = args.has('max-context') ? args.num('max-context') : undefined;
   if (maxContext !== undefined && !(Number.isInteger(maxContext) && maxContext > 0)) throw new UsageError('--max-context must be a positive number of tokens');
   const kvCache = args.str('kv-cache', 'f16');
@@ -54,7 +58,7 @@ export async function openModel(args: Args, extra: { mtp?: boolean } = {}) {
   if (!existsSync(join(dir, 'config.json')) && existsSync(join(dir, 'manifest.json'))) {
     if (args.has('weights')) throw new UsageError(`${dir} is a packed model: its weights are already quantized (drop --weights)`);
     const store = await NodeFileStore.open(dir);
-    const model = await loadModel(ctx, await storeSource(store), { ...common, expertCacheBytes });
+    const model = await loadModel(ctx, await storeSource(store), { ...common, expertCacheBytes, cacheAwareRouting: exact === undefined ? undefined : { exact } });
     if (!expertStats(model)) await store.close(); // every weight is on the GPU now; a streaming model keeps reading
     return { ctx, model };
   }

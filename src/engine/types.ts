@@ -200,6 +200,14 @@ export interface EngineOptions {
    */
   ramCacheBytes?: number;
   /**
+   * Opt-in and approximate, when experts stream: a token keeps its `exact` best routed experts; each other pick that
+   * is not on the GPU is replaced by the best-scoring expert that is (its weight renormalised as the router's), so a
+   * token uploads at most `exact` experts a layer. Faster on a small expertCacheBytes, but another model: brown-tiny's
+   * perplexity and greedy agreement for each `exact` are in BENCHMARKS.md. usage.expert_cache.totals.replaced counts
+   * the picks it changed. Default off (exact routing).
+   */
+  cacheAwareRouting?: { exact: number };
+  /**
    * Keep the model in this browser's IndexedDB (browser only, `model` a URL): the first load downloads it record by
    * record with progress (phase 'download', resumable, every record verified by SHA-256); later loads read it from
    * there and work offline. Default false: weights are read over HTTP each time.

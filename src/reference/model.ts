@@ -24,6 +24,8 @@ export interface ForwardOptions {
   gdn?: 'auto' | 'chunked' | 'recurrent';
   chunkSize?: number; // chunked form's C (default 64, HF's)
   tap?: Tap;
+  /** What-if studies (bench/cache-aware.measure.ts): may rewrite a layer's routing, idx and w (T, k), in place. */
+  route?: (layer: number, logits: Float32Array /* (T, E) */, T: number, route: { idx: Int32Array; w: Float32Array }) => void;
 }
 
 const emit = (opts: ForwardOptions, name: TapName, layer: number, x: Float32Array | Int32Array) => opts.tap?.(name, layer, x.slice());
@@ -153,6 +155,7 @@ export class Qwen3NextSparseMoeBlock {
     // 1-4. router
     const logits = linear(x, w.gate, T, H, E); // (T, E)
     const route = routeTopK(logits, T, E, k, c.normTopkProb); // idx, w: (T, k), descending probability
+    opts.route?.(this.layer, logits, T, route);
     emit(opts, 'router_logits', this.layer, logits);
     emit(opts, 'router_topk_idx', this.layer, route.idx);
     emit(opts, 'router_topk_w', this.layer, route.w);

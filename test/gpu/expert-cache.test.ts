@@ -1,13 +1,16 @@
 // Streaming routed experts through the GPU expert cache (src/cache/) gives the fully resident logits:
 // brown-tiny-q4 (public/models/brown-tiny-q4, read through NodeFileStore) with slots for 25% of each layer's
 // experts, on a prefill that needs several sub-batches and on teacher-forced decode steps. The telemetry must
-// show misses, evictions, sub-batches and a prefetch accuracy (printed for the record).
+// show misses, evictions, sub-batches and a prefetch accuracy (printed for the record). Cache-aware routing: the
+// GPU runs the rewritten picks and weights (a routing trace of them reproduces its logits).
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import * as policy from '../../src/cache/policy.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { Qwen3NextGpuModel } from '../../src/model/model.ts';
 import { expertStats, loadModel } from '../../src/cache/load.ts';
+import type { StreamingOptions } from '../../src/cache/streaming-step.ts';
 import { expertLayout } from '../../src/format/pack.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
 import { storeSource } from '../../src/store/store.ts';
@@ -20,16 +23,31 @@ const PROMPT = [12, 845, 33, 1021, 7, 400, 2048, 99, 3000, 17, 256, 5];
 const DECODE = [64, 901, 2, 1500, 77, 3100, 8];
 const TOL = 1e-5;
 
+// Every routing cache-aware routing leaves (per streaming layer, in order), recorded for the trace that replays it.
+const routed: { idx: Uint32Array<ArrayBuffer>; w: Float32Array<ArrayBuffer> }[] = [];
+vi.mock('../../src/cache/policy.ts', async (importOriginal) => {
+  const real = await importOriginal<typeof policy>();
+  return {
+    ...real,
+    cacheAwareRoute: (...a: Parameters<typeof real.cacheAwareRoute>) => {
+      const n = real.cacheAwareRoute(...a);
+      routed.push({ idx: a[0].idx.slice(), w: a[0].w.slice() });
+      return n;
+    },
+  };
+});
+
 describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-tiny-q4', () => {
   const stores: NodeFileStore[] = [];
-  let residentModel: Qwen3NextGpuModel | undefined;
+  let residentModel: Qwen3NextGpuModel | undefined, allBytes = 0, ctx: GpuContext | undefined;
   afterAll(() => Promise.all(stores.map((s) => s.close())));
 
-  async function open(opts: { expertCacheBytes?: number; prefetch?: boolean; ramCacheBytes?: number } = {}) {
+  async function open(opts: { expertCacheBytes?: number; streamExperts?: boolean } & StreamingOptions = {}) {
     const store = await NodeFileStore.open(DIR);
     stores.push(store);
     const src = await storeSource(store);
-    const model = await loadModel(new GpuContext(await getTestDevice()), src, { maxContext: 64, maxTokensPerStep: 16, ...opts });
+    ctx ??= new GpuContext(await getTestDevice()); // one context: its pipelines compile once for every model here
+    const model = await loadModel(ctx, src, { maxContext: 64, maxTokensPerStep: 16, ...opts });
     const c = src.config, all = c.numLayers * c.numExperts * expertLayout(c, src.quant.experts).words * 4;
     return { model, all };
   }
@@ -46,6 +64,7 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
     withGpuErrors(async () => {
       const resident = await open();
       residentModel = resident.model;
+      allBytes = resident.all;
       expect(expertStats(resident.model)).toBeUndefined();
       const want = await run(resident.model);
 
@@ -96,5 +115,31 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
       // nextToken (sampling appended to the streamed step) picks the resident model's greedy token.
       const greedy = { temperature: 0, topK: 0, topP: 1, random: 0 };
       expect(await bare.model.nextToken([DECODE[0]], greedy)).toBe(await resident.nextToken([DECODE[0]], greedy));
+    }));
+
+  it('cache-aware routing: the rewritten picks and weights are what the GPU runs; a decode step uploads only exact picks', { timeout: 120_000 }, () =>
+    withGpuErrors(async () => {
+      if (!residentModel) ({ model: residentModel, all: allBytes } = await open()); // run alone (-t)
+      const resident = residentModel, k = resident.config.numExpertsPerTok, L = resident.config.numLayers;
+      const steps = async (model: Qwen3NextGpuModel) => { // the prompt, then 2 decode steps (SwiftShader's time)
+        const out = [await model.forward(PROMPT, { logits: 'all' })];
+        for (const id of DECODE.slice(0, 2)) out.push(await model.forward([id]));
+        return out;
+      };
+      resident.reset();
+      const want = await steps(resident);
+      const quarter = Math.floor(allBytes / 4);
+      routed.length = 0;
+      const aware = await open({ expertCacheBytes: quarter, cacheAwareRouting: { exact: 3 } });
+      const approx = await steps(aware.model);
+      const s = expertStats(aware.model)!;
+      expect(routed).toHaveLength(approx.length * L);
+      expect(s.totals.replaced).toBeGreaterThan(0);
+      for (const l of s.lastStep) expect(l.misses, 'a decode step uploads at most the 3 exact picks a layer').toBeLessThanOrEqual(3);
+      expect(Math.max(...approx[2].map((x, j) => Math.abs(x - want[2][j]))), 'another model').toBeGreaterThan(1e-3);
+      let n = 0;
+      const replay = await open({ expertCacheBytes: quarter, routingTrace: () => routed[n++] });
+      (await steps(replay.model)).forEach((x, i) => expectClose(`replayed step ${i}`, x, approx[i], { maxAbs: TOL }));
+      console.log(`[expert-cache] cache-aware, exact 3 of ${k}, 16/64 slots: ${s.totals.replaced} picks replaced, hit rate ${(s.totals.hitRate * 100).toFixed(1)}%, misses ${s.totals.misses}`);
     }));
 });

@@ -1,7 +1,8 @@
-// The expert cache's CPU policy: per-layer LRU with the sub-batch's experts pinned, sub-batch planning and
-// the RAM tier.
+// The expert cache's CPU policy: per-layer LRU with the sub-batch's experts pinned, sub-batch planning,
+// cache-aware routing and the RAM tier.
 import { describe, expect, it } from 'vitest';
-import { defaultRamCacheBytes, planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
+import { cacheAwareRoute, defaultRamCacheBytes, planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
+import { routeTopK } from '../../src/reference/ops.ts';
 
 describe('SlotTable (LRU, pinned sub-batch)', () => {
   it('fills free slots first, then evicts the least recently used', () => {
@@ -46,6 +47,52 @@ describe('planSubBatches', () => {
     const runs = planSubBatches(Uint32Array.from([3, 1, 1, 3]), 2, 2, 2);
     expect(runs).toHaveLength(1);
     expect(runs[0]).toMatchObject({ start: 0, end: 2 });
+  });
+});
+
+describe('cacheAwareRoute', () => {
+  // E = 8, k = 4; logits (E + 1 with the shared gate) of two tokens, their top-4 by the reference router
+  const E = 8, k = 4, T = 2;
+  const logits = Float32Array.from([
+    5, 4, 3, 2, 1, 0.5, 0.25, 0, 9, // token 0: 0 1 2 3 | 4 5 6 7
+    0, 1, 2, 3, 4, 5, 6, 7, -9, //     token 1: 7 6 5 4 | 3 2 1 0
+  ]);
+  const routed = () => {
+    const rows = Float32Array.from([...logits.subarray(0, E), ...logits.subarray(E + 1, 2 * E + 1)]);
+    const { idx, w } = routeTopK(rows, T, E, k, true);
+    return { idx: Uint32Array.from(idx), w, logits };
+  };
+
+  it('changes nothing when every pick is available, or every unavailable pick is exact', () => {
+    for (const [exact, available] of [[2, () => true], [4, (e: number) => e === 7]] as const) {
+      const r = routed(), before = { idx: r.idx.slice(), w: r.w.slice() };
+      expect(cacheAwareRoute(r, T, E, k, true, exact, available)).toBe(0);
+      expect(r).toMatchObject(before);
+    }
+  });
+
+  it('keeps the exact picks, replaces the others not available by the best available ones, weights as the router', () => {
+    const resident = new Set([0, 1, 5, 6, 7, 2]);
+    const r = routed(), w1 = r.w.slice(k); // token 1: 7 6 | 5 4 -> 4 is not resident
+    expect(cacheAwareRoute(r, T, E, k, true, 2, (e) => resident.has(e))).toBe(2); // token 0: 3 -> 5; token 1: 4 -> 2
+    expect(Array.from(r.idx)).toEqual([0, 1, 2, 5, 7, 6, 5, 2]);
+    // each replaced row's weights: the reference router's softmax of the final four, renormalised
+    for (const [t, picks] of [[0, [0, 1, 2, 5]], [1, [7, 6, 5, 2]]] as const) {
+      const row = logits.subarray(t * (E + 1), t * (E + 1) + E), p = picks.map((e) => Math.exp(row[e]));
+      const sum = p.reduce((a, b) => a + b);
+      expect(Array.from(r.w.subarray(t * k, t * k + k))).toEqual(p.map((x) => expect.closeTo(x / sum, 6)));
+    }
+    expect(r.w.subarray(k)).not.toEqual(w1);
+    const n = routed();
+    cacheAwareRoute(n, T, E, k, false, 2, (e) => resident.has(e)); // without norm_topk_prob: the plain probabilities
+    const all = Array.from(logits.subarray(0, E), Math.exp).reduce((a, b) => a + b);
+    expect(n.w[3]).toBeCloseTo(Math.exp(0.5) / all, 6);
+  });
+
+  it('leaves a pick when no available expert is left', () => {
+    const r = routed(); // token 0: 2 -> 6, and 3 stays (0, 1, 6 taken); token 1: 5 -> 1, 4 -> 0 (by logit)
+    expect(cacheAwareRoute(r, T, E, k, true, 1, (e) => e === 0 || e === 1 || e === 6)).toBe(3);
+    expect(Array.from(r.idx)).toEqual([0, 1, 6, 3, 7, 6, 1, 0]);
   });
 });
 
