@@ -5,6 +5,7 @@
 //
 // Upload path: src/cache/upload.ts (queue.writeBuffer, or a ring of mapped staging buffers; both are ordered on
 // the queue after every earlier submit, so a slot can be overwritten once the MoE that read it was submitted).
+import { ExpertUnavailableError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { GpuExperts } from '../model/gpu-weights.ts';
 import type { WeightSource } from '../format/pack.ts';
@@ -31,7 +32,8 @@ export interface ExpertLayerStats {
   actual: number; // distinct experts this layer's router chose in the step
   scored: number; // of those, the ones in a layer that had a prediction
   predictedCorrect: number; // |actual ∩ predicted|
-  replaced: number; // picks cache-aware routing replaced by experts already in slots (0 when it is off)
+  replaced: number; // picks replaced by experts on hand (cache-aware routing, unavailable experts substituted)
+  unreachable: number; // experts the source could neither read nor fetch (unavailableExperts 'substitute')
 }
 
 export interface ExpertCacheStats {
@@ -45,9 +47,12 @@ export interface ExpertCacheStats {
   expertUse: { hits: number[]; misses: number[] }[];
 }
 
-const zero = (): ExpertLayerStats => ({ hits: 0, misses: 0, ramHits: 0, prefetchHits: 0, storeReads: 0, bytesRead: 0, bytesUploaded: 0, evictions: 0, stallMs: 0, readbackMs: 0, subBatches: 0, predicted: 0, actual: 0, scored: 0, predictedCorrect: 0, replaced: 0 });
+const zero = (): ExpertLayerStats => ({ hits: 0, misses: 0, ramHits: 0, prefetchHits: 0, storeReads: 0, bytesRead: 0, bytesUploaded: 0, evictions: 0, stallMs: 0, readbackMs: 0, subBatches: 0, predicted: 0, actual: 0, scored: 0, predictedCorrect: 0, replaced: 0, unreachable: 0 });
 
-/** A source that can read several experts of one layer at once (IdbModelStore.readExperts: one transaction). */
+/**
+ * A source that can read several experts of one layer at once (IdbModelStore.readExperts: one transaction); one
+ * still being stored says which experts it has (WeightSource.expertStored).
+ */
 export interface BatchedExpertSource extends WeightSource {
   expertsOfLayer?(layer: number, experts: number[]): Promise<Uint32Array<ArrayBuffer>[]>;
 }
@@ -125,6 +130,26 @@ export class ExpertCache {
       return this.tables[layer].slotOf[e] < 0 && !this.ram.has(key) && !this.inflight.has(key);
     });
     this.read(layer, want, true).forEach((r) => r.catch(() => {})); // a failed prefetch is retried, and reported, on demand
+  }
+
+  /** In a slot, in the RAM tier, or in the source's store (not to be fetched). */
+  onHand(layer: number, expert: number): boolean {
+    return this.tables[layer].slotOf[expert] >= 0 || this.ram.has(`${layer}.${expert}`) || this.src.expertStored?.(layer, expert) !== false;
+  }
+
+  /**
+   * Of `experts`, those not on hand are read now (into the RAM tier); returns the ones the source could not give
+   * (ExpertUnavailableError: offline with a partial store). Other failures are thrown.
+   */
+  async unreachable(layer: number, experts: number[]): Promise<Set<number>> {
+    const want = experts.filter((e) => !this.onHand(layer, e)), gone = new Set<number>();
+    const fresh = want.filter((e) => !this.inflight.has(`${layer}.${e}`)), reads = this.read(layer, fresh, false);
+    await Promise.all(want.map((e) => (this.inflight.get(`${layer}.${e}`)?.rec ?? reads[fresh.indexOf(e)]).catch((err: unknown) => {
+      if (!(err instanceof ExpertUnavailableError)) throw err;
+      gone.add(e);
+    })));
+    this.last[layer].unreachable += gone.size;
+    return gone;
   }
 
   /** Make `experts` (at most slotsPerLayer) resident in `layer`'s slots and upload the slot table. */

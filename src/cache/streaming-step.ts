@@ -5,7 +5,9 @@
 // the routed experts encoded, in sub-batches of tokens whose experts fit the slots. One readback per layer.
 // With cacheAwareRouting the readback also holds the layer's weights and router logits, and a token's picks past
 // its best `exact` that are not in a GPU slot are replaced by resident ones (policy.ts cacheAwareRoute): written
-// back to the GPU before the routed experts run, so the layer uploads only the exact picks it misses.
+// back to the GPU before the routed experts run, so the layer uploads only the exact picks it misses. With
+// unavailableExperts 'substitute' the layer's experts not on hand are fetched first, and those that cannot be
+// (offline, a partial store) are replaced the same way by experts on hand.
 import type { GpuContext, Step } from '../gpu/context.ts';
 import { Usage } from '../gpu/context.ts';
 import type { ForwardBuilder, StepOptions } from '../model/forward.ts';
@@ -28,18 +30,26 @@ export interface StreamingOptions extends ExpertCacheOptions {
    * GPU slots where the router's pick is not (policy.ts cacheAwareRoute). Fewer uploads, a different model.
    */
   cacheAwareRouting?: { exact: number };
+  /**
+   * A routed expert the source can neither give from its store nor fetch (offline, a partial store): 'error' (the
+   * default: the source's ExpertUnavailableError ends the step) or 'substitute' (the token takes the best-scoring
+   * expert on hand, in a slot, the RAM tier or the store, instead: approximate, counted as replaced).
+   */
+  unavailableExperts?: 'error' | 'substitute';
 }
 
 export class StreamingStep implements StepRunner {
   readonly experts: ExpertCache;
   private readonly trace?: RoutingTrace;
   private readonly exact?: number; // cache-aware routing: the picks a token keeps as routed
+  private readonly substitute: boolean; // unavailableExperts 'substitute'
   private routing?: GPUBuffer; // MAP_READ: a layer's idx (maxT, k), the next layer's guess (maxT, k); cache-aware: w (maxT, k), logits (maxT, E+1)
 
   constructor(private readonly ctx: GpuContext, src: BatchedExpertSource, weights: GpuWeights, private readonly fb: ForwardBuilder, opts: StreamingOptions = {}) {
     this.experts = new ExpertCache(ctx, src, weights.layers.map((l) => l.experts), opts);
     this.trace = opts.routingTrace;
     this.exact = opts.cacheAwareRouting?.exact;
+    this.substitute = opts.unavailableExperts === 'substitute';
     const k = weights.config.numExpertsPerTok;
     if (this.exact !== undefined && !(Number.isInteger(this.exact) && this.exact >= 0 && this.exact <= k)) throw new RangeError(`cacheAwareRouting.exact must be an integer from 0 to top_k (${k}), not ${this.exact}`);
   }
@@ -62,13 +72,21 @@ export class StreamingStep implements StepRunner {
         [idx, pred] = [r.idx, guess ? r.guess : undefined];
         this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
         if (r.w) this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, r.w);
-      } else if (read.routing && this.exact !== undefined) {
-        const table = xc.tables[l], exactPicks = new Set<number>();
-        for (let t = 0; t < T; t++) for (let j = 0; j < this.exact; j++) exactPicks.add(idx[t * k + j]);
-        const n = cacheAwareRoute(read.routing, T, c.numExperts, k, c.normTopkProb, this.exact, (e) => table.slotOf[e] >= 0 || exactPicks.has(e));
+      } else if (read.routing) {
+        const routing = read.routing, E = c.numExperts;
+        let n = 0;
+        if (this.exact !== undefined) {
+          const table = xc.tables[l], exactPicks = new Set<number>();
+          for (let t = 0; t < T; t++) for (let j = 0; j < this.exact; j++) exactPicks.add(idx[t * k + j]);
+          n += cacheAwareRoute(routing, T, E, k, c.normTopkProb, this.exact, (e) => table.slotOf[e] >= 0 || exactPicks.has(e));
+        }
+        if (this.substitute) { // fetch what is not on hand now: whatever fails is swapped for experts on hand
+          const gone = await xc.unreachable(l, [...new Set(idx)]);
+          if (gone.size > 0) n += cacheAwareRoute(routing, T, E, k, c.normTopkProb, 0, (e) => !gone.has(e) && xc.onHand(l, e));
+        }
         if (n > 0) {
           this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
-          this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, read.routing.w);
+          this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, routing.w);
           xc.addReplaced(l, n);
         }
       }
@@ -95,7 +113,7 @@ export class StreamingStep implements StepRunner {
    * and map them: one readback per layer.
    */
   private async readRouting(ops: Step[], T: number, guess: boolean): Promise<{ idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer>; routing?: LayerRouting }> {
-    const s = this.fb.scratch, c = this.fb.w.config, k = c.numExpertsPerTok, aware = this.exact !== undefined;
+    const s = this.fb.scratch, c = this.fb.w.config, k = c.numExpertsPerTok, aware = this.exact !== undefined || this.substitute;
     const part = s.maxT * k * 4, bytes = T * k * 4, logitBytes = T * (c.numExperts + 1) * 4;
     const size = aware ? 3 * part + s.maxT * (c.numExperts + 1) * 4 : 2 * part;
     this.routing ??= this.ctx.device.createBuffer({ size, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });

@@ -163,7 +163,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const ctx = new GpuContext(device, { int8Matmul: (opts.prefillActivations ?? 'int8') === 'int8' });
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
     const partial = store instanceof IdbModelStore && !store.complete; // experts still being stored: stream them
-    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, cacheAwareRouting: opts.cacheAwareRouting, mtp, streamExperts: partial });
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, cacheAwareRouting: opts.cacheAwareRouting, unavailableExperts: opts.unavailableExperts, mtp, streamExperts: partial });
     src.done();
     const speculative = opts.speculative && new Qwen3NextSpeculativeDecoder(model, opts.speculative);
     streaming = expertStats(model) !== undefined;

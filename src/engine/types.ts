@@ -222,6 +222,13 @@ export interface EngineOptions {
    */
   backgroundExperts?: boolean;
   /**
+   * With backgroundExperts, offline before the fill is done: a reply that needs an expert not stored yet fails with
+   * ExpertUnavailableError ('error', the default), or takes the best-scoring stored expert in its place
+   * ('substitute': the reply goes on, approximately; usage.expert_cache.totals counts the experts it could not
+   * fetch, `unreachable`, and the picks it replaced). Nothing changes while the experts can be fetched.
+   */
+  unavailableExperts?: 'error' | 'substitute';
+  /**
    * Check every weight record's SHA-256 while loading (slower). Tokenizer files are always checked, and so is every
    * record read from IndexedDB (`cache`): a damaged one is fetched again (onWarning).
    */

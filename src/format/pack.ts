@@ -166,6 +166,8 @@ export interface WeightSource {
   readonly mtp?: boolean;
   dense(t: TensorPlan): Promise<Uint32Array<ArrayBuffer>>;
   expert(layer: number, expert: number): Promise<Uint32Array<ArrayBuffer>>;
+  /** False for an expert a store still being filled does not have yet (reading it fetches it); absent: all there. */
+  expertStored?(layer: number, expert: number): boolean;
 }
 
 export function checkpointSource(ckpt: Checkpoint, quant: QuantConfig): WeightSource {

@@ -325,6 +325,10 @@ export class IdbModelStore extends PackedStore {
     return { stored: total - this.missing.size, total };
   }
 
+  hasExpert(layer: number, expert: number): boolean {
+    return !this.missing.has(expertRecordName(layer, expert));
+  }
+
   /** Every record stored (a partial store becomes complete once fill() or the on-demand fetches got every expert). */
   get complete(): boolean {
     return this.missing.size === 0;

@@ -14,6 +14,8 @@ export interface ModelStore {
   /** A tokenizer file, whole; always checked against its SHA-256 (they are small). */
   readFile(name: string): Promise<Uint8Array<ArrayBuffer>>;
   close(): Promise<void>;
+  /** False for an expert not stored yet (a partial IdbModelStore fetches it when read); absent: every one is. */
+  hasExpert?(layer: number, expert: number): boolean;
 }
 
 /** Where a packed model is written: data files in pieces at given offsets, then the manifest. */
@@ -98,5 +100,6 @@ export async function storeSource(store: ModelStore, opts: { verify?: boolean } 
       return store.readDense(t.name, opts.verify);
     },
     expert: (layer, expert) => store.readExpert(layer, expert, opts.verify),
+    expertStored: store.hasExpert && ((layer, expert) => store.hasExpert!(layer, expert)),
   };
 }

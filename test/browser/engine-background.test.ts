@@ -4,7 +4,8 @@
 //    held until the reply ends) and equals the fully stored model's reply; no record is fetched twice; an expert served
 //    corrupt once is refused by its hash and fetched again.
 //  - The server gone mid-fill: a reply that needs a missing expert fails with ExpertUnavailableError (how much is
-//    stored, what to do); the next visit resumes the fill without fetching any stored record again and replies.
+//    stored, what to do), or, with unavailableExperts 'substitute', goes on with stored experts in their place; the
+//    next visit resumes the fill without fetching any stored record again and replies.
 //  - Two tabs of one profile (each with its own engine: the page hides SharedWorker) load the model at once: every
 //    record is fetched once in all, both fills end complete.
 import type { Route } from 'playwright-core';
@@ -62,12 +63,12 @@ describe.skipIf(skip)('Engine ready before its experts are stored (chromium)', (
     }
   });
 
-  it('the server gone mid-fill: ExpertUnavailableError; the next visit resumes without refetching and replies', async () => {
+  it('the server gone mid-fill: ExpertUnavailableError, or stored experts substituted; the next visit resumes without refetching and replies', async () => {
     await pg.tp.page.evaluate((m) => window.engineTest.forget(m), MODEL); // a fresh store
     const context = pg.tp.page.context(), stored = new Set<string>();
     let experts = 0, down = false;
     await context.route(`**${MODEL}**`, async (route) => {
-      if (isExpert(route.request().url()) && ++experts > 40) down = true; // the server stops after 40 experts
+      if (isExpert(route.request().url()) && ++experts > 160) down = true; // the server stops after 160 experts (~18 a layer: k = 10 can be substituted)
       if (down) return route.abort('connectionrefused');
       stored.add(rangeOf(route));
       return route.continue();
@@ -79,6 +80,14 @@ describe.skipIf(skip)('Engine ready before its experts are stored (chromium)', (
     expect(failed.error?.name).toBe('ExpertUnavailableError');
     expect(failed.error?.typed).toBe(true);
     expect(failed.error?.message).toMatch(/of 576 experts .* are stored\. Reconnect and send the message again/);
+    await pg.tp.page.evaluate(() => window.engineTest.unload());
+    // still offline, opted in to substitutes: the reply goes on with stored experts in place of the missing ones
+    await pg.tp.page.evaluate((m) => window.engineTest.load(m, true, true, { unavailableExperts: 'substitute' }), MODEL);
+    const approx = await pg.tp.page.evaluate((p) => window.engineTest.stream(p, 4), PROMPT);
+    const { totals } = (approx.usage as { expert_cache: { totals: { unreachable: number; replaced: number } } }).expert_cache;
+    expect(approx.count).toBeGreaterThan(0);
+    expect(totals.unreachable).toBeGreaterThan(0);
+    expect(totals.replaced).toBeGreaterThanOrEqual(totals.unreachable);
     await pg.tp.page.evaluate(() => window.engineTest.unload());
 
     await context.unroute(`**${MODEL}**`);

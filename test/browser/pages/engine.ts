@@ -4,6 +4,7 @@
 // fallback, a dedicated worker of the page (the worker side createWorkerEngine talks to as well).
 import { createSharedEngine, deleteStoredModel, type SharedEngine } from '../../../src/index.ts';
 import { ContextLengthError, Qwen3NextError } from '../../../src/errors.ts';
+import type { EngineOptions } from '../../../src/engine/types.ts';
 
 Reflect.deleteProperty(globalThis, 'SharedWorker');
 let engine: SharedEngine | undefined;
@@ -12,13 +13,13 @@ const fills: { loaded: number; total: number }[] = []; // phase 'fill' reports (
 const warnings: string[] = [];
 
 const engineTest = {
-  async load(model: string, cache = false, backgroundExperts = false) {
+  async load(model: string, cache = false, backgroundExperts = false, extra: Pick<EngineOptions, 'unavailableExperts'> = {}) {
     const t0 = performance.now();
     progress.length = 0;
     fills.length = 0;
     warnings.length = 0;
     engine = await createSharedEngine(new URL('../../../src/worker.ts', import.meta.url), {
-      model, cache, backgroundExperts, maxContext: 256, onWarning: (w) => warnings.push(w),
+      model, cache, backgroundExperts, ...extra, maxContext: 256, onWarning: (w) => warnings.push(w),
       onProgress: (p) => {
         progress.push(p.phase);
         if (p.phase === 'fill') fills.push({ loaded: p.loaded, total: p.total });
