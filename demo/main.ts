@@ -22,6 +22,8 @@ const MODEL_URL = params.get('model') ?? '../models/brown-tiny-q4/';
 const EXPERT_PERCENT = Number(params.get('experts') ?? 50);
 // ?draft=1..3: speculative decoding with the model's MTP layer, that many draft tokens a step (default off).
 const DRAFT_TOKENS = [1, 2, 3].includes(Number(params.get('draft'))) ? Number(params.get('draft')) : 0;
+// ?routing=N: cache-aware routing when experts stream, each token keeping its N best picks (default: exact routing).
+const ROUTING_EXACT = [3, 5, 7].includes(Number(params.get('routing'))) ? Number(params.get('routing')) : 0;
 /** The name the engine stores the model under: its folder's absolute URL. */
 const MODEL_KEY = new URL(MODEL_URL.endsWith('/') ? MODEL_URL : `${MODEL_URL}/`, location.href).href;
 
@@ -152,12 +154,13 @@ async function openChat(e: Engine, id: string) {
 async function load() {
   $<HTMLInputElement>('model-url').value = MODEL_URL;
   $<HTMLSelectElement>('expert-budget').value = String(EXPERT_PERCENT);
+  $<HTMLSelectElement>('routing').value = String(ROUTING_EXACT);
   if (!('gpu' in navigator)) return showNoWebGPU('navigator.gpu is missing: WebGPU is off or unsupported in this browser.');
   void storage.refresh();
   const stored = (await listStoredModels()).find((m) => m.name === MODEL_KEY);
   const progress = progressReporter();
   try {
-    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, backgroundExperts: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report, ...(DRAFT_TOKENS ? { speculative: { draftTokens: DRAFT_TOKENS } } : {}) });
+    engine = await createSharedEngine(new URL(workerUrl, location.href), { model: MODEL_URL, cache: true, backgroundExperts: true, expertCacheBytes: await expertCacheBytes(stored?.expertBytes), onProgress: progress.report, ...(DRAFT_TOKENS ? { speculative: { draftTokens: DRAFT_TOKENS } } : {}), ...(ROUTING_EXACT ? { cacheAwareRouting: { exact: ROUTING_EXACT } } : {}) });
   } catch (e) {
     const err = e as Error;
     if (err.name === 'WebGPUNotAvailableError') return showNoWebGPU(err.message);
@@ -306,6 +309,8 @@ function showStats(u: CompletionUsage, finish: FinishReason | null) {
       ['RAM tier', `${formatBytes(cache.ramCacheBytes)}: ${misses ? `${((100 * (t.ramHits - (p?.ramHits ?? 0))) / misses).toFixed(1)} % of misses` : '—'}`],
       ['Streamed per token', `${formatBytes(uploaded / run)} of experts`],
     );
+    const replaced = t.replaced - (p?.replaced ?? 0);
+    if (replaced > 0) rows.push(['Picks replaced', `${(replaced / run / cache.lastStep.length).toFixed(2)} a token a layer (experts on the GPU for the router's)`]);
     const use = useSince(cache.expertUse, previousCache?.expertUse);
     drawHeatmap($<HTMLCanvasElement>('heatmap'), use);
     $('heatmap-layers').textContent = `0–${use.length - 1} ↓`;
@@ -343,14 +348,15 @@ promptBox.addEventListener('keydown', (e) => {
 // Another model or budget: reload the page with ?model= and ?experts=, so the old engine and its GPU memory go
 // away with the page.
 function reloadWith() {
-  const model = $<HTMLInputElement>('model-url').value.trim(), experts = $<HTMLSelectElement>('expert-budget').value;
-  location.search = `?${new URLSearchParams({ model, experts, ...(DRAFT_TOKENS ? { draft: String(DRAFT_TOKENS) } : {}) })}`;
+  const model = $<HTMLInputElement>('model-url').value.trim(), experts = $<HTMLSelectElement>('expert-budget').value, routing = $<HTMLSelectElement>('routing').value;
+  location.search = `?${new URLSearchParams({ model, experts, ...(DRAFT_TOKENS ? { draft: String(DRAFT_TOKENS) } : {}), ...(routing !== '0' ? { routing } : {}) })}`;
 }
 $('model-form').addEventListener('submit', (e) => {
   e.preventDefault();
   reloadWith();
 });
 $('expert-budget').addEventListener('change', reloadWith);
+$('routing').addEventListener('change', reloadWith);
 stopButton.addEventListener('click', () => void engine?.interrupt());
 newChatButton.addEventListener('click', async () => {
   await engine?.resetChat();
