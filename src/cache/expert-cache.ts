@@ -10,7 +10,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { GpuExperts } from '../model/gpu-weights.ts';
 import type { WeightSource } from '../format/pack.ts';
 import { expertLayout } from '../format/pack.ts';
-import { defaultRamCacheBytes, RamTier, SlotTable } from './policy.ts';
+import { addRouterProbabilities, defaultRamCacheBytes, RamTier, SlotTable } from './policy.ts';
 import { createUploader, type ExpertUpload, type Uploader } from './upload.ts';
 
 export type { ExpertUpload } from './upload.ts';
@@ -77,6 +77,8 @@ export class ExpertCache {
   private readonly uploader: Uploader;
   private readonly totals = zero();
   private readonly use: { hits: Uint32Array; misses: Uint32Array }[];
+  /** Per layer (E): the router's probabilities summed over the tokens seen (StreamingOptions.routerMass). */
+  readonly routerMass: Float64Array[];
   private last: ExpertLayerStats[];
   private steps = 0;
 
@@ -90,6 +92,7 @@ export class ExpertCache {
     this.uploader = createUploader(ctx, opts.upload ?? 'staging-ring', this.gateUpWords + this.downWords);
     this.last = layers.map(zero);
     this.use = layers.map(() => ({ hits: new Uint32Array(c.numExperts), misses: new Uint32Array(c.numExperts) }));
+    this.routerMass = layers.map(() => new Float64Array(c.numExperts));
   }
 
   get slotsPerLayer(): number {
@@ -103,6 +106,10 @@ export class ExpertCache {
 
   addReadback(layer: number, ms: number): void {
     this.last[layer].readbackMs += ms;
+  }
+
+  addRouterMass(layer: number, logits: Float32Array): void {
+    addRouterProbabilities(this.routerMass[layer], logits);
   }
 
   addReplaced(layer: number, picks: number): void {

@@ -49,3 +49,13 @@ export function streaming(src: WeightSource, opts: StreamingOptions = {}): Model
 export function expertStats(model: Qwen3NextGpuModel): ExpertCacheStats | undefined {
   return model.steps instanceof StreamingStep ? model.steps.stats() : undefined;
 }
+
+/**
+ * How much a streaming model's routers have wanted each expert so far (their probabilities summed over the tokens,
+ * StreamingOptions.routerMass); 0 for a layer it has none of (the MTP layer's). Undefined when resident.
+ */
+export function routerMass(model: Qwen3NextGpuModel): ((layer: number, expert: number) => number) | undefined {
+  if (!(model.steps instanceof StreamingStep)) return undefined;
+  const mass = model.steps.experts.routerMass;
+  return (layer, expert) => mass[layer]?.[expert] ?? 0;
+}

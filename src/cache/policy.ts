@@ -127,6 +127,17 @@ export function cacheAwareRoute(r: LayerRouting, T: number, E: number, k: number
   return replaced;
 }
 
+/** Adds to `mass` (E) the router's softmax over the E experts of each (E+1)-wide row of `logits` (router | shared gate). */
+export function addRouterProbabilities(mass: Float64Array, logits: Float32Array): void {
+  const E = mass.length;
+  for (let r = 0; r + E < logits.length; r += E + 1) {
+    let max = -Infinity, sum = 0;
+    for (let e = 0; e < E; e++) max = Math.max(max, logits[r + e]);
+    for (let e = 0; e < E; e++) sum += Math.exp(logits[r + e] - max);
+    for (let e = 0; e < E; e++) mass[e] += Math.exp(logits[r + e] - max) / sum;
+  }
+}
+
 /** Least-recently-used record buffers up to a byte budget; remembers which came from a prefetch. */
 export class RamTier {
   private readonly lru = new Map<string, Uint32Array<ArrayBuffer>>();

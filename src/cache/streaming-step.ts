@@ -36,13 +36,21 @@ export interface StreamingOptions extends ExpertCacheOptions {
    * expert on hand, in a slot, the RAM tier or the store, instead: approximate, counted as replaced).
    */
   unavailableExperts?: 'error' | 'substitute';
+  /**
+   * Sum each layer's router probabilities over the tokens (a long step's last MASS_ROWS) into the expert cache's
+   * routerMass: what a store still being filled fetches first (the engine's fill priority).
+   */
+  routerMass?: boolean;
 }
+
+const MASS_ROWS = 64; // a long prompt's last tokens: what it is about now, without reading back (T, E) for all of it
 
 export class StreamingStep implements StepRunner {
   readonly experts: ExpertCache;
   private readonly trace?: RoutingTrace;
   private readonly exact?: number; // cache-aware routing: the picks a token keeps as routed
   private readonly substitute: boolean; // unavailableExperts 'substitute'
+  private readonly mass: boolean; // routerMass
   private routing?: GPUBuffer; // MAP_READ: a layer's idx (maxT, k), the next layer's guess (maxT, k); cache-aware: w (maxT, k), logits (maxT, E+1)
 
   constructor(private readonly ctx: GpuContext, src: BatchedExpertSource, weights: GpuWeights, private readonly fb: ForwardBuilder, opts: StreamingOptions = {}) {
@@ -50,6 +58,7 @@ export class StreamingStep implements StepRunner {
     this.trace = opts.routingTrace;
     this.exact = opts.cacheAwareRouting?.exact;
     this.substitute = opts.unavailableExperts === 'substitute';
+    this.mass = opts.routerMass === true;
     const k = weights.config.numExpertsPerTok;
     if (this.exact !== undefined && !(Number.isInteger(this.exact) && this.exact >= 0 && this.exact <= k)) throw new RangeError(`cacheAwareRouting.exact must be an integer from 0 to top_k (${k}), not ${this.exact}`);
   }
@@ -67,6 +76,7 @@ export class StreamingStep implements StepRunner {
       let { idx } = read, pred = read.guess;
       st.ops.length = 0;
       xc.addReadback(l, performance.now() - t0);
+      if (read.recent) xc.addRouterMass(l, read.recent);
       if (this.trace) {
         const r = this.trace(l, T);
         [idx, pred] = [r.idx, guess ? r.guess : undefined];
@@ -109,27 +119,31 @@ export class StreamingStep implements StepRunner {
   }
 
   /**
-   * Submit `ops` plus copies of the router's idx (and the next layer's guess; cache-aware: its weights and logits)
-   * and map them: one readback per layer.
+   * Submit `ops` plus copies of the router's idx (and the next layer's guess; cache-aware: its weights and logits;
+   * routerMass: the logits of the last MASS_ROWS tokens at least) and map them: one readback per layer.
    */
-  private async readRouting(ops: Step[], T: number, guess: boolean): Promise<{ idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer>; routing?: LayerRouting }> {
-    const s = this.fb.scratch, c = this.fb.w.config, k = c.numExpertsPerTok, aware = this.exact !== undefined || this.substitute;
-    const part = s.maxT * k * 4, bytes = T * k * 4, logitBytes = T * (c.numExperts + 1) * 4;
-    const size = aware ? 3 * part + s.maxT * (c.numExperts + 1) * 4 : 2 * part;
+  private async readRouting(ops: Step[], T: number, guess: boolean): Promise<{ idx: Uint32Array<ArrayBuffer>; guess?: Uint32Array<ArrayBuffer>; routing?: LayerRouting; recent?: Float32Array<ArrayBuffer> }> {
+    const s = this.fb.scratch, c = this.fb.w.config, k = c.numExpertsPerTok, row = (c.numExperts + 1) * 4;
+    const aware = this.exact !== undefined || this.substitute, recentRows = this.mass ? Math.min(T, MASS_ROWS) : 0;
+    const part = s.maxT * k * 4, bytes = T * k * 4, rows = aware ? T : recentRows, first = T - rows;
+    const size = aware || this.mass ? 3 * part + s.maxT * row : 2 * part;
     this.routing ??= this.ctx.device.createBuffer({ size, usage: Usage.MAP_READ | Usage.COPY_DST, label: 'routing readback' });
     const rb = this.routing;
-    const copy = (label: string, src: GPUBuffer, dstOffset: number, n: number): Step => ({ label, copy: { src, srcOffset: 0, dst: rb, dstOffset, size: n } });
-    const copies = [copy('read idx', s.topIdx, 0, bytes)];
-    if (guess) copies.push(copy('read guess', this.fb.streamScratch.predIdx, part, bytes));
-    if (aware) copies.push(copy('read w', s.topW, 2 * part, bytes), copy('read logits', s.routerLogits, 3 * part, logitBytes));
+    const copy = (label: string, src: GPUBuffer, srcOffset: number, dstOffset: number, n: number): Step => ({ label, copy: { src, srcOffset, dst: rb, dstOffset, size: n } });
+    const copies = [copy('read idx', s.topIdx, 0, 0, bytes)];
+    if (guess) copies.push(copy('read guess', this.fb.streamScratch.predIdx, 0, part, bytes));
+    if (aware) copies.push(copy('read w', s.topW, 0, 2 * part, bytes));
+    if (rows > 0) copies.push(copy('read logits', s.routerLogits, first * row, 3 * part, rows * row));
     this.ctx.run([...ops, ...copies]);
     await rb.mapAsync(1 /* GPUMapMode.READ */, 0, size);
     const m = rb.getMappedRange(0, size);
     const idx = new Uint32Array(m.slice(0, bytes));
+    const logits = rows > 0 ? new Float32Array(m.slice(3 * part, 3 * part + rows * row)) : undefined;
     const out = {
       idx,
       guess: guess ? new Uint32Array(m.slice(part, part + bytes)) : undefined,
-      routing: aware ? { idx, w: new Float32Array(m.slice(2 * part, 2 * part + bytes)), logits: new Float32Array(m.slice(3 * part, 3 * part + logitBytes)) } : undefined,
+      routing: aware ? { idx, w: new Float32Array(m.slice(2 * part, 2 * part + bytes)), logits: logits! } : undefined,
+      recent: recentRows > 0 ? logits!.subarray((rows - recentRows) * (c.numExperts + 1)) : undefined,
     };
     rb.unmap();
     return out;

@@ -4,7 +4,7 @@ import { ConfigError, ModelLoadError, WebGPUNotAvailableError } from '../errors.
 import { GpuContext } from '../gpu/context.ts';
 import { checkKernelShapes, type Qwen3NextGpuModel } from '../model/model.ts';
 import { Qwen3NextSpeculativeDecoder } from '../model/speculative.ts';
-import { expertStats, loadModel } from '../cache/load.ts';
+import { expertStats, loadModel, routerMass } from '../cache/load.ts';
 import { parseConfig } from '../config.ts';
 import { densePlan, type WeightSource } from '../format/pack.ts';
 import { storeSource, type ModelStore } from '../store/store.ts';
@@ -83,14 +83,15 @@ export async function readTokenizer(store: ModelStore): Promise<Qwen3Tokenizer> 
 }
 
 /**
- * The background fill of a partially stored model, reported as phase 'fill' (after 'ready'); a failure (the network
- * gone) is a warning: what arrived stays stored, experts still missing are fetched when needed, the next load resumes.
+ * The background fill of a partially stored model, reported as phase 'fill' (after 'ready'), the experts `priority`
+ * (the routers' summed probabilities) rates highest first; a failure (the network gone) is a warning: what arrived stays stored, experts still missing are fetched when needed, the next load resumes.
  * Returns what stops it.
  */
-function startFill(store: IdbModelStore, opts: EngineOptions): () => void {
+function startFill(store: IdbModelStore, opts: EngineOptions, priority?: (layer: number, expert: number) => number): () => void {
   const stop = new AbortController(), warn = opts.onWarning ?? console.warn;
   store.fill({
     signal: stop.signal,
+    priority, // the experts the routers have wanted most first
     onProgress: (p) => opts.onProgress?.({
       phase: 'fill', loaded: p.bytesDone, total: p.bytesTotal,
       text: `Storing experts in the background: ${p.expertsDone} of ${p.expertsTotal} (${mib(p.bytesDone)} of ${mib(p.bytesTotal)} MiB)` +
@@ -163,7 +164,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const ctx = new GpuContext(device, { int8Matmul: (opts.prefillActivations ?? 'int8') === 'int8' });
     const src = withProgress(await storeSource(store, { verify: opts.verify }), total, opts.onProgress);
     const partial = store instanceof IdbModelStore && !store.complete; // experts still being stored: stream them
-    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, cacheAwareRouting: opts.cacheAwareRouting, unavailableExperts: opts.unavailableExperts, mtp, streamExperts: partial });
+    const model = await loadModel(ctx, src, { maxContext: opts.maxContext, yarn: opts.yarn, kvCache: opts.kvCache, expertCacheBytes: opts.expertCacheBytes, ramCacheBytes: opts.ramCacheBytes, cacheAwareRouting: opts.cacheAwareRouting, unavailableExperts: opts.unavailableExperts, routerMass: partial, mtp, streamExperts: partial });
     src.done();
     const speculative = opts.speculative && new Qwen3NextSpeculativeDecoder(model, opts.speculative);
     streaming = expertStats(model) !== undefined;
@@ -173,7 +174,7 @@ async function loadOnto(device: GPUDevice, store: ModelStore, opened: boolean, o
     const rope = JSON.stringify(model.config.ropeScaling), modelId = await modelIdentity(m);
     return {
       ctx, model, speculative, tokenizer, name, modelId: rope === JSON.stringify(config.ropeScaling) ? modelId : `${modelId} rope ${rope}`,
-      ownsDevice: !opts.device, store: opened && streaming ? store : undefined, stopFill: partial ? startFill(store as IdbModelStore, opts) : undefined,
+      ownsDevice: !opts.device, store: opened && streaming ? store : undefined, stopFill: partial ? startFill(store as IdbModelStore, opts, routerMass(model)) : undefined,
     };
   } finally {
     if (opened && !streaming) await store.close(); // every weight is on the GPU now

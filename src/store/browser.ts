@@ -73,6 +73,12 @@ export interface FillOptions {
   signal?: AbortSignal;
   /** Parallel record fetches (default 4). */
   concurrency?: number;
+  /**
+   * How much the model wants an expert now (the engine: the router's probability mass over the tokens so far): the
+   * fill takes the missing expert with the highest next, ties in the even order over layers. Asked again before
+   * every record, so it follows the conversation.
+   */
+  priority?: (layer: number, expert: number) => number;
 }
 
 export interface OpenOptions {
@@ -158,6 +164,16 @@ function expertItems(m: Manifest): Item[] {
 }
 
 /** Names of the records stored and verified so far. */
+/** Moves the item of list[from..] with the highest priority to `from`, the others keeping their order (ties: the first). */
+export function moveFirst<T extends { layer: number; expert: number }>(list: T[], from: number, priority: (layer: number, expert: number) => number): void {
+  let best = from, top = -Infinity;
+  for (let i = from; i < list.length; i++) {
+    const p = priority(list[i].layer, list[i].expert);
+    if (p > top) [top, best] = [p, i];
+  }
+  if (best > from) list.splice(from, 0, ...list.splice(best, 1));
+}
+
 async function storedRecords(db: UseStore): Promise<Set<string>> {
   return new Set((await keys(db)).filter((k): k is string => typeof k === 'string' && k.startsWith('ok:')).map((k) => k.slice(3)));
 }
@@ -386,8 +402,8 @@ export class IdbModelStore extends PackedStore {
   }
 
   /**
-   * Fetch and store every expert still missing, a few at a time, in an order that covers every layer evenly (the
-   * first experts of each layer, then the next). Experts the model asks for meanwhile are fetched at once, and the
+   * Fetch and store every expert still missing, a few at a time, the one `priority` rates highest first, else in an
+   * order that covers every layer evenly (the first experts of each layer, then the next). Experts the model asks for meanwhile are fetched at once, and the
    * fill starts no record while any of them is in flight (a reply waiting for its experts gets the line). One tab fills at a time (a Web Lock); a tab that gets the lock later finds the first one's records.
    * Rejects on the first failure (the network gone: ExpertUnavailableError); what arrived stays stored.
    */
@@ -396,7 +412,7 @@ export class IdbModelStore extends PackedStore {
       const stored = await storedRecords(this.db);
       for (const n of [...this.missing]) if (stored.has(n)) this.missing.delete(n);
       const all = expertItems(this.m), E = this.m.experts[0]?.length ?? 0, L = this.m.experts.length;
-      const todo = all.map((_, i) => all[(i % L) * E + Math.floor(i / L)]).filter((r) => this.missing.has(r.name));
+      const todo = all.map((_, i) => ({ ...all[(i % L) * E + Math.floor(i / L)], layer: i % L, expert: Math.floor(i / L) })).filter((r) => this.missing.has(r.name));
       const bytesTotal = all.reduce((n, r) => n + r.bytes, 0);
       let fetched = 0, failure: unknown, next = 0;
       const t0 = performance.now();
@@ -409,6 +425,7 @@ export class IdbModelStore extends PackedStore {
       const worker = async () => {
         while (next < todo.length && failure === undefined) {
           await this.noDemand(); // a reply waiting for experts gets the line first
+          if (opts.priority) moveFirst(todo, next, opts.priority);
           const r = todo[next++];
           if (!r || !this.missing.has(r.name)) continue; // fetched on demand meanwhile
           try {

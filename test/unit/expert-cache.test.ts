@@ -1,7 +1,8 @@
 // The expert cache's CPU policy: per-layer LRU with the sub-batch's experts pinned, sub-batch planning,
 // cache-aware routing and the RAM tier.
 import { describe, expect, it } from 'vitest';
-import { cacheAwareRoute, defaultRamCacheBytes, planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
+import { addRouterProbabilities, cacheAwareRoute, defaultRamCacheBytes, planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
+import { moveFirst } from '../../src/store/browser.ts';
 import { routeTopK } from '../../src/reference/ops.ts';
 
 describe('SlotTable (LRU, pinned sub-batch)', () => {
@@ -93,6 +94,24 @@ describe('cacheAwareRoute', () => {
     const r = routed(); // token 0: 2 -> 6, and 3 stays (0, 1, 6 taken); token 1: 5 -> 1, 4 -> 0 (by logit)
     expect(cacheAwareRoute(r, T, E, k, true, 1, (e) => e === 0 || e === 1 || e === 6)).toBe(3);
     expect(Array.from(r.idx)).toEqual([0, 1, 6, 3, 7, 6, 1, 0]);
+  });
+});
+
+describe('the fill by router mass', () => {
+  it('addRouterProbabilities sums each row\'s softmax over the experts, not the shared gate', () => {
+    const mass = new Float64Array(3);
+    addRouterProbabilities(mass, Float32Array.from([0, 0, 0, 50, Math.log(2), 0, 0, -50]));
+    expect(Array.from(mass)).toEqual([1 / 3 + 1 / 2, 1 / 3 + 1 / 4, 1 / 3 + 1 / 4].map((x) => expect.closeTo(x, 6)));
+  });
+
+  it('moveFirst brings the highest priority forward, the rest in their order; all equal: unchanged', () => {
+    const list = [0, 1, 2, 3, 4].map((e) => ({ layer: e % 2, expert: e }));
+    moveFirst(list, 0, () => 0);
+    expect(list.map((r) => r.expert)).toEqual([0, 1, 2, 3, 4]);
+    moveFirst(list, 1, (l, e) => (e === 3 ? 5 : e === 4 ? 5 : 1));
+    expect(list.map((r) => r.expert)).toEqual([0, 3, 1, 2, 4]); // from 1 on: 3 first (ties: the first)
+    moveFirst(list, 2, (l) => l); // layer 1 first: expert 1 (already at 2)
+    expect(list.map((r) => r.expert)).toEqual([0, 3, 1, 2, 4]);
   });
 });
 
