@@ -240,7 +240,7 @@ async function download(base: string, db: UseStore, text: string, m: Manifest, o
   if (old !== text) await set('manifest', text, db);
   await navigator.storage?.persist?.().catch(() => false);
 
-  let bytesDone = bytesTotal - needed, recordsDone = all.length - todo.length, fetched = 0;
+  let bytesDone = bytesTotal - todo.reduce((n, r) => n + r.bytes, 0), recordsDone = all.length - todo.length, fetched = 0;
   const t0 = performance.now();
   const report = () => {
     const s = (performance.now() - t0) / 1000, rate = s > 0 ? fetched / s : 0;

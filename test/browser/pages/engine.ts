@@ -10,24 +10,27 @@ Reflect.deleteProperty(globalThis, 'SharedWorker');
 let engine: SharedEngine | undefined;
 const progress: string[] = [];
 const fills: { loaded: number; total: number }[] = []; // phase 'fill' reports (backgroundExperts)
+const outOfRange: string[] = []; // reports whose loaded is not within 0..total
 const warnings: string[] = [];
 
 const engineTest = {
   async load(model: string, cache = false, backgroundExperts = false, extra: Pick<EngineOptions, 'unavailableExperts'> = {}) {
     const t0 = performance.now();
     progress.length = 0;
+    outOfRange.length = 0;
     fills.length = 0;
     warnings.length = 0;
     engine = await createSharedEngine(new URL('../../../src/worker.ts', import.meta.url), {
       model, cache, backgroundExperts, ...extra, maxContext: 256, onWarning: (w) => warnings.push(w),
       onProgress: (p) => {
         progress.push(p.phase);
+        if (!(p.loaded >= 0 && p.loaded <= p.total)) outOfRange.push(`${p.phase} ${p.loaded} of ${p.total}`);
         if (p.phase === 'fill') fills.push({ loaded: p.loaded, total: p.total });
       },
     });
     return {
       seconds: (performance.now() - t0) / 1000, progress: progress.length, last: progress.at(-1), downloads: progress.filter((p) => p === 'download').length,
-      mode: engine.mode, fallbackReason: engine.fallbackReason, info: await engine.info(),
+      mode: engine.mode, fallbackReason: engine.fallbackReason, info: await engine.info(), outOfRange: outOfRange.slice(),
     };
   },
 
