@@ -51,7 +51,7 @@ export class StreamingStep implements StepRunner {
   private readonly exact?: number; // cache-aware routing: the picks a token keeps as routed
   private readonly substitute: boolean; // unavailableExperts 'substitute'
   private readonly mass: boolean; // routerMass
-  private routing?: GPUBuffer; // MAP_READ: a layer's idx (maxT, k), the next layer's guess (maxT, k); cache-aware: w (maxT, k), logits (maxT, E+1)
+  private routing?: GPUBuffer; // MAP_READ: a layer's idx (maxT, k), the next layer's guess (maxT, k); w (maxT, k), logits (maxT, E+1)
 
   constructor(private readonly ctx: GpuContext, src: BatchedExpertSource, weights: GpuWeights, private readonly fb: ForwardBuilder, opts: StreamingOptions = {}) {
     this.experts = new ExpertCache(ctx, src, weights.layers.map((l) => l.experts), opts);
@@ -83,22 +83,7 @@ export class StreamingStep implements StepRunner {
         this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
         if (r.w) this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, r.w);
       } else if (read.routing) {
-        const routing = read.routing, E = c.numExperts;
-        let n = 0;
-        if (this.exact !== undefined) {
-          const table = xc.tables[l], exactPicks = new Set<number>();
-          for (let t = 0; t < T; t++) for (let j = 0; j < this.exact; j++) exactPicks.add(idx[t * k + j]);
-          n += cacheAwareRoute(routing, T, E, k, c.normTopkProb, this.exact, (e) => table.slotOf[e] >= 0 || exactPicks.has(e));
-        }
-        if (this.substitute) { // fetch what is not on hand now: whatever fails is swapped for experts on hand
-          const gone = await xc.unreachable(l, [...new Set(idx)]);
-          if (gone.size > 0) n += cacheAwareRoute(routing, T, E, k, c.normTopkProb, 0, (e) => !gone.has(e) && xc.onHand(l, e));
-        }
-        if (n > 0) {
-          this.ctx.device.queue.writeBuffer(fb.scratch.topIdx, 0, idx);
-          this.ctx.device.queue.writeBuffer(fb.scratch.topW, 0, routing.w);
-          xc.addReplaced(l, n);
-        }
+        await this.reroute(l, T, read.routing);
       }
       xc.observe(l, new Set(idx));
       if (pred) xc.predict(l + 1, new Set(pred));
@@ -112,6 +97,28 @@ export class StreamingStep implements StepRunner {
     }
     this.ctx.run([...st.ops, ...after]);
     xc.endStep();
+  }
+
+  /**
+   * Cache-aware routing, then (unavailableExperts 'substitute') the experts the source cannot give swapped for ones
+   * on hand; the rewritten ids and weights go back to the GPU before the layer's routed experts are encoded.
+   */
+  private async reroute(l: number, T: number, routing: LayerRouting): Promise<void> {
+    const xc = this.experts, c = this.fb.w.config, E = c.numExperts, k = c.numExpertsPerTok, { idx } = routing;
+    let n = 0;
+    if (this.exact !== undefined) {
+      const table = xc.tables[l], exactPicks = new Set<number>();
+      for (let t = 0; t < T; t++) for (let j = 0; j < this.exact; j++) exactPicks.add(idx[t * k + j]);
+      n += cacheAwareRoute(routing, T, E, k, c.normTopkProb, this.exact, (e) => table.slotOf[e] >= 0 || exactPicks.has(e));
+    }
+    if (this.substitute) { // fetch what is not on hand now: whatever fails is swapped for experts on hand
+      const gone = await xc.unreachable(l, [...new Set(idx)]);
+      if (gone.size > 0) n += cacheAwareRoute(routing, T, E, k, c.normTopkProb, 0, (e) => !gone.has(e) && xc.onHand(l, e));
+    }
+    if (n === 0) return;
+    this.ctx.device.queue.writeBuffer(this.fb.scratch.topIdx, 0, idx);
+    this.ctx.device.queue.writeBuffer(this.fb.scratch.topW, 0, routing.w);
+    xc.addReplaced(l, n);
   }
 
   stats(): ExpertCacheStats {
