@@ -164,6 +164,32 @@ function expertItems(m: Manifest): Item[] {
 }
 
 /** Names of the records stored and verified so far. */
+/**
+ * Expert fetches in flight at most: a layer of a long prompt may want a hundred experts not stored yet, and each is a
+ * 2 MB request (HTTP/2 would take them all at once, and the ones the reply needs first would wait behind the rest).
+ */
+export const MAX_REQUESTS = 8;
+
+/** Runs at most `max` tasks at once, the others in the order they came. */
+export class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    else this.active++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(); // the slot passes on
+      else this.active--;
+    }
+  }
+}
+
 /** Moves the item of list[from..] with the highest priority to `from`, the others keeping their order (ties: the first). */
 export function moveFirst<T extends { layer: number; expert: number }>(list: T[], from: number, priority: (layer: number, expert: number) => number): void {
   let best = from, top = -Infinity;
@@ -305,6 +331,7 @@ export class IdbModelStore extends PackedStore {
   private readonly missing: Set<string>;
   private readonly fetching = new Map<string, Promise<Uint8Array<ArrayBuffer>>>(); // on-demand and fill fetches, by record
   private demand = 0; // on-demand fetches in flight: the fill starts no record meanwhile (the line is theirs)
+  private readonly requests = new Limiter(MAX_REQUESTS); // expert fetches in flight, on demand and the fill's
   private demandDone: (() => void)[] = [];
 
   private constructor(private readonly db: ModelDb, m: Manifest, private readonly name: string, private readonly opts: OpenOptions, missing: Set<string>) {
@@ -385,7 +412,7 @@ export class IdbModelStore extends PackedStore {
           return new Uint8Array(await blob.arrayBuffer());
         }
       }
-      const bytes = await fetchRecord(this.opts.source!, r, signal, (why, cause) => this.unavailable(r, why, cause));
+      const bytes = await this.requests.run(() => fetchRecord(this.opts.source!, r, signal, (why, cause) => this.unavailable(r, why, cause)));
       await setMany(recordEntries(r.name, r.sha256, bytes), this.db);
       this.missing.delete(r.name);
       return bytes;

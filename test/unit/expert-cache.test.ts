@@ -2,7 +2,7 @@
 // cache-aware routing and the RAM tier.
 import { describe, expect, it } from 'vitest';
 import { addRouterProbabilities, cacheAwareRoute, defaultRamCacheBytes, planSubBatches, RamTier, SlotTable } from '../../src/cache/policy.ts';
-import { moveFirst } from '../../src/store/browser.ts';
+import { Limiter, moveFirst } from '../../src/store/browser.ts';
 import { routeTopK } from '../../src/reference/ops.ts';
 
 describe('SlotTable (LRU, pinned sub-batch)', () => {
@@ -112,6 +112,29 @@ describe('the fill by router mass', () => {
     expect(list.map((r) => r.expert)).toEqual([0, 3, 1, 2, 4]); // from 1 on: 3 first (ties: the first)
     moveFirst(list, 2, (l) => l); // layer 1 first: expert 1 (already at 2)
     expect(list.map((r) => r.expert)).toEqual([0, 3, 1, 2, 4]);
+  });
+});
+
+describe('Limiter (expert fetches in flight)', () => {
+  it('runs at most max tasks at once, the rest in order, passing a failed task\'s slot on', async () => {
+    const lim = new Limiter(2), started: number[] = [], release: (() => void)[] = [];
+    let active = 0, most = 0;
+    const task = (i: number) => lim.run(async () => {
+      started.push(i);
+      most = Math.max(most, ++active);
+      await new Promise<void>((r) => release.push(r));
+      active--;
+      if (i === 1) throw new Error('offline');
+      return i;
+    });
+    const all = [0, 1, 2, 3, 4].map((i) => task(i).catch((e: Error) => e.message));
+    for (let n = 0; n < 5; n++) {
+      await new Promise((r) => setTimeout(r, 0));
+      release.shift()!();
+    }
+    expect(await Promise.all(all)).toEqual([0, 'offline', 2, 3, 4]);
+    expect(started).toEqual([0, 1, 2, 3, 4]);
+    expect(most).toBe(2);
   });
 });
 
