@@ -1,7 +1,7 @@
 // The chat demo (demo/) in Chromium with a fresh profile: it downloads the embedded brown-tiny into IndexedDB and
 // loads it in a worker with half its experts streaming, a greedy reply matches the engine's
 // (test/browser/engine.test.ts) and draws the expert heatmap, Stop ends a long reply midway, the stored-models panel
-// lists the model and deletes it, and without WebGPU the page explains why instead of breaking. The built site
+// lists the model and deletes it, cache-aware routing (?routing=) reports the picks it replaced, and without WebGPU the page explains why instead of breaking. The built site
 // (npm run build:demo) works offline after one visit: its service worker serves the page, IndexedDB the model.
 // Screenshots land in test-results/demo-*.png for a human to look at.
 import { mkdirSync } from 'node:fs';
@@ -138,6 +138,23 @@ describe.skipIf(skip)('the demo chat app (chromium)', () => {
       second.check();
     } finally {
       await second.page.close();
+    }
+  });
+
+  it('routing "keep the best 3 picks" (?routing=3) at a 25 % budget replies and shows the picks it replaced', async () => {
+    const other = await session.open('/demo/?experts=25&routing=3', 'demo');
+    try {
+      await other.page.waitForFunction(() => window.demo.ready, undefined, { timeout: 240_000 });
+      expect(await other.page.inputValue('#routing')).toBe('3');
+      await other.page.fill('#prompt', PROMPT);
+      await other.page.click('#send');
+      await other.page.waitForFunction(() => window.demo.replies > 0, undefined, { timeout: 240_000 });
+      const stats = await other.page.textContent('#stats-list');
+      expect(stats).toMatch(/Experts on GPU\s*16 of 64 per layer/);
+      expect(stats).toMatch(/Picks replaced\s*[\d.]+ a token a layer/);
+      other.check();
+    } finally {
+      await other.page.context().close();
     }
   });
 
