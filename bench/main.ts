@@ -73,6 +73,9 @@ if (suites.has('stream')) {
       { trace: 'zipf', upload: 'writeBuffer', prefetch: false },
       { trace: 'zipf', upload: 'staging-ring', prefetch: true },
       { trace: 'calibrated', upload: 'staging-ring', prefetch: true },
+      // the random weights' own routers: exact, then cache-aware (issue #16's opt-in mode)
+      { trace: 'router', upload: 'staging-ring', prefetch: true },
+      { trace: 'router', upload: 'staging-ring', prefetch: true, cacheAware: 5 },
     ],
   };
   const { rows, storeBytes, storeMs } = await runStreaming(ctx, o);

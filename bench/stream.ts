@@ -29,7 +29,8 @@ export interface StreamOptions {
   ramCacheBytes: number;
   promptTokens: number;
   decodeTokens: number;
-  runs: { trace: TraceKind; upload: ExpertUpload; prefetch: boolean }[];
+  /** trace 'router': the model's own (random) routers route, optionally cache-aware keeping `cacheAware` picks. */
+  runs: { trace: TraceKind | 'router'; upload: ExpertUpload; prefetch: boolean; cacheAware?: number }[];
   zipfS: number;
   reuse: number;
   prefetchAccuracy: number;
@@ -85,7 +86,7 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
 
   for (const [n, run] of o.runs.entries()) {
     const before = ctx.allocatedBytes;
-    const trace = makeTrace(run.trace, L, E, k, o, 1234 + n), guessRand = rng(777 + n);
+    const trace = makeTrace(run.trace === 'router' ? 'uniform' : run.trace, L, E, k, o, 1234 + n), guessRand = rng(777 + n);
     let token = 0; // first token of the current step
     const routingTrace: RoutingTrace = (l, T) => {
       const idx = new Uint32Array(T * k), guess = new Uint32Array(T * k);
@@ -95,7 +96,10 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
       }
       return { idx, guess };
     };
-    const steps = streaming(src, { ramCacheBytes: o.ramCacheBytes, prefetch: run.prefetch, upload: run.upload, routingTrace });
+    const steps = streaming(src, {
+      ramCacheBytes: o.ramCacheBytes, prefetch: run.prefetch, upload: run.upload,
+      ...(run.trace === 'router' ? { cacheAwareRouting: run.cacheAware === undefined ? undefined : { exact: run.cacheAware } } : { routingTrace }),
+    });
     const model = new Qwen3NextGpuModel(ctx, withSlots(slots), { ...opts, steps });
     const gpuBytes = denseBytes + ctx.allocatedBytes - before;
 
@@ -113,7 +117,7 @@ export async function runStreaming(ctx: GpuContext, o: StreamOptions): Promise<{
     const t1 = expertStats(model)!.totals, d = (key: keyof typeof t1) => (t1[key] as number) - (t0[key] as number);
     const routed = d('hits') + d('misses');
     rows.push({
-      run: `${run.trace}, ${run.upload}, prefetch ${run.prefetch ? 'on' : 'off'}`,
+      run: `${run.trace}${run.cacheAware === undefined ? '' : `, cache-aware (keeps ${run.cacheAware})`}, ${run.upload}, prefetch ${run.prefetch ? 'on' : 'off'}`,
       tokPerS: 1000 / median(ms),
       hitRate: d('hits') / routed,
       prefetchAccuracy: d('scored') ? d('predictedCorrect') / d('scored') : 0,

@@ -61,14 +61,15 @@ describe('benchmark suites (tiny shapes)', () => {
         const s = await runStreaming(ctx, {
           layers: 4, small: true, dir, gpuCapBytes: 0, ramCacheBytes: 1 << 16, promptTokens: 3, decodeTokens: 3,
           zipfS: 1, reuse: 0.5, prefetchAccuracy: 1,
-          runs: [{ trace: 'uniform', upload: 'writeBuffer', prefetch: true }, { trace: 'calibrated', upload: 'staging-ring', prefetch: true }],
+          runs: [{ trace: 'uniform', upload: 'writeBuffer', prefetch: true }, { trace: 'calibrated', upload: 'staging-ring', prefetch: true }, { trace: 'router', upload: 'staging-ring', prefetch: true, cacheAware: 1 }],
         });
+        expect(s.rows.map((r) => r.run)).toEqual(['uniform, writeBuffer, prefetch on', 'calibrated, staging-ring, prefetch on', 'router, cache-aware (keeps 1), staging-ring, prefetch on']);
         for (const r of s.rows) {
           expect(r.slotsPerLayer).toBe(4); // top_k + 2 of 8: the cap of 0 forces the minimum
           expect(r.hitRate).toBeGreaterThanOrEqual(0);
           expect(r.hitRate).toBeLessThan(1); // 4 of 8 slots: some misses must happen
           expect(r.mbUploadedPerToken).toBeGreaterThan(0);
-          expect(r.prefetchAccuracy).toBe(1); // the simulated predictor is exact at accuracy 1
+          if (!r.run.startsWith('router')) expect(r.prefetchAccuracy).toBe(1); // the simulated predictor is exact at accuracy 1
         }
       } finally {
         rmSync(dir, { recursive: true, force: true });
