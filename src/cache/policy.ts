@@ -118,9 +118,8 @@ export function cacheAwareRoute(r: LayerRouting, T: number, E: number, k: number
     }
     if (next === 0) continue;
     replaced += next;
-    let max = -Infinity, sum = 0, picked = 0;
-    for (let e = 0; e < E; e++) max = Math.max(max, logits[e]);
-    for (let e = 0; e < E; e++) sum += Math.exp(logits[e] - max);
+    const { max, sum } = softmaxOf(logits);
+    let picked = 0;
     for (const e of row) picked += Math.exp(logits[e] - max) / sum;
     row.forEach((e, j) => { r.w[t * k + j] = Math.exp(logits[e] - max) / sum / (normTopk ? picked : 1); });
   }
@@ -131,11 +130,17 @@ export function cacheAwareRoute(r: LayerRouting, T: number, E: number, k: number
 export function addRouterProbabilities(mass: Float64Array, logits: Float32Array): void {
   const E = mass.length;
   for (let r = 0; r + E < logits.length; r += E + 1) {
-    let max = -Infinity, sum = 0;
-    for (let e = 0; e < E; e++) max = Math.max(max, logits[r + e]);
-    for (let e = 0; e < E; e++) sum += Math.exp(logits[r + e] - max);
-    for (let e = 0; e < E; e++) mass[e] += Math.exp(logits[r + e] - max) / sum;
+    const row = logits.subarray(r, r + E), { max, sum } = softmaxOf(row);
+    for (let e = 0; e < E; e++) mass[e] += Math.exp(row[e] - max) / sum;
   }
+}
+
+/** A row's softmax as p_i = exp(x_i - max) / sum (f32 logits, summed in f64). */
+function softmaxOf(row: Float32Array): { max: number; sum: number } {
+  let max = -Infinity, sum = 0;
+  for (const x of row) max = Math.max(max, x);
+  for (const x of row) sum += Math.exp(x - max);
+  return { max, sum };
 }
 
 /** Least-recently-used record buffers up to a byte budget; remembers which came from a prefetch. */
