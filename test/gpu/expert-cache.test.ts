@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import * as policy from '../../src/cache/policy.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { Qwen3NextGpuModel } from '../../src/model/model.ts';
-import { expertStats, loadModel } from '../../src/cache/load.ts';
+import { expertStats, loadModel, routerMass } from '../../src/cache/load.ts';
 import type { StreamingOptions } from '../../src/cache/streaming-step.ts';
 import { expertLayout } from '../../src/format/pack.ts';
 import { NodeFileStore } from '../../src/store/node.ts';
@@ -117,7 +117,7 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
       expect(await bare.model.nextToken([DECODE[0]], greedy)).toBe(await resident.nextToken([DECODE[0]], greedy));
     }));
 
-  it('cache-aware routing: the rewritten picks and weights are what the GPU runs; a decode step uploads only exact picks', { timeout: 120_000 }, () =>
+  it('cache-aware routing: the rewritten picks and weights are what the GPU runs; a decode step uploads only exact picks; the router mass', { timeout: 120_000 }, () =>
     withGpuErrors(async () => {
       if (!residentModel) ({ model: residentModel, all: allBytes } = await open()); // run alone (-t)
       const resident = residentModel, k = resident.config.numExpertsPerTok, L = resident.config.numLayers;
@@ -130,7 +130,7 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
       const want = await steps(resident);
       const quarter = Math.floor(allBytes / 4);
       routed.length = 0;
-      const aware = await open({ expertCacheBytes: quarter, cacheAwareRouting: { exact: 3 } });
+      const aware = await open({ expertCacheBytes: quarter, cacheAwareRouting: { exact: 3 }, routerMass: true });
       const approx = await steps(aware.model);
       const s = expertStats(aware.model)!;
       expect(routed).toHaveLength(approx.length * L);
@@ -138,8 +138,23 @@ describe.runIf(existsSync(join(DIR, 'manifest.json')))('expert cache on brown-ti
       for (const l of s.lastStep) expect(l.misses, 'a decode step uploads at most the 3 exact picks a layer').toBeLessThanOrEqual(3);
       expect(Math.max(...approx[2].map((x, j) => Math.abs(x - want[2][j]))), 'another model').toBeGreaterThan(1e-3);
       let n = 0;
-      const replay = await open({ expertCacheBytes: quarter, routingTrace: () => routed[n++] });
+      const replay = await open({ expertCacheBytes: quarter, routingTrace: () => routed[n++], routerMass: true });
       (await steps(replay.model)).forEach((x, i) => expectClose(`replayed step ${i}`, x, approx[i], { maxAbs: TOL }));
+      // the routers' probabilities summed over the tokens (the fill's priority): over the prompt, the softmax of the
+      // resident model's router logits (its taps) summed over the rows; read alone or with cache-aware's rows alike
+      const E = resident.config.numExperts;
+      resident.reset();
+      await resident.forward(PROMPT, { taps: Array.from({ length: L }, (_, l) => `L${l}.router_logits`) });
+      const exact = await open({ expertCacheBytes: quarter, routerMass: true });
+      await exact.model.forward(PROMPT);
+      const mass = routerMass(exact.model)!, [ma, mr] = [aware.model, replay.model].map((m) => routerMass(m)!);
+      for (let l = 0; l < L; l++) {
+        const logits = await resident.readTap(`L${l}.router_logits`), want = new Float64Array(E);
+        policy.addRouterProbabilities(want, logits);
+        want.forEach((x, e) => expect(mass(l, e), `L${l} expert ${e}`).toBeCloseTo(x, 4));
+        expect(Array.from({ length: E }, (_, e) => ma(l, e)).reduce((a, b) => a + b)).toBeCloseTo(PROMPT.length + 2, 4);
+        for (let e = 0; e < E; e++) expect(mr(l, e)).toBeCloseTo(ma(l, e), 4);
+      }
       console.log(`[expert-cache] cache-aware, exact 3 of ${k}, 16/64 slots: ${s.totals.replaced} picks replaced, hit rate ${(s.totals.hitRate * 100).toFixed(1)}%, misses ${s.totals.misses}`);
     }));
 });
